@@ -1,0 +1,3 @@
+from lego_core.cli import main
+
+raise SystemExit(main())

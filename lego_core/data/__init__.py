@@ -1,0 +1,1 @@
+"""Dataset readers, the shared schema, synthetic data and tokenizers."""

@@ -1,0 +1,1 @@
+"""behavior bricks, one per file; each registers itself in the catalog."""

@@ -1,0 +1,1 @@
+"""content bricks, one per file; each registers itself in the catalog."""

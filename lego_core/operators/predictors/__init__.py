@@ -1,0 +1,1 @@
+"""predictors bricks, one per file; each registers itself in the catalog."""
