@@ -40,7 +40,10 @@ class BuildContext:
 class ContentOperator(nn.Module):
     """Encodes items: `forward(tokens [N, L], mask [N, L], item_ids [N]) -> [N, D]`.
 
-    Each operator uses the inputs its `input_kind` names and ignores the others. `cacheable`
+    Each operator uses the inputs its `input_kind` names and ignores the others: WORD_TOKENS
+    operators get word-vocabulary tokens; ITEM_ID and LM_TOKENS operators get `tokens=mask=None`
+    (an LM operator tokenizes `ctx.extra["item_texts"]` itself at build time and indexes its own
+    token table, or its layer cache, by item id). `cacheable`
     says whether its output for an item is fixed once weights are (true for all but stochastic
     ones); evaluation then encodes every item once.
     """
@@ -48,8 +51,14 @@ class ContentOperator(nn.Module):
     input_kind: ClassVar[str] = WORD_TOKENS
     cacheable: ClassVar[bool] = True
 
-    def forward(self, tokens: torch.Tensor, mask: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor | None, mask: torch.Tensor | None,
+                item_ids: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def pretrained_parameters(self) -> list[nn.Parameter]:
+        """Trainable parameters that start from pretrained weights (GloVe rows, LM layers, LoRA on
+        an LM): the trainer gives them the recipe's `lr_pretrained` instead of `lr`."""
+        return []
 
 
 class BehaviorOperator(nn.Module):
