@@ -1,0 +1,134 @@
+"""Cached and uncached evaluation.
+
+Cached: every item is encoded once into an item table, every user state (user, history length)
+once into a user table, and impressions are scored from the two tables. Uncached: each impression
+encodes its own history and candidates, the baseline the cache is measured against. Both give the
+same metrics on the same model.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from lego_core import metrics as metric_fns
+from lego_core.batches import impression_batches, padded_candidates
+from lego_core.data.schema import Dataset, Impressions
+from lego_core.model import Legommender, to_tensor
+
+REPORTED = ("auc", "gauc", "mrr", "ndcg@5", "ndcg@10", "hit@10")
+
+
+def _device(model: Legommender) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def item_table(model: Legommender, batch_size: int = 512, progress: bool = False) -> torch.Tensor:
+    """[N, D] vectors of every item, each encoded once."""
+    device, n = _device(model), model.num_items
+    chunks = []
+    for start in tqdm(range(0, n, batch_size), desc="encode items", disable=not progress, leave=False):
+        ids = torch.arange(start, min(start + batch_size, n), device=device)
+        chunks.append(model.encode_items(ids).float())
+    return torch.cat(chunks)
+
+
+def user_states(imps: Impressions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct (user, history_end) pairs of a split: (users, ends, state index of each impression)."""
+    pairs = np.stack([imps.users, imps.history_end], axis=1)
+    unique, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    return unique[:, 0], unique[:, 1], inverse.reshape(-1)
+
+
+@torch.no_grad()
+def user_table(model: Legommender, dataset: Dataset, users: np.ndarray, ends: np.ndarray,
+               items: torch.Tensor, batch_size: int = 512, progress: bool = False) -> torch.Tensor:
+    """[S, D] (or [S, K, D]) user vectors from the item table, each state encoded once."""
+    device, h = items.device, model.recipe.training.max_history
+    chunks = []
+    for start in tqdm(range(0, len(users), batch_size), desc="encode users", disable=not progress, leave=False):
+        u, e = users[start:start + batch_size], ends[start:start + batch_size]
+        hist, mask = dataset.gather_histories(u, e, h)
+        hist_t, mask_t = to_tensor(hist, device), to_tensor(mask, device)
+        chunks.append(model.encode_users(items[hist_t], mask_t, to_tensor(u, device)).float())
+    return torch.cat(chunks) if chunks else torch.zeros(0, items.shape[1], device=device)
+
+
+@torch.no_grad()
+def score_split(model: Legommender, dataset: Dataset, split: str, cached: bool = True,
+                batch_size: int = 512, progress: bool = False) -> np.ndarray:
+    """Logits for every candidate row of a split, aligned with `dataset.splits[split].items`."""
+    was_training = model.training
+    model.eval()
+    imps, device, h = dataset.splits[split], _device(model), model.recipe.training.max_history
+    scores = np.zeros(len(imps.items), dtype=np.float64)
+    if cached:
+        items = item_table(model, batch_size, progress)
+        users, ends, state = user_states(imps)
+        table = user_table(model, dataset, users, ends, items, batch_size, progress)
+    for rows in tqdm(impression_batches(imps, batch_size), desc=f"score {split}", disable=not progress, leave=False):
+        cands, valid, flat = padded_candidates(imps, rows)
+        cands_t = to_tensor(cands, device)
+        hist, mask = dataset.gather_histories(imps.users[rows], imps.history_end[rows], h)
+        hist_t, mask_t = to_tensor(hist, device), to_tensor(mask, device)
+        if cached:
+            user = table[to_tensor(state[rows], device)]
+            cand_vecs, hist_vecs = items[cands_t], items[hist_t]
+        else:  # every impression encodes its own history and candidates
+            b, c = cands.shape
+            cand_vecs = model.encode_items(cands_t.reshape(-1)).float().view(b, c, -1)
+            hist_vecs = model.encode_items(hist_t.reshape(-1)).float().view(b, h, -1)
+            user = model.encode_users(hist_vecs, mask_t, to_tensor(imps.users[rows], device)).float()
+        logits = model.score(user, cand_vecs, hist_vecs, mask_t).float()
+        scores[flat] = logits.cpu().numpy()[valid]
+    model.train(was_training)
+    return scores
+
+
+def evaluate(model: Legommender, dataset: Dataset, split: str, cached: bool = True, batch_size: int = 512,
+             progress: bool = False, metrics: tuple[str, ...] = REPORTED) -> dict:
+    """Ranking metrics of the model on one split (grouped by impression)."""
+    imps = dataset.splits[split]
+    scores = score_split(model, dataset, split, cached, batch_size, progress)
+    return metric_fns.compute(imps.labels, scores, imps.group, metrics)
+
+
+def evaluate_scores(dataset: Dataset, split: str, item_scores: np.ndarray,
+                    metrics: tuple[str, ...] = REPORTED) -> dict:
+    """Metrics of a user-independent scorer (e.g. popularity) on one split."""
+    imps = dataset.splits[split]
+    return metric_fns.compute(imps.labels, item_scores[imps.items].astype(np.float64), imps.group, metrics)
+
+
+def popularity(dataset: Dataset) -> np.ndarray:
+    """Popularity baseline, the floor every results table is compared against: per item, how many
+    distinct users clicked it in training data (train clicks and pre-evaluation histories)."""
+    n, imps = dataset.num_items, dataset.splits["train"]
+    seq_users = np.repeat(np.arange(dataset.num_users), np.diff(dataset.seq_offsets))
+    in_train = _train_sequence_mask(dataset)
+    clicked = imps.labels == 1
+    keys = np.concatenate([seq_users[in_train] * n + dataset.seq_items[in_train],
+                           imps.users[imps.group[clicked]] * n + imps.items[clicked]])
+    return np.bincount(np.unique(keys) % n, minlength=n).astype(np.float64)
+
+
+def _train_sequence_mask(dataset: Dataset) -> np.ndarray:
+    """Sequence positions that precede each user's first valid/test impression (no leakage)."""
+    limit = np.diff(dataset.seq_offsets).copy()
+    for split in ("valid", "test"):
+        imps = dataset.splits.get(split)
+        if imps is not None and len(imps):
+            np.minimum.at(limit, imps.users, imps.history_end)
+    pos = np.arange(len(dataset.seq_items)) - np.repeat(dataset.seq_offsets[:-1], np.diff(dataset.seq_offsets))
+    return pos < np.repeat(limit, np.diff(dataset.seq_offsets))
+
+
+def test_user_states(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's state at test time: (users 0..U-1, history length before their first test
+    impression, or their whole sequence when they have none). Used for the saved user table."""
+    ends = np.diff(dataset.seq_offsets).copy()
+    imps = dataset.splits.get("test")
+    if imps is not None and len(imps):
+        np.minimum.at(ends, imps.users, imps.history_end)
+    return np.arange(dataset.num_users), ends

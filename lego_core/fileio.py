@@ -1,0 +1,70 @@
+"""Crash-safe file writes shared by the run store, caches and trainers.
+
+Every write goes to a temporary file in the same folder and is then renamed over the target with
+`os.replace`, which is atomic on POSIX: a reader sees the old file or the new one, never half of it,
+even when the writer is killed mid-write.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = True) -> Path:
+    """Write `data` to `path` atomically (temp file in the same folder + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            if fsync:
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8", fsync: bool = True) -> Path:
+    """Write `text` to `path` atomically."""
+    return atomic_write_bytes(path, text.encode(encoding), fsync=fsync)
+
+
+def json_default(value: Any) -> Any:
+    """`json.dumps(default=...)` hook: numpy scalars/arrays and paths become plain JSON values."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2, fsync: bool = True) -> Path:
+    """Write `obj` as JSON atomically (numpy values converted)."""
+    return atomic_write_text(path, json.dumps(obj, indent=indent, default=json_default), fsync=fsync)
+
+
+def atomic_save_npy(path: str | os.PathLike, array: np.ndarray, fsync: bool = True) -> Path:
+    """Save an array in .npy format atomically (never pickles: object arrays are refused)."""
+    array = np.asarray(array)
+    if array.dtype == object:
+        raise TypeError("atomic_save_npy stores numeric arrays only (object arrays would need pickle)")
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return atomic_write_bytes(path, buffer.getvalue(), fsync=fsync)

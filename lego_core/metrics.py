@@ -1,0 +1,312 @@
+"""Ranking and CTR metrics over impressions, vectorized with numpy.
+
+Every grouped metric sorts the rows once by (impression, score descending) and works on per-row
+ranks with ``np.bincount`` sums, so 2.6M rows (MIND-dev scale) take about a second.
+
+Conventions (why they matter: a model that outputs constant scores must not look good):
+
+* Ties in ranking metrics (MRR, nDCG@k, Hit@k, Recall@k) are broken **pessimistically**: among
+  rows of one impression with equal scores, negatives are ranked above positives. A constant
+  predictor therefore gets the worst possible ranking score, never a lucky one, and the result
+  does not depend on row order.
+* Ties in AUC/GAUC get half credit (average ranks), exactly like ``sklearn.metrics.roc_auc_score``.
+* GAUC skips impressions with only positives or only negatives and reports how many it skipped.
+  Ranking metrics skip impressions with no positive (``compute`` reports them as
+  ``ranking_skipped``).
+* A metric with nothing to average over (AUC with one class, every group skipped) is ``nan``.
+* ``compute(..., metrics=["logloss"])`` treats ``scores`` as logits and evaluates the log loss of
+  ``sigmoid(scores)`` in the numerically stable form ``log(1 + exp(-s))``; ``logloss()`` itself
+  takes probabilities and clips them to ``[eps, 1 - eps]`` (float64 machine epsilon, as sklearn).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+
+from lego_core.errors import LegoError
+
+METRICS: tuple[str, ...] = ("auc", "gauc", "mrr", "ndcg", "hit", "recall", "logloss")
+"""Supported metric names. ``ndcg``, ``hit`` and ``recall`` take a cut-off: ``ndcg@10``."""
+
+_AT_K = ("ndcg", "hit", "recall")
+_NEEDS_K = ("hit", "recall")  # without a cut-off they are 1 for every impression: meaningless
+_RANKING = ("mrr", "ndcg", "hit", "recall")
+_LOWER_IS_BETTER = ("logloss",)
+DEFAULT_METRICS: tuple[str, ...] = ("auc", "gauc", "mrr", "ndcg@5", "ndcg@10", "hit@10")
+
+
+class MetricError(LegoError):
+    """Metric inputs or metric names are invalid."""
+
+
+# ----------------------------------------------------------------------------- names
+
+
+def parse_name(name: str) -> tuple[str, int | None]:
+    """Split ``"ndcg@10"`` into ``("ndcg", 10)``; raise MetricError for names we do not support."""
+    valid = "auc, gauc, mrr, ndcg[@k], hit@k, recall@k, logloss (k a positive integer)"
+    if not isinstance(name, str):
+        raise MetricError(f"metric name {name!r} is not a string; use one of: {valid}")
+    text = name.strip().lower()
+    base, sep, k_text = text.partition("@")
+    if base not in METRICS:
+        raise MetricError(f"unknown metric {name!r}; use one of: {valid}")
+    if not sep:
+        if base in _NEEDS_K:
+            raise MetricError(f"metric {name!r} needs a cut-off, e.g. '{base}@10'")
+        return base, None
+    if base not in _AT_K:
+        raise MetricError(f"metric {name!r} takes no cut-off; write '{base}'")
+    if not k_text.isdigit() or int(k_text) < 1:
+        raise MetricError(f"metric {name!r} has a bad cut-off; write e.g. '{base}@10'")
+    return base, int(k_text)
+
+
+def higher_is_better(name: str) -> bool:
+    """True when a larger value of metric ``name`` is better (early stopping and best-run picks)."""
+    base, _ = parse_name(name)
+    return base not in _LOWER_IS_BETTER
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _labels(labels: object) -> np.ndarray:
+    arr = np.asarray(labels)
+    if arr.ndim != 1:
+        raise MetricError(f"labels must be a 1-D array, got shape {arr.shape}; flatten them")
+    if arr.size == 0:
+        raise MetricError("labels are empty; metrics need at least one row")
+    if arr.dtype == bool:
+        return arr.astype(np.float64)
+    if not np.issubdtype(arr.dtype, np.number):
+        raise MetricError(f"labels must be 0/1 numbers, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    bad = ~((arr == 0) | (arr == 1))
+    if bad.any():
+        raise MetricError(
+            f"labels must be 0 or 1; row {int(np.argmax(bad))} is {arr[bad][0]!r} "
+            f"({int(bad.sum())} bad rows); binarize labels before evaluating"
+        )
+    return arr
+
+
+def _values(values: object, n: int, what: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise MetricError(f"{what} must be a 1-D array, got shape {arr.shape}; flatten them")
+    if arr.shape[0] != n:
+        raise MetricError(f"{what} has {arr.shape[0]} rows but labels have {n}; align them row by row")
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise MetricError(f"{what} must be numbers, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    nan = np.isnan(arr)
+    if nan.any():
+        raise MetricError(
+            f"{what} contain {int(nan.sum())} NaN values (first at row {int(np.argmax(nan))}); "
+            "the model diverged or the inputs hold NaN"
+        )
+    return arr
+
+
+def _groups(groups: object, n: int) -> np.ndarray:
+    arr = np.asarray(groups)
+    if arr.ndim != 1:
+        raise MetricError(f"groups must be a 1-D array, got shape {arr.shape}; flatten them")
+    if arr.shape[0] != n:
+        raise MetricError(
+            f"groups has {arr.shape[0]} rows but labels have {n}; give one impression id per row"
+        )
+    if arr.dtype.kind == "f" and np.isnan(arr).any():
+        raise MetricError("groups contain NaN; give every row an impression id")
+    return arr
+
+
+# ----------------------------------------------------------------------------- sorted views
+
+
+def _run_starts(sorted_values: np.ndarray) -> np.ndarray:
+    """Boolean flags: True where a run of equal values begins in an already sorted array."""
+    flags = np.empty(sorted_values.shape[0], dtype=bool)
+    flags[0] = True
+    np.not_equal(sorted_values[1:], sorted_values[:-1], out=flags[1:])
+    return flags
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """Validated labels/scores plus one global sort by score, shared by AUC and the grouped view."""
+
+    labels: np.ndarray  # float64 0/1
+    scores: np.ndarray  # float64, no NaN
+    order: np.ndarray  # row indices by descending score
+    dense: np.ndarray  # per row: index of its distinct score, 0 = highest
+    n_distinct: int
+
+    @classmethod
+    def build(cls, labels: object, scores: object) -> "_Scored":
+        y = _labels(labels)
+        s = _values(scores, y.shape[0], "scores")
+        order = np.argsort(-s)
+        run_id = np.cumsum(_run_starts(s[order])) - 1
+        dense = np.empty(y.shape[0], dtype=np.int64)
+        dense[order] = run_id
+        return cls(y, s, order, dense, int(run_id[-1]) + 1)
+
+    def auc(labels: object, scores: object) -> float:
+    """Global ROC AUC (ties count half, as sklearn); nan when only one class is present."""
+    return _Scored.build(labels, scores).auc()
+
+
+def gauc(self) -> tuple[float, int]:
+        nneg = self.size - self.npos
+        valid = (self.npos > 0) & (nneg > 0)
+        rank_sum = self._per_group(self.avg_rank_asc * self.labels)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per = (rank_sum - self.npos * (self.npos + 1) / 2.0) / (self.npos * nneg)
+        value = float(per[valid].mean()) if valid.any() else float("nan")
+        return value, int((~valid).sum())
+
+    def mrr(self) -> float:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per = self._per_group(self.labels / self.rank) / self.npos
+        return self._mean_over_positive_groups(per)
+
+    def ndcg(self, k: int | None) -> float:
+        top = self.labels if k is None else self.labels * (self.rank <= k)
+        dcg = self._per_group(top / np.log2(self.rank + 1.0))
+        # binary labels: the ideal list puts min(npos, k) positives at ranks 1..
+        n_ideal = self.npos.astype(np.int64)
+        if k is not None:
+            n_ideal = np.minimum(n_ideal, k)
+        discounts = 1.0 / np.log2(np.arange(2, int(n_ideal.max()) + 2))
+        idcg = np.concatenate(([0.0], np.cumsum(discounts)))[n_ideal]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per = dcg / idcg
+        return self._mean_over_positive_groups(per)
+
+    def _top_k_positives(self, k: int) -> np.ndarray:
+        return self._per_group(self.labels * (self.rank <= k))
+
+    def hit(self, k: int) -> float:
+        return self._mean_over_positive_groups((self._top_k_positives(k) > 0).astype(np.float64))
+
+    def recall(self, k: int) -> float:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per = self._top_k_positives(k) / self.npos
+        return self._mean_over_positive_groups(per)
+
+
+def _ranked(labels: object, scores: object, groups: object) -> _Ranked:
+    return _Ranked.build(_Scored.build(labels, scores), groups)
+
+
+def _check_k(k: object, name: str) -> int:
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise MetricError(f"{name} cut-off k must be a positive integer, got {k!r}")
+    return int(k)
+
+
+# ----------------------------------------------------------------------------- public metrics
+
+
+def auc(labels: object, scores: object) -> float:
+    """Global ROC AUC (ties count half, as sklearn); nan when only one class is present."""
+    y = _labels(labels)
+    s = _values(scores, y.shape[0], "scores")
+    npos = y.sum()
+    nneg = y.shape[0] - npos
+    if npos == 0 or nneg == 0:
+        return float("nan")
+    order = np.argsort(s, kind="stable")
+    ss = s[order]
+    n = ss.shape[0]
+    new_run = np.empty(n, dtype=bool)
+    new_run[0] = True
+    np.not_equal(ss[1:], ss[:-1], out=new_run[1:])
+    run_starts = np.flatnonzero(new_run)
+    run_ends = np.append(run_starts[1:], n) - 1
+    avg = ((run_starts + run_ends) / 2.0 + 1.0)[np.cumsum(new_run) - 1]
+    rank_sum = float(np.dot(avg, y[order]))
+    return (rank_sum - npos * (npos + 1) / 2.0) / (npos * nneg)
+
+
+def gauc(labels: object, scores: object, groups: object) -> tuple[float, int]:
+    """Mean per-impression AUC; returns (value, number of single-class impressions skipped)."""
+    return _ranked(labels, scores, groups).gauc()
+
+
+def mrr(labels: object, scores: object, groups: object) -> float:
+    """MIND MRR: per impression, sum of 1/rank over positives / number of positives; then mean."""
+    return _ranked(labels, scores, groups).mrr()
+
+
+def ndcg(labels: object, scores: object, groups: object, k: int | None = None) -> float:
+    """MIND nDCG@k (binary gains, log2(rank+1) discount) per impression, then mean; k=None: full list."""
+    if k is not None:
+        k = _check_k(k, "ndcg")
+    return _ranked(labels, scores, groups).ndcg(k)
+
+
+def hit(labels: object, scores: object, groups: object, k: int) -> float:
+    """Share of impressions with at least one positive in the top k."""
+    return _ranked(labels, scores, groups).hit(_check_k(k, "hit"))
+
+
+def recall(labels: object, scores: object, groups: object, k: int) -> float:
+    """Per impression, positives in the top k / positives; then mean."""
+    return _ranked(labels, scores, groups).recall(_check_k(k, "recall"))
+
+
+def logloss(labels: object, probs: object) -> float:
+    """Mean binary cross-entropy of probabilities, clipped to [eps, 1-eps] like sklearn."""
+    y = _labels(labels)
+    p = _values(probs, y.shape[0], "probs")
+    if (p < 0).any() or (p > 1).any():
+        raise MetricError("probs must lie in [0, 1]; pass sigmoid(logits), or use compute() with logits")
+    eps = np.finfo(np.float64).eps
+    p = np.clip(p, eps, 1 - eps)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
+
+
+def compute(
+    labels: object,
+    scores: object,
+    groups: object,
+    metrics: Iterable[str] = DEFAULT_METRICS,
+) -> dict[str, float | int]:
+    """Compute several metrics with one sort; scores are logits (``logloss`` applies sigmoid).
+
+    Returns ``{name: value}`` with names as given (lower-cased), plus ``gauc_skipped`` (int) when
+    GAUC is asked for and ``ranking_skipped`` (int, impressions with no positive) when a ranking
+    metric is asked for.
+    """
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    parsed = [(name.strip().lower(), *parse_name(name)) for name in metrics]
+    scored = _Scored.build(labels, scores)
+    ranked: _Ranked | None = None
+    if any(base in _RANKING or base == "gauc" for _, base, _ in parsed):
+        ranked = _Ranked.build(scored, groups)
+    out: dict[str, float | int] = {}
+    for key, base, k in parsed:
+        if base == "auc":
+            out[key] = scored.auc()
+        elif base == "gauc":
+            out[key], out["gauc_skipped"] = ranked.gauc()
+        elif base == "mrr":
+            out[key] = ranked.mrr()
+        elif base == "ndcg":
+            out[key] = ranked.ndcg(k)
+        elif base == "hit":
+            out[key] = ranked.hit(k)
+        elif base == "recall":
+            out[key] = ranked.recall(k)
+        elif base == "logloss":
+            out[key] = scored.logloss_from_logits()
+        if base in _RANKING:
+            out["ranking_skipped"] = ranked.no_positive
+    return out

@@ -1,0 +1,175 @@
+"""Recipe: dataset + three bricks + their parameters + training settings, as YAML.
+
+A recipe is validated before anything runs (unknown brick, impossible combination, out-of-range
+value), so the CLI, the job launcher and the app all refuse a bad one with the same one-line error.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lego_core.errors import RecipeError
+from lego_core.operators import catalog
+
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:\d+)?)$"
+VALIDATION_METRICS = ("auc", "gauc", "mrr", "ndcg@5", "ndcg@10", "hit@10")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetChoice(_Strict):
+    name: str = "ml-100k"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class BrickChoice(_Strict):
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Training(_Strict):
+    dim: int = Field(64, ge=4, le=4096, description="model width D")
+    negatives: int = Field(4, ge=1, le=200, description="sampled negatives K per clicked item")
+    batch_size: int = Field(64, ge=1, le=8192)
+    lr: float = Field(1e-3, gt=0, le=1, description="learning rate of the randomly initialised parts")
+    lr_pretrained: float = Field(1e-4, gt=0, le=1, description="learning rate of pretrained parts")
+    weight_decay: float = Field(0.0, ge=0, le=1)
+    epochs: int = Field(5, ge=1, le=1000)
+    patience: int = Field(2, ge=0, le=1000, description="epochs without improvement before stopping")
+    metric: str = Field("auc", description="validation metric for early stopping and the best checkpoint")
+    seed: int = Field(2023, ge=0)
+    device: str = Field("auto", pattern=DEVICE_PATTERN)
+    amp: bool = Field(True, description="mixed precision on CUDA (ignored elsewhere)")
+    max_history: int = Field(50, ge=1, le=1000, description="most recent clicks fed to the behaviour brick")
+    max_length: int = Field(30, ge=1, le=512, description="tokens per item text")
+    fields: list[str] = Field(default_factory=list, description="item fields forming the text (default: dataset's)")
+    template: str | None = Field(None, description="item text template, e.g. 'Title: {title}. Genre: {genres}.'")
+    glove: bool = Field(True, description="start word embeddings from GloVe 6B 50d")
+    loss: str | None = Field(None, description="softmax or bce (default: the predictor's)")
+    max_steps_per_epoch: int | None = Field(None, ge=1, description="cap on steps per epoch (quick runs)")
+    eval_batch_size: int = Field(512, ge=1, le=65536)
+    log_every: int = Field(10, ge=1)
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if value not in VALIDATION_METRICS:
+            raise ValueError(f"must be one of {list(VALIDATION_METRICS)}")
+        return value
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, value: str | None) -> str | None:
+        if value not in (None, "softmax", "bce"):
+            raise ValueError("must be 'softmax' or 'bce'")
+        return value
+
+
+class Recipe(_Strict):
+    name: str = "custom"
+    dataset: DatasetChoice = Field(default_factory=DatasetChoice)
+    content: BrickChoice
+    behavior: BrickChoice
+    predictor: BrickChoice
+    training: Training = Field(default_factory=Training)
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "recipe") -> "Recipe":
+        if not isinstance(data, dict):
+            raise RecipeError(f"{source}: a recipe must be a YAML mapping with content, behavior and predictor")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "recipe"
+            got = f" (got {err['input']!r})" if err["type"] != "missing" and not isinstance(err["input"], dict) else ""
+            raise RecipeError(f"{source}: field '{where}': {err['msg']}{got}") from None
+
+    @classmethod
+    def from_yaml(cls, text_or_path: str | Path) -> "Recipe":
+        """Parse YAML text or a file path (validated structurally; call validate() for bricks)."""
+        source = "recipe"
+        text = str(text_or_path)
+        if isinstance(text_or_path, Path) or ("\n" not in text and text.endswith((".yaml", ".yml"))):
+            path = Path(text_or_path)
+            if not path.is_file():
+                raise RecipeError(f"recipe file {path} not found; give a path to a .yaml recipe or a preset name")
+            source, text = str(path), path.read_text(encoding="utf-8")
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise RecipeError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        return cls.from_dict(data, source)
+
+    @classmethod
+    def preset(cls, name: str) -> "Recipe":
+        """A preset from recipes/ by name (e.g. 'nrms')."""
+        path = RECIPES_DIR / f"{name.lower()}.yaml"
+        if not path.is_file():
+            raise RecipeError(f"unknown preset '{name}'; choose one of: {', '.join(presets())}")
+        return cls.from_yaml(path)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def with_overrides(self, overrides: dict[str, Any] | list[str]) -> "Recipe":
+        """A copy with dotted keys replaced, e.g. {"training.epochs": 1} or ["training.epochs=1"]
+        (string values are parsed as YAML scalars, so "1" becomes 1 and "true" True)."""
+        if isinstance(overrides, (list, tuple)):
+            pairs = {}
+            for item in overrides:
+                if "=" not in item:
+                    raise RecipeError(f"override '{item}' must look like key=value, e.g. training.epochs=1")
+                key, value = item.split("=", 1)
+                pairs[key.strip()] = yaml.safe_load(value) if value.strip() else None
+            overrides = pairs
+        data = self.model_dump(mode="json")
+        for key, value in overrides.items():
+            node, parts = data, key.split(".")
+            for part in parts[:-1]:
+                if not isinstance(node.get(part), dict):
+                    node[part] = {} if part in ("params", "options") else node.get(part)
+                if not isinstance(node.get(part), dict):
+                    raise RecipeError(f"override '{key}': '{part}' is not a section of the recipe")
+                node = node[part]
+            node[parts[-1]] = value
+        return Recipe.from_dict(data, "recipe overrides")
+
+    # ---- validation ---------------------------------------------------------------------
+    def validate_bricks(self) -> dict[str, dict]:
+        """Check brick names, their parameters and compatibility; returns the full params."""
+        full = {}
+        for kind, choice in (("content", self.content), ("behavior", self.behavior), ("predictor", self.predictor)):
+            full[kind] = catalog.get(choice.name, kind).validate(choice.params)
+        reason = catalog.compatible(self.content.name, self.behavior.name, self.predictor.name)
+        if reason:
+            raise RecipeError(reason)
+        losses = catalog.get(self.predictor.name, "predictor").losses
+        if self.training.loss and self.training.loss not in losses:
+            raise RecipeError(f"predictor '{self.predictor.name}' supports losses {list(losses)}, "
+                              f"not '{self.training.loss}'; set training.loss to one of them")
+        return full
+
+    def validate(self) -> "Recipe":  # type: ignore[override]
+        """Raise RecipeError on any problem; return self for chaining."""
+        self.validate_bricks()
+        return self
+
+    @property
+    def loss(self) -> str:
+        return self.training.loss or catalog.get(self.predictor.name, "predictor").losses[0]
+
+    def summary(self) -> str:
+        return f"{self.content.name} + {self.behavior.name} + {self.predictor.name} on {self.dataset.name}"
+
+
+def presets() -> list[str]:
+    """Names of the recipes shipped in recipes/."""
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))

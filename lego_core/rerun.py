@@ -1,0 +1,27 @@
+"""Re-open a finished run: rebuild its model from the recipe, load the best checkpoint, evaluate."""
+from __future__ import annotations
+
+import torch
+
+from lego_core import datasets, evaluate as ev
+from lego_core.errors import RunError
+from lego_core.model import Legommender, build
+from lego_core.recipe import Recipe
+
+
+def load_model(run, device: str = "cpu") -> tuple[Legommender, object]:
+    """(model with the run's best weights, dataset) for a run directory."""
+    recipe = Recipe.from_yaml(run.path / "recipe.yaml").validate()
+    checkpoint = run.checkpoint_path("best")
+    if not checkpoint.exists():
+        raise RunError(f"run {run.id} has no best checkpoint ({checkpoint}); train it first or resume it")
+    dataset = datasets.load(recipe.dataset.name, **recipe.dataset.options)
+    model = build(recipe, dataset, device).to(device)
+    model.load_state_dict(torch.load(checkpoint, map_location=device, weights_only=True)["model"])
+    return model.eval(), dataset
+
+
+def evaluate_run(run, cached: bool = True, splits: list[str] | tuple = ("valid", "test")) -> dict:
+    model, dataset = load_model(run)
+    return {split: ev.evaluate(model, dataset, split, cached=cached, progress=True,
+                               batch_size=model.recipe.training.eval_batch_size) for split in splits}

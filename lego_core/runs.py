@@ -1,0 +1,425 @@
+"""The run store: one folder per training run under `cache/runs/<run_id>/`, the single source of truth.
+
+A run folder holds `recipe.yaml`, `status.json`, `steps.jsonl` / `epochs.jsonl` (metric history),
+`log.txt`, `checkpoints/{last,best}.pt`, `metrics.json` and `embeddings/` (item and user tables).
+Files are written atomically (temp file + rename), so a reader (the app, `jobs list`) never sees a
+half-written status or metrics file even when the trainer is killed; history files are JSON lines
+appended and flushed one record at a time, and a torn last line is skipped on read.
+Timestamps (`created`, `started`, `ended`) are unix seconds (float).
+"""
+from __future__ import annotations
+
+import builtins
+import fcntl
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from lego_core.errors import RecipeError, RunError
+from lego_core.fileio import atomic_save_npy, atomic_write_json, atomic_write_text, json_default
+from lego_core.paths import cache_dir
+
+STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
+ACTIVE_STATES = ("queued", "running")
+FINAL_STATES = ("succeeded", "failed", "cancelled", "interrupted")
+_KIND = re.compile(r"^[a-z][a-z0-9_]*$")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def now() -> float:
+    """The timestamp format of status.json (unix seconds)."""
+    return time.time()
+
+
+def runs_root(root: str | os.PathLike | None = None) -> Path:
+    """The folder holding all runs: `root`, else `cache/runs` (created on demand)."""
+    if root is None:
+        return cache_dir("runs")
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "run"
+
+
+def _recipe_text(recipe: Any) -> tuple[str, dict]:
+    """YAML text + parsed mapping of a Recipe, a dict, YAML text or a path to a YAML file."""
+    if hasattr(recipe, "to_yaml"):
+        text = recipe.to_yaml()
+    elif isinstance(recipe, dict):
+        text = yaml.safe_dump(recipe, sort_keys=False)
+    elif isinstance(recipe, Path) or (isinstance(recipe, str) and "\n" not in recipe
+                                       and recipe.endswith((".yaml", ".yml"))):
+        path = Path(recipe)
+        if not path.is_file():
+            raise RecipeError(f"recipe file {path} not found; give a path to a .yaml recipe")
+        text = path.read_text(encoding="utf-8")
+    elif isinstance(recipe, str):
+        text = recipe
+    else:
+        raise RecipeError(f"a recipe must be a Recipe, a mapping or YAML text, not {type(recipe).__name__}")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"recipe: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise RecipeError("recipe: a recipe must be a YAML mapping with content, behavior and predictor")
+    return text, data
+
+
+def _recipe_label(data: dict) -> str:
+    """Short name for run ids: the recipe/preset name, else its three brick names."""
+    name = data.get("name") or data.get("preset")
+    if isinstance(name, str) and name and name != "custom":
+        return _slug(name)
+    bricks = [str((data.get(k) or {}).get("name", "")) for k in ("content", "behavior", "predictor")
+              if isinstance(data.get(k), dict)]
+    return _slug("-".join(b for b in bricks if b)) or "run"
+
+
+class Run:
+    """One run folder. Cheap to construct; every accessor reads the files, so it never goes stale."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path).resolve()
+        self.id = self.path.name
+        self._cache: dict[str, tuple[tuple, Any]] = {}
+
+    def __repr__(self) -> str:
+        return f"Run({self.id!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Run) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    # ---- recipe -------------------------------------------------------------------------
+    @property
+    def recipe_path(self) -> Path:
+        return self.path / "recipe.yaml"
+
+    def recipe_text(self) -> str:
+        try:
+            return self.recipe_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise RunError(f"run {self.id}: {self.recipe_path} is missing; the run folder is damaged") from None
+
+    def recipe(self) -> Any:
+        """The run's Recipe (or a plain dict where lego_core.recipe is not importable)."""
+        text = self.recipe_text()
+        try:
+            from lego_core.recipe import Recipe
+        except ImportError:
+            return yaml.safe_load(text)
+        return Recipe.from_yaml(text)
+
+    # ---- status -------------------------------------------------------------------------
+    @property
+    def status_path(self) -> Path:
+        return self.path / "status.json"
+
+    def _read_status(self) -> tuple[dict | None, str]:
+        try:
+            data = json.loads(self.status_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None, f"{self.status_path} is missing"
+        except (OSError, ValueError) as exc:
+            return None, f"{self.status_path} is unreadable ({exc})"
+        if not isinstance(data, dict):
+            return None, f"{self.status_path} does not hold a JSON object"
+        return data, ""
+
+    def status(self) -> dict:
+        """status.json as a dict; a missing or corrupt file gives state 'unknown' with the reason."""
+        data, reason = self._read_status()
+        if data is None:
+            return {"state": "unknown", "error": reason}
+        data.setdefault("state", "unknown")
+        return data
+
+    @property
+    def state(self) -> str:
+        return str(self.status().get("state", "unknown"))
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Exclusive lock on this run's status (read-modify-write by trainer, scheduler, cancel)."""
+        with builtins.open(self.path / ".status.lock", "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def set_status(self, **fields: Any) -> dict:
+        """Merge `fields` into status.json (atomic); returns the new status."""
+        if "state" in fields and fields["state"] not in STATES:
+            raise ValueError(f"unknown run state {fields['state']!r}; one of {STATES}")
+        with self.locked():
+            current = self._read_status()[0] or {}  # a corrupt file is replaced, not merged
+            current.update(fields)
+            atomic_write_json(self.status_path, current)
+        return current
+
+    def is_active(self) -> bool:
+        """True while queued or running (as last recorded; jobs.refresh() corrects stale states)."""
+        return self.state in ACTIVE_STATES
+
+    # ---- history ------------------------------------------------------------------------
+    def _history_path(self, kind: str) -> Path:
+        if not _KIND.match(kind):
+            raise ValueError(f"history kind {kind!r} must be a lowercase name such as 'steps' or 'epochs'")
+        return self.path / f"{kind}.jsonl"
+
+    def append(self, kind: str, record: dict) -> None:
+        """Append one record to `<kind>.jsonl` ('steps' or 'epochs') and flush it."""
+        path = self._history_path(kind)
+        line = json.dumps(record, default=json_default)
+        with builtins.open(path, "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                handle.seek(0, os.SEEK_END)
+                if handle.tell() > 0:  # a previous writer died mid-line: start on a fresh line
+                    handle.seek(-1, os.SEEK_END)
+                    if handle.read(1) != b"\n":
+                        handle.write(b"\n")
+                handle.write(line.encode("utf-8") + b"\n")
+                handle.flush()
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def history(self, kind: str) -> list[dict]:
+        """All records of `<kind>.jsonl`, oldest first; torn or corrupt lines are skipped."""
+        path = self._history_path(kind)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return []
+        records = []
+        for line in raw.splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+        return records
+
+    def rewrite_history(self, kind: str, records: Iterable[dict]) -> None:
+        """Replace `<kind>.jsonl` atomically (e.g. a resumed run dropping epochs after its checkpoint)."""
+        text = "".join(json.dumps(r, default=json_default) + "\n" for r in records)
+        atomic_write_text(self._history_path(kind), text)
+
+    # ---- metrics, log, checkpoints --------------------------------------------------------
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.json"
+
+    def metrics(self) -> dict:
+        """Final metrics ({} until the run has written them)."""
+        try:
+            data = json.loads(self.metrics_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except ValueError as exc:
+            raise RunError(f"run {self.id}: {self.metrics_path} is unreadable ({exc})") from None
+        return data if isinstance(data, dict) else {}
+
+    def write_metrics(self, metrics: dict) -> None:
+        atomic_write_json(self.metrics_path, metrics)
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / "log.txt"
+
+    def checkpoint_path(self, name: str = "last") -> Path:
+        """`checkpoints/<name>.pt` ('last' to resume from, 'best' for evaluation); folder created."""
+        if not _KIND.match(name):
+            raise ValueError(f"checkpoint name {name!r} must be a lowercase name such as 'last' or 'best'")
+        folder = self.path / "checkpoints"
+        folder.mkdir(exist_ok=True)
+        return folder / f"{name}.pt"
+
+    # ---- embeddings -------------------------------------------------------------------------
+    @property
+    def embeddings_dir(self) -> Path:
+        return self.path / "embeddings"
+
+    def save_embeddings(self, item_ids: Iterable, item_vectors: np.ndarray,
+                        user_ids: Iterable | None = None, user_vectors: np.ndarray | None = None) -> None:
+        """Store item vectors [N, D] and user vectors [U, D] or [U, K, D] with their id lists."""
+        folder = self.embeddings_dir
+        folder.mkdir(exist_ok=True)
+        for name, ids, vectors in (("item", item_ids, item_vectors), ("user", user_ids, user_vectors)):
+            if vectors is None:
+                continue
+            ids = np.asarray(ids).tolist() if ids is not None else None
+            vectors = np.asarray(vectors, dtype=np.float32)
+            if ids is None or len(ids) != len(vectors):
+                raise ValueError(f"{name} ids ({None if ids is None else len(ids)}) and vectors "
+                                 f"({len(vectors)}) differ in length")
+            atomic_save_npy(folder / f"{name}s.npy", vectors)
+            atomic_write_json(folder / f"{name}_ids.json", ids, indent=None)
+
+    def _load_table(self, name: str) -> tuple[list, np.ndarray]:
+        array_path = self.embeddings_dir / f"{name}s.npy"
+        ids_path = self.embeddings_dir / f"{name}_ids.json"
+        try:
+            key = tuple((p.stat().st_mtime_ns, p.stat().st_size) for p in (array_path, ids_path))
+        except FileNotFoundError:
+            raise RunError(f"run {self.id} has no {name} embeddings yet ({array_path} missing); "
+                           "they are written when training finishes") from None
+        cached = self._cache.get(name)
+        if cached and cached[0] == key:
+            return cached[1]
+        ids = json.loads(ids_path.read_text(encoding="utf-8"))
+        array = np.load(array_path, allow_pickle=False)
+        if len(ids) != len(array):
+            raise RunError(f"run {self.id}: {ids_path} lists {len(ids)} ids but {array_path} has {len(array)} rows")
+        self._cache[name] = (key, (ids, array))
+        return ids, array
+
+    def item_embeddings(self) -> tuple[list, np.ndarray]:
+        """(item ids, vectors [N, D])."""
+        return self._load_table("item")
+
+    def user_embeddings(self) -> tuple[list, np.ndarray]:
+        """(user ids, vectors [U, D] or [U, K, D] for multi-interest behaviour bricks)."""
+        return self._load_table("user")
+
+    def recommend(self, user_id: Any, k: int = 10, exclude: Iterable | None = None) -> pd.DataFrame:
+        """Top-k items for a user from the cached tables: dot product (max over interests for [U, K, D]).
+
+        `exclude` drops item ids (e.g. the user's history). Columns: item_id, score, rank (1 = best).
+        """
+        item_ids, items = self.item_embeddings()
+        user_ids, users = self.user_embeddings()
+        row = _find(user_ids, user_id)
+        if row is None:
+            raise RunError(f"user {user_id!r} is not in run {self.id}'s user table ({len(user_ids)} users)")
+        user = users[row]
+        scores = items @ user.T if user.ndim == 2 else items @ user  # [N, K] or [N]
+        if scores.ndim == 2:
+            scores = scores.max(axis=1)
+        scores = scores.astype(np.float64)
+        keep = np.ones(len(item_ids), dtype=bool)
+        if exclude is not None:
+            lookup = _index(item_ids)
+            for item in exclude:
+                pos = _find(item_ids, item, lookup)
+                if pos is not None:
+                    keep[pos] = False
+        candidates = np.flatnonzero(keep)
+        order = candidates[np.argsort(-scores[candidates], kind="stable")][: max(int(k), 0)]
+        ids_array = np.asarray(item_ids, dtype=object)
+        return pd.DataFrame({"item_id": ids_array[order].tolist(), "score": scores[order],
+                             "rank": np.arange(1, len(order) + 1)})
+
+
+def _index(ids: list) -> dict:
+    lookup: dict = {}
+    for pos, value in enumerate(ids):
+        lookup.setdefault(value, pos)
+        lookup.setdefault(str(value), pos)
+    return lookup
+
+
+def _find(ids: list, value: Any, lookup: dict | None = None) -> int | None:
+    """Position of `value` in `ids`, matching ints and their string forms ('7' finds 7)."""
+    lookup = lookup if lookup is not None else _index(ids)
+    if isinstance(value, np.generic):
+        value = value.item()
+    try:
+        if value in lookup:
+            return lookup[value]
+    except TypeError:
+        return None
+    return lookup.get(str(value))
+
+
+# ---- module functions ------------------------------------------------------------------
+def create(recipe: Any, root: str | os.PathLike | None = None, run_id: str | None = None,
+           **status: Any) -> Run:
+    """Create a run folder with recipe.yaml and status.json (state 'queued' unless given)."""
+    text, data = _recipe_text(recipe)
+    base = runs_root(root)
+    if run_id is not None:
+        if not _ID.match(run_id):
+            raise RunError(f"run id {run_id!r} may only hold letters, digits, '-', '_' and '.'")
+        path = base / run_id
+        try:
+            path.mkdir()
+        except FileExistsError:
+            raise RunError(f"run {run_id} already exists under {base}; choose another id") from None
+    else:
+        label = _recipe_label(data)
+        while True:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            path = base / f"{stamp}-{label}-{secrets.token_hex(2)}"
+            try:
+                path.mkdir()
+                break
+            except FileExistsError:
+                continue
+    run = Run(path)
+    atomic_write_text(run.recipe_path, text)
+    fields = {"state": "queued", "created": now(), "host": socket.gethostname()}
+    fields.update(status)
+    run.set_status(**fields)
+    return run
+
+
+def open(id_or_path: str | os.PathLike | Run, root: str | os.PathLike | None = None) -> Run:  # noqa: A001
+    """A run by id (under `root`, default cache/runs) or by its folder path."""
+    if isinstance(id_or_path, Run):
+        return id_or_path
+    text = os.fspath(id_or_path)
+    candidate = Path(text)
+    if isinstance(id_or_path, Path) or os.sep in text or text.startswith("."):
+        path = candidate
+    else:
+        path = runs_root(root) / text
+    if not path.is_dir():
+        raise RunError(f"run {text!r} not found (no folder {path}); list runs with "
+                       "`python -m lego_core jobs list`")
+    if not (path / "recipe.yaml").exists() and not (path / "status.json").exists():
+        raise RunError(f"{path} is not a run folder (no recipe.yaml or status.json)")
+    return Run(path)
+
+
+def list(root: str | os.PathLike | None = None) -> builtins.list[Run]:  # noqa: A001
+    """All runs under `root`, newest first (by creation time, then id)."""
+    base = runs_root(root)
+    found = []
+    for path in base.iterdir():
+        if path.is_dir() and not path.name.startswith(".") and (path / "recipe.yaml").exists():
+            run = Run(path)
+            created = run.status().get("created")
+            if not isinstance(created, (int, float)):
+                created = path.stat().st_mtime
+            found.append((created, run.id, run))
+    found.sort(key=lambda item: (item[0], item[1]), reverse=True)
+    return [run for _, _, run in found]
+
+
+def delete(run_id: str | os.PathLike | Run, root: str | os.PathLike | None = None) -> None:
+    """Remove a run folder; refuses a running run (cancel it first)."""
+    run = open(run_id, root)
+    status = run.status()
+    if status.get("state") == "running":
+        raise RunError(f"run {run.id} is running; cancel it first (`python -m lego_core jobs cancel {run.id}`)")
+    shutil.rmtree(run.path)

@@ -1,0 +1,341 @@
+"""The training loop: listwise softmax (or BCE) over 1 clicked + K negatives, Adam, early stopping
+on a validation metric, exact resume from the last checkpoint, and DistributedDataParallel when
+started by torchrun (gloo on CPU, nccl on GPUs; rank 0 evaluates and writes)."""
+from __future__ import annotations
+
+import os
+import platform
+import signal
+import socket
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from lego_core import datasets, evaluate as ev, metrics as metric_fns
+from lego_core.batches import TrainingSamples
+from lego_core.errors import LegoError, RecipeError
+from lego_core.model import Legommender, build, to_tensor
+from lego_core.recipe import Recipe
+
+
+def pick_device(name: str) -> torch.device:
+    """`auto` picks CUDA, then MPS, then CPU; an explicit device that is absent is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RecipeError(f"training.device is '{name}' but no CUDA GPU is visible; use 'auto' or 'cpu'")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise RecipeError("training.device is 'mps' but MPS is not available; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+@dataclass
+class Dist:
+    """Where this process stands in a (possibly) distributed run."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+
+def init_distributed(device_name: str) -> tuple[Dist, torch.device]:
+    """Join the process group torchrun set up (if any) and pick this process's device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    info = Dist(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+    device = pick_device(device_name)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return info, device
+
+
+class _Stop:
+    """Turns SIGTERM into a flag the loop checks between steps, so cancel can checkpoint."""
+
+    def __init__(self):
+        self.requested = False
+        try:
+            signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not in the main thread (e.g. inside a test runner thread)
+            pass
+
+    def _handle(self, *_):
+        self.requested = True
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if not (enabled and device.type == "cuda"):
+        return nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def loss_fn(logits: torch.Tensor, kind: str) -> torch.Tensor:
+    """Column 0 holds the clicked item: softmax CE over the list, or BCE on every cell."""
+    logits = logits.float()
+    if kind == "softmax":
+        return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
+    labels = torch.zeros_like(logits)
+    labels[:, 0] = 1
+    return F.binary_cross_entropy_with_logits(logits, labels)
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer:
+    """Trains one recipe into one run directory (`lego_core.runs.Run`)."""
+
+    def __init__(self, recipe: Recipe, run, progress: bool = True):
+        self.recipe, self.run, self.progress = recipe.validate(), run, progress
+        self.t = recipe.training
+        self.dist, self.device = init_distributed(self.t.device)
+        self.stop = _Stop()
+
+    # ---- setup --------------------------------------------------------------------------
+    def _log(self, message: str) -> None:
+        if self.dist.main:
+            with open(self.run.log_path, "a", encoding="utf-8") as fh:
+                fh.write(f"{time.strftime('%H:%M:%S')} {message}\n")
+            if not self.progress:
+                return
+            tqdm.write(message)
+
+    def _status(self, **fields) -> None:
+        if self.dist.main:
+            self.run.set_status(**fields)
+
+    def setup(self) -> None:
+        torch.manual_seed(self.t.seed)
+        np.random.seed(self.t.seed % 2 ** 32)
+        self.dataset = datasets.load(self.recipe.dataset.name, **self.recipe.dataset.options)
+        self.samples = TrainingSamples(self.dataset, self.t.negatives, self.t.max_history)
+        self.model: Legommender = build(self.recipe, self.dataset, self.device).to(self.device)
+        pretrained, other = self.model.parameter_groups()
+        groups = [{"params": other, "lr": self.t.lr}]
+        if pretrained:
+            groups.append({"params": pretrained, "lr": self.t.lr_pretrained})
+        self.optimizer = torch.optim.Adam(groups, weight_decay=self.t.weight_decay)
+        self.net = self.model
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids,
+                                                                 find_unused_parameters=True)
+        amp = self.t.amp and self.device.type == "cuda" and not torch.cuda.is_bf16_supported()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=amp)
+        self.steps_per_epoch = -(-len(self.samples) // (self.t.batch_size * self.dist.world))
+        if self.t.max_steps_per_epoch:
+            self.steps_per_epoch = min(self.steps_per_epoch, self.t.max_steps_per_epoch)
+        self.state = {"epoch": 0, "step": 0, "best": None, "best_epoch": -1, "bad_epochs": 0, "global_step": 0}
+
+    # ---- checkpoints --------------------------------------------------------------------
+    def save_checkpoint(self, name: str) -> None:
+        if not self.dist.main:
+            return
+        payload = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                   "scaler": self.scaler.state_dict(), "rng": _rng_state(), "state": dict(self.state)}
+        path = self.run.checkpoint_path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+
+    def load_checkpoint(self, name: str, full: bool = True) -> bool:
+        path = self.run.checkpoint_path(name)
+        if not path.exists():
+            return False
+        payload = torch.load(path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(payload["model"])
+        if full:
+            self.optimizer.load_state_dict(payload["optimizer"])
+            self.scaler.load_state_dict(payload["scaler"])
+            _set_rng_state(payload["rng"])
+            self.state = payload["state"]
+        return True
+
+    # ---- loop ---------------------------------------------------------------------------
+    def train_epoch(self, epoch: int) -> float | None:
+        """One epoch from self.state['step']; returns the mean loss, or None when cancelled."""
+        order = self.samples.epoch_order(self.t.seed, epoch, self.dist.rank, self.dist.world)
+        self.net.train()
+        losses, start_step = [], self.state["step"]
+        bar = tqdm(range(start_step, self.steps_per_epoch), desc=f"epoch {epoch + 1}/{self.t.epochs}",
+                   disable=not (self.progress and self.dist.main), initial=start_step, total=self.steps_per_epoch)
+        for step in bar:
+            if self._stop_requested():
+                self.state["step"] = step
+                return None
+            idx = order[step * self.t.batch_size:(step + 1) * self.t.batch_size]
+            batch = self.samples.batch(idx, self.t.seed, epoch, step)
+            with _autocast(self.device, self.t.amp):
+                logits = self.net(to_tensor(batch.users, self.device), to_tensor(batch.history, self.device),
+                                  to_tensor(batch.history_mask, self.device), to_tensor(batch.candidates, self.device))
+            loss = loss_fn(logits, self.recipe.loss)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            value = float(loss.detach())
+            if not np.isfinite(value):
+                raise LegoError(f"training diverged (loss {value}) at epoch {epoch + 1}, step {step + 1}; "
+                                "lower training.lr or training.lr_pretrained")
+            losses.append(value)
+            self.state["global_step"] += 1
+            bar.set_postfix(loss=f"{value:.4f}")
+            if self.dist.main and (step + 1) % self.t.log_every == 0:
+                self.run.append("steps", {"epoch": epoch, "step": step + 1, "global_step": self.state["global_step"],
+                                          "loss": float(np.mean(losses[-self.t.log_every:]))})
+                done = (epoch + (step + 1) / self.steps_per_epoch) / self.t.epochs
+                self._status(progress=round(done, 4), epoch=epoch)
+        self.state["step"] = 0
+        return float(np.mean(losses)) if losses else float("nan")
+
+    def _stop_requested(self) -> bool:
+        flag = self.stop.requested
+        if self.dist.enabled:  # every rank must stop at the same step
+            t = torch.tensor([int(flag)], device=self.device)
+            dist.all_reduce(t)
+            flag = bool(t.item())
+        return flag
+
+    def _broadcast_stop(self, stop: bool) -> bool:
+        if not self.dist.enabled:
+            return stop
+        t = torch.tensor([int(stop)], device=self.device)
+        dist.broadcast(t, src=0)
+        return bool(t.item())
+
+    def validate(self, epoch: int, loss: float) -> bool:
+        """Evaluate on valid (rank 0), keep the best checkpoint; True when early stopping says stop."""
+        stop = False
+        if self.dist.main:
+            result = ev.evaluate(self.model, self.dataset, "valid", batch_size=self.t.eval_batch_size,
+                                 progress=self.progress)
+            value = result[self.t.metric]
+            better = self.state["best"] is None or (value > self.state["best"] if metric_fns.higher_is_better(
+                self.t.metric) else value < self.state["best"])
+            if better:
+                self.state.update(best=value, best_epoch=epoch, bad_epochs=0)
+                self.save_checkpoint("best")
+            else:
+                self.state["bad_epochs"] += 1
+            stop = self.state["bad_epochs"] > self.t.patience
+            self.run.append("epochs", {"epoch": epoch + 1, "loss": loss, **{f"valid_{k}": v for k, v in result.items()}})
+            self._log(f"epoch {epoch + 1}: loss {loss:.4f}, valid {self.t.metric} {value:.4f}"
+                      f"{' (best)' if better else ''}")
+        self.state["epoch"] = epoch + 1
+        self.save_checkpoint("last")
+        return self._broadcast_stop(stop)
+
+    def finish(self) -> dict:
+        """Reload the best checkpoint, evaluate valid and test, save metrics and embedding tables."""
+        if not self.dist.main:
+            return {}
+        self.load_checkpoint("best", full=False)
+        result = {split: ev.evaluate(self.model, self.dataset, split, batch_size=self.t.eval_batch_size,
+                                     progress=self.progress) for split in ("valid", "test")}
+        pop = ev.popularity(self.dataset)
+        result["popularity"] = {split: ev.evaluate_scores(self.dataset, split, pop) for split in ("valid", "test")}
+        result.update(best_epoch=self.state["best_epoch"] + 1, parameters=self.model.parameter_count(),
+                      trainable_parameters=self.model.parameter_count(trainable_only=True),
+                      scoring="dot" if self.recipe.predictor.name in ("dot", "miner") else "model")
+        self.save_embeddings()
+        return result
+
+    @torch.no_grad()
+    def save_embeddings(self) -> None:
+        self.model.eval()
+        items = ev.item_table(self.model, self.t.eval_batch_size)
+        users, ends = ev.test_user_states(self.dataset)
+        table = ev.user_table(self.model, self.dataset, users, ends, items, self.t.eval_batch_size)
+        self.run.save_embeddings(self.dataset.items["item_id"].astype(str).tolist(), items.cpu().numpy(),
+                                 [str(u) for u in self.dataset.users], table.cpu().numpy())
+
+    def fit(self, resume: bool = False) -> dict:
+        started = time.time()
+        self._status(state="running", pid=os.getpid(), host=socket.gethostname(), device=str(self.device),
+                     nproc=self.dist.world, started=started, ended=None, error=None, progress=0.0,
+                     environment=environment())
+        self.setup()
+        if resume and self.load_checkpoint("last"):
+            self._log(f"resumed at epoch {self.state['epoch'] + 1}, step {self.state['step']}")
+        self._log(f"training {self.recipe.summary()} on {self.device} ({self.dist.world} process(es)); "
+                  f"{len(self.samples)} samples, {self.steps_per_epoch} steps/epoch, "
+                  f"{self.model.parameter_count():,} parameters")
+        for epoch in range(self.state["epoch"], self.t.epochs):
+            if self.state["step"] == 0:  # a fresh epoch starts from a known RNG state (exact resume)
+                torch.manual_seed(self.t.seed * 1000 + epoch + self.dist.rank)
+            loss = self.train_epoch(epoch)
+            if loss is None:  # cancelled: keep a checkpoint to resume from
+                self.save_checkpoint("last")
+                self._status(state="cancelled", ended=time.time())
+                self._log("cancelled; checkpoint saved")
+                return {}
+            if self.validate(epoch, loss):
+                self._log(f"early stopping after epoch {epoch + 1}")
+                break
+        result = self.finish()
+        result["train_seconds"] = round(time.time() - started, 2)
+        if self.dist.main:
+            self.run.write_metrics(result)
+            self._status(state="succeeded", ended=time.time(), progress=1.0)
+            self._log(f"done: test {', '.join(f'{k} {v:.4f}' for k, v in result['test'].items() if isinstance(v, float))}")
+        return result
+
+
+def run(recipe: Recipe, run, resume: bool = False, progress: bool = True) -> dict:
+    """Train `recipe` into `run`; on failure record the error in the run's status and re-raise."""
+    trainer = None
+    try:
+        trainer = Trainer(recipe, run, progress)
+        return trainer.fit(resume)
+    except BaseException as exc:
+        if trainer is None or trainer.dist.main:
+            message = str(exc) if isinstance(exc, LegoError) else f"{type(exc).__name__}: {exc}"
+            run.set_status(state="failed" if not isinstance(exc, KeyboardInterrupt) else "cancelled",
+                           ended=time.time(), error=message.splitlines()[0] if message else type(exc).__name__)
+            with open(run.log_path, "a", encoding="utf-8") as fh:
+                fh.write(f"error: {message}\n")
+        raise
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def environment() -> dict:
+    """Package versions and machine, recorded with every run."""
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "numpy": np.__version__, "host": socket.gethostname(),
+            "cpus": os.cpu_count(), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
