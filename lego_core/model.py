@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from lego_core.data.schema import Dataset
-from lego_core.operators import catalog
+from lego_core.operators.catalog import compatible, get as get_brick
 from lego_core.operators.base import LM_TOKENS, WORD_TOKENS, BuildContext
 from lego_core.paths import cache_dir
 from lego_core.recipe import Recipe
@@ -25,7 +25,7 @@ class Legommender(nn.Module):
         self.recipe = recipe
         self.num_items, self.num_users = dataset.num_items, dataset.num_users
         t = recipe.training
-        content_spec = catalog.get(recipe.content.name, "content")
+        content_spec = get_brick(recipe.content.name, "content")
         self.input_kind = content_spec.cls.input_kind
         ctx = BuildContext(dim=t.dim, num_items=dataset.num_items, num_users=dataset.num_users,
                            max_history=t.max_history, extra={"cache_dir": str(cache_dir()), "device": str(device)})
@@ -42,8 +42,8 @@ class Legommender(nn.Module):
 
             ctx.extra["item_texts"] = item_texts(dataset, fields or None, t.template)
         self.content = content_spec.cls(ctx, **params["content"])
-        self.behavior = catalog.get(recipe.behavior.name, "behavior").cls(ctx, **params["behavior"])
-        predictor_spec = catalog.get(recipe.predictor.name, "predictor")
+        self.behavior = get_brick(recipe.behavior.name, "behavior").cls(ctx, **params["behavior"])
+        predictor_spec = get_brick(recipe.predictor.name, "predictor")
         self.predictor = predictor_spec.cls(ctx, **params["predictor"])
         self.needs_history = predictor_spec.cls.needs_history
 

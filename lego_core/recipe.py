@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lego_core.errors import RecipeError
-from lego_core.operators import catalog
+from lego_core.operators.catalog import compatible, get as get_brick
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:\d+)?)$"
@@ -147,11 +147,11 @@ class Recipe(_Strict):
         """Check brick names, their parameters and compatibility; returns the full params."""
         full = {}
         for kind, choice in (("content", self.content), ("behavior", self.behavior), ("predictor", self.predictor)):
-            full[kind] = catalog.get(choice.name, kind).validate(choice.params)
-        reason = catalog.compatible(self.content.name, self.behavior.name, self.predictor.name)
+            full[kind] = get_brick(choice.name, kind).validate(choice.params)
+        reason = compatible(self.content.name, self.behavior.name, self.predictor.name)
         if reason:
             raise RecipeError(reason)
-        losses = catalog.get(self.predictor.name, "predictor").losses
+        losses = get_brick(self.predictor.name, "predictor").losses
         if self.training.loss and self.training.loss not in losses:
             raise RecipeError(f"predictor '{self.predictor.name}' supports losses {list(losses)}, "
                               f"not '{self.training.loss}'; set training.loss to one of them")
@@ -164,7 +164,7 @@ class Recipe(_Strict):
 
     @property
     def loss(self) -> str:
-        return self.training.loss or catalog.get(self.predictor.name, "predictor").losses[0]
+        return self.training.loss or get_brick(self.predictor.name, "predictor").losses[0]
 
     def summary(self) -> str:
         return f"{self.content.name} + {self.behavior.name} + {self.predictor.name} on {self.dataset.name}"

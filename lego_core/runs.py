@@ -20,15 +20,17 @@ import socket
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import numpy as np
-import pandas as pd
 import yaml
 
 from lego_core.errors import RecipeError, RunError
 from lego_core.fileio import atomic_save_npy, atomic_write_json, atomic_write_text, json_default
 from lego_core.paths import cache_dir
+
+if TYPE_CHECKING:  # pandas is imported lazily: job supervisors import this module and start fast
+    import pandas as pd
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
 ACTIVE_STATES = ("queued", "running")
@@ -175,6 +177,19 @@ class Run:
             atomic_write_json(self.status_path, current)
         return current
 
+    def update_status(self, change: Callable[[dict], dict | None]) -> dict:
+        """Read-modify-write under the status lock: `change(current)` returns the fields to merge
+        (or None to leave the file alone); returns the resulting status."""
+        with self.locked():
+            current = self._read_status()[0] or {}
+            fields = change(dict(current))
+            if fields:
+                if "state" in fields and fields["state"] not in STATES:
+                    raise ValueError(f"unknown run state {fields['state']!r}; one of {STATES}")
+                current.update(fields)
+                atomic_write_json(self.status_path, current)
+        return current
+
     def is_active(self) -> bool:
         """True while queued or running (as last recorded; jobs.refresh() corrects stale states)."""
         return self.state in ACTIVE_STATES
@@ -306,6 +321,8 @@ class Run:
 
         `exclude` drops item ids (e.g. the user's history). Columns: item_id, score, rank (1 = best).
         """
+        import pandas as pd
+
         item_ids, items = self.item_embeddings()
         user_ids, users = self.user_embeddings()
         row = _find(user_ids, user_id)

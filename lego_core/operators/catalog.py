@@ -87,7 +87,7 @@ class BrickSpec:
                 "provides": list(self.provides), "losses": list(self.losses)}
 
 
-_REGISTRY: dict[str, BrickSpec] = {}
+_REGISTRY: dict[tuple[str, str], BrickSpec] = {}  # (kind, name): names are unique per kind
 _LOADED = False
 
 
@@ -104,7 +104,7 @@ def register(name: str, kind: str, description: str, paper: str, params: list[Pa
         else:
             needs = (cls.needs,) + (("history",) if cls.needs_history else ())
             provides, losses = ("scores",), tuple(cls.losses)
-        _REGISTRY[name] = BrickSpec(name, kind, cls, description, paper, tuple(params), needs, provides, losses)
+        _REGISTRY[(kind, name)] = BrickSpec(name, kind, cls, description, paper, tuple(params), needs, provides, losses)
         cls.brick_name = name
         return cls
 
@@ -123,16 +123,27 @@ def _load_all() -> None:
 
 
 def catalog(kind: str | None = None) -> dict[str, BrickSpec]:
-    """All registered bricks (optionally of one kind), by name."""
+    """The registered bricks of one kind by name; with kind=None all of them keyed "kind/name"
+    (a content and a behaviour brick may share a name, e.g. `pooling`)."""
     _load_all()
-    return {n: s for n, s in _REGISTRY.items() if kind is None or s.kind == kind}
+    if kind is None:
+        return {f"{k}/{n}": s for (k, n), s in _REGISTRY.items()}
+    return {n: s for (k, n), s in _REGISTRY.items() if k == kind}
 
 
 def get(name: str, kind: str | None = None) -> BrickSpec:
     """The spec of brick `name`; RecipeError listing the valid names when unknown."""
+    if kind is None:
+        found = [s for s in catalog().values() if s.name == name]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise RecipeError(f"'{name}' is a {' and a '.join(s.kind for s in found)} brick; say which kind")
+        names = sorted({s.name for s in catalog().values()})
+        raise RecipeError(f"unknown brick '{name}'; choose one of: {', '.join(names)}")
     specs = catalog(kind)
     if name not in specs:
-        raise RecipeError(f"unknown {kind or 'brick'} '{name}'; choose one of: {', '.join(sorted(specs))}")
+        raise RecipeError(f"unknown {kind} '{name}'; choose one of: {', '.join(sorted(specs))}")
     return specs[name]
 
 

@@ -1,0 +1,67 @@
+"""Legommenders app: pick a dataset, build a recommender from bricks, train it in the background,
+then explore its item embeddings and each user's recommendations.
+
+Run with `streamlit run app.py` (or `make app`). This script owns the navigation and the shared
+sidebar (the current dataset); each page lives in pages/ and only calls lego_core's public API.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+ROOT = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path:  # pages import `pages._common` and `lego_core` from here
+    sys.path.insert(0, str(ROOT))
+
+from pages import _common as ui  # noqa: E402
+
+st.set_page_config(page_title="Legommenders", page_icon=":material/widgets:", layout="wide")
+
+PAGES = [
+    st.Page("pages/datasets.py", title="Datasets", icon=":material/dataset:", default=True),
+    st.Page("pages/builder.py", title="Builder", icon=":material/construction:"),
+    st.Page("pages/training.py", title="Training", icon=":material/monitoring:"),
+    st.Page("pages/embeddings.py", title="Embeddings", icon=":material/scatter_plot:"),
+    st.Page("pages/users.py", title="Users", icon=":material/person_search:"),
+    st.Page("pages/experiments.py", title="Experiments", icon=":material/table_chart:"),
+]
+
+
+def sidebar() -> None:
+    """The current dataset, shared by every page through st.session_state['dataset']."""
+    st.session_state.setdefault("dataset", ui.DEFAULT_DATASET)
+    st.session_state.setdefault("synthetic_options", dict(ui.QUICK_SYNTHETIC))
+    with st.sidebar:
+        try:
+            listed = ui.available_datasets()
+        except ui.LegoError as exc:
+            st.error(ui.one_line(exc))
+            listed = []
+        names = [d["name"] for d in listed if d.get("loadable", True)] or [ui.DEFAULT_DATASET]
+        if st.session_state["dataset"] not in names:
+            st.session_state["dataset"] = names[0] if ui.DEFAULT_DATASET not in names else ui.DEFAULT_DATASET
+        info = {d["name"]: d for d in listed}
+        st.selectbox("Dataset", names, key="dataset",
+                     help="The dataset every page works on; the Builder trains on it.")
+        description = info.get(st.session_state["dataset"], {}).get("description")
+        if description:
+            st.caption(description)
+        if st.session_state["dataset"] == "synthetic":
+            options = st.session_state["synthetic_options"]
+            with st.expander("Synthetic size", expanded=False):
+                for field, label, low, high in (("n_items", "Items", 20, 50000), ("n_users", "Users", 10, 50000),
+                                                ("n_impressions", "Impressions", 10, 100000)):
+                    options[field] = int(st.number_input(label, low, high, int(options.get(field, low)),
+                                                         key=f"synthetic-{field}"))
+        unloadable = [d for d in listed if not d.get("loadable", True)]
+        if unloadable:
+            with st.expander(f"{len(unloadable)} unavailable", expanded=False):
+                for d in unloadable:
+                    st.text(f"{d['name']}: {d.get('reason', '')}")
+
+
+pg = st.navigation(PAGES)
+sidebar()
+pg.run()

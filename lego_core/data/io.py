@@ -1,0 +1,179 @@
+"""Reading user files into DataFrames with errors that name the file, line or column and the fix.
+
+Every reader goes through these helpers so encoding, emptiness, missing columns, duplicate ids and
+timestamp problems are reported the same way everywhere.
+"""
+from __future__ import annotations
+
+import csv
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from lego_core.errors import DataError
+
+PROGRESS_MIN_BYTES = 20_000_000  # files larger than this show a tqdm bar while read
+
+
+class DataWarning(UserWarning):
+    """Rows were dropped from a dataset (unknown items, duplicates, too-short users)."""
+
+
+def warn(message: str) -> None:
+    """Emit a DataWarning pointing at the caller of the reader, not at this helper."""
+    warnings.warn(message, DataWarning, stacklevel=3)
+
+
+def require_file(path: Path, what: str) -> Path:
+    """The path, or DataError saying which file is missing and what it should be."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} not found: {what}")
+    return path
+
+
+def _first_bad_utf8_line(path: Path) -> int:
+    """1-based number of the first line that is not valid UTF-8 (0 when none is found)."""
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 0
+
+
+def encoding_error(path: Path) -> DataError:
+    """The DataError for a file that is not UTF-8, naming its first bad line."""
+    line = _first_bad_utf8_line(path)
+    where = f" (line {line})" if line else ""
+    return DataError(f"{path} is not valid UTF-8{where}: re-save the file with UTF-8 encoding")
+
+
+def read_delimited(path: Path, sep: str, *, header: bool, names: list[str] | None = None,
+                   encoding: str = "utf-8", desc: str | None = None) -> pd.DataFrame:
+    """Read a delimited text file as strings (no NA guessing, no quote processing for TSV).
+
+    Raises DataError for a missing/empty file, a non-UTF-8 file and rows with too many fields.
+    Large files show a byte-based tqdm progress bar.
+    """
+    path = Path(path)
+    size = path.stat().st_size if path.is_file() else -1
+    if size < 0:
+        raise DataError(f"{path} not found")
+    if size == 0:
+        raise DataError(f"{path} is empty: it needs {'a header line and ' if header else ''}data rows")
+    quoting = csv.QUOTE_NONE if sep in ("\t", "|") else csv.QUOTE_MINIMAL
+    try:
+        with open(path, "rb") as raw, tqdm.wrapattr(raw, "read", total=size, desc=desc or path.name,
+                                                    disable=size < PROGRESS_MIN_BYTES) as handle:
+            frame = pd.read_csv(handle, sep=sep, header=0 if header else None, names=names,
+                                dtype=str, keep_default_na=False, na_filter=False,
+                                quoting=quoting, encoding=encoding, index_col=False)
+    except UnicodeDecodeError:
+        raise encoding_error(path) from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path} is empty: it needs {'a header line and ' if header else ''}data rows") from None
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{path}: {str(exc).strip()}; every row needs the same number of "
+                        f"{'tab' if sep == chr(9) else repr(sep)}-separated fields") from None
+    if len(frame) == 0:
+        raise DataError(f"{path} has no data rows")
+    return frame
+
+
+def first_short_line(path: Path, sep: str, fields: int) -> int:
+    """1-based number of the first non-blank line with fewer than `fields` fields (0 when none).
+
+    pandas pads short rows with empty strings, which hides a truncated row; this counts the
+    separators per line on the raw bytes instead (vectorized; for unquoted formats like TSV)."""
+    data = np.fromfile(path, dtype=np.uint8)
+    ends = np.flatnonzero(data == 10)
+    if not len(data):
+        return 0
+    if data[-1] != 10:
+        ends = np.append(ends, len(data))
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    seps = np.flatnonzero(data == ord(sep))
+    counts = np.searchsorted(seps, ends) - np.searchsorted(seps, starts) + 1
+    length = ends - starts - (data[np.maximum(ends - 1, 0)] == 13)
+    bad = np.flatnonzero((counts < fields) & (length > 0))
+    return int(bad[0]) + 1 if len(bad) else 0
+
+
+def read_table(path: Path, desc: str | None = None) -> pd.DataFrame:
+    """A user table: CSV/TSV (UTF-8, header line) or Parquet, chosen by the file extension."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise DataError(f"{path} not found")
+    if suffix in (".parquet", ".pq"):
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises several unrelated types for a corrupt file
+            raise DataError(f"{path} is not a readable Parquet file ({type(exc).__name__}: {exc})") from None
+        if len(frame) == 0:
+            raise DataError(f"{path} has no rows")
+        frame.columns = [str(c) for c in frame.columns]
+        return frame
+    if suffix in (".csv", ".tsv", ".txt"):
+        sep = "\t" if suffix == ".tsv" else ","
+        frame = read_delimited(path, sep, header=True, desc=desc)
+        frame.columns = [str(c).strip() for c in frame.columns]
+        return frame
+    raise DataError(f"{path}: unsupported file type {suffix!r}; use .csv, .tsv or .parquet")
+
+
+def check_columns(frame: pd.DataFrame, required: list[str], path: Path, hint: str = "") -> None:
+    """DataError naming the missing columns and the columns the file has."""
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path} lacks column(s) {missing}; it has {list(frame.columns)}"
+                        + (f"; {hint}" if hint else ""))
+
+
+def line_of(row: int, header: bool) -> int:
+    """1-based file line of 0-based data row `row`."""
+    return int(row) + (2 if header else 1)
+
+
+def check_unique(values: pd.Series, path: Path, column: str, header: bool) -> None:
+    """DataError naming a duplicated id and the lines it is on."""
+    dup = values.duplicated(keep=False).to_numpy()
+    if dup.any():
+        rows = np.flatnonzero(dup)
+        first = values.iloc[rows[0]]
+        first = first.item() if isinstance(first, np.generic) else first
+        lines = [line_of(r, header) for r in rows[values.iloc[rows].to_numpy() == first][:5]]
+        raise DataError(f"{path}: duplicate id {first!r} in column {column!r} (lines {lines}); "
+                        f"{int(dup.sum())} rows share an id. Each id must appear once")
+
+
+def to_unix_seconds(values: pd.Series, path: Path, column: str, header: bool) -> np.ndarray:
+    """Numeric timestamps (unix seconds; floats are floored) or a datetime column -> int64.
+
+    A value that is not a number raises DataError naming the column, the line and the value.
+    """
+    if pd.api.types.is_datetime64_any_dtype(values):
+        if values.isna().any():
+            row = int(np.flatnonzero(values.isna().to_numpy())[0])
+            raise DataError(f"{path}: column {column!r} line {line_of(row, header)} has no timestamp")
+        stamp = values.dt.tz_localize("UTC") if values.dt.tz is None else values.dt.tz_convert("UTC")
+        return ((stamp - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
+    if pd.api.types.is_bool_dtype(values):
+        raise DataError(f"{path}: column {column!r} holds booleans, not timestamps (unix seconds)")
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = numbers.isna().to_numpy() | ~np.isfinite(numbers.to_numpy(dtype=float, na_value=np.nan))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{path}: column {column!r} line {line_of(row, header)} has non-numeric timestamp "
+                        f"{values.iloc[row]!r}; timestamps must be unix seconds (numbers)")
+    return np.floor(numbers.to_numpy(dtype=float)).astype(np.int64)
+
+
+def text_column(values: pd.Series) -> pd.Series:
+    """A column as clean strings ("" for missing) so every item field is text."""
+    return values.astype(object).where(values.notna(), "").astype(str)

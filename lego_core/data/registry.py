@@ -1,0 +1,110 @@
+"""Datasets registered by name under cache/datasets/<name>/ (uploaded tables, MIND folders).
+
+A registered folder holds `dataset.json` (kind, source, options, description) and the processed
+dataset (arrays.npz, items.parquet, meta.json); tables also keep copies of their source files in
+`sources/` so other options (seed, negatives) can be re-derived. Registration validates by
+loading fully before anything is written, then writes the folder atomically.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from lego_core.data.cache import PROCESSED, read_dataset, write_atomic, write_dataset
+from lego_core.data.schema import Dataset
+from lego_core.errors import DataError
+from lego_core.paths import cache_dir
+
+MANIFEST = "dataset.json"
+RESERVED = ("ml-100k", "synthetic")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_name(name: str) -> str:
+    """A valid registration name (letters, digits, '_', '.', '-'; not a built-in name)."""
+    if not isinstance(name, str) or not _NAME.match(name) or name in RESERVED or name == PROCESSED:
+        raise DataError(f"dataset name {name!r} is not allowed: use 1-64 letters, digits, '_', '.' or '-' "
+                        f"(starting with a letter or digit), other than {list(RESERVED)}")
+    return name
+
+
+def folder_of(name: str) -> Path:
+    return cache_dir("datasets") / name
+
+
+def manifests() -> list[dict]:
+    """The manifest of every registered dataset, sorted by name (unreadable ones are skipped)."""
+    out = []
+    for path in sorted(cache_dir("datasets").glob(f"*/{MANIFEST}")):
+        if path.parent.name.startswith("."):
+            continue
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        manifest["name"] = path.parent.name
+        manifest["loadable"] = (path.parent / "meta.json").is_file()
+        out.append(manifest)
+    return out
+
+
+def manifest(name: str) -> dict | None:
+    path = folder_of(name) / MANIFEST if _NAME.match(name or "") else None
+    if path is None or not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+def register(name: str, kind: str, dataset: Dataset, options: dict, source: dict, description: str,
+             copies: dict[str, Path] | None = None, overwrite: bool = False) -> Dataset:
+    """Store an already-validated dataset under cache/datasets/<name>/ (atomic)."""
+    check_name(name)
+    target = folder_of(name)
+    if target.exists() and not overwrite:
+        raise DataError(f"a dataset named {name!r} is already registered ({target}); choose another name or "
+                        "pass overwrite=True")
+    dataset.name = name
+    dataset.info["fingerprint"] = f"registered-{name}-{time.time_ns()}"
+    doc = {"kind": kind, "description": description, "options": options, "source": source,
+           "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "summary": dataset.summary()}
+
+    def fill(tmp: Path) -> None:
+        write_dataset(dataset, tmp)
+        if copies:
+            (tmp / "sources").mkdir()
+            for stored, original in copies.items():
+                shutil.copyfile(original, tmp / "sources" / stored)
+        (tmp / MANIFEST).write_text(json.dumps(doc, indent=1, default=str))
+
+    write_atomic(target, fill, replace=overwrite)
+    return dataset
+
+
+def load(name: str, options: dict, rebuild: Callable[[Path, dict, dict], Dataset]) -> Dataset:
+    """A registered dataset: the stored one when `options` match its own, else `rebuild(folder,
+    manifest, options)` from its sources."""
+    doc = manifest(name)
+    if doc is None:
+        raise DataError(f"no dataset named {name!r} is registered")
+    folder = folder_of(name)
+    stored = doc.get("options", {})
+    unknown = [k for k in options if k not in stored]
+    if unknown:
+        raise DataError(f"dataset {name!r} ({doc['kind']}) takes options {sorted(stored)}, not {unknown}")
+    if all(options[k] == stored[k] for k in options):
+        dataset = read_dataset(folder)
+        dataset.info["cache"] = "hit"
+        return dataset
+    return rebuild(folder, doc, {**stored, **options})
+
+
+def delete(name: str) -> None:
+    """Remove a registered dataset's folder."""
+    check_name(name)
+    if not (folder_of(name) / MANIFEST).is_file():
+        raise DataError(f"no dataset named {name!r} is registered")
+    shutil.rmtree(folder_of(name))

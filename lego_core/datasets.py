@@ -1,0 +1,153 @@
+"""Public dataset API: what can be loaded here, loading by name or path, registering uploads, and
+the `python -m lego_core datasets` subcommand. Readers live in lego_core.data.*."""
+from __future__ import annotations
+
+import argparse
+import inspect
+from pathlib import Path
+
+from lego_core.data import mind, movielens, registry, synthetic, tables
+from lego_core.data.schema import Dataset
+from lego_core.errors import DataError, LegoError
+
+DEFAULT = "ml-100k"
+_LEAVE_LAST_OUT_OPTIONS = ("negatives", "seed")
+_MIND_OPTIONS = ("seed",)
+_SYNTHETIC_OPTIONS = tuple(p for p in inspect.signature(synthetic.generate).parameters)
+
+
+def _check_options(what: str, options: dict, allowed: tuple) -> None:
+    unknown = [k for k in options if k not in allowed]
+    if unknown:
+        raise DataError(f"{what} takes options {list(allowed)}, not {unknown}")
+
+
+def available() -> list[dict]:
+    """Datasets that can be loaded here: the built-ins and every registered one."""
+    folder = movielens.recbole_folder()
+    out = [{"name": "ml-100k", "description": "MovieLens-100k (1,682 movies, 943 users), leave-last-out",
+            "kind": "movielens", "loadable": folder is not None,
+            "reason": "" if folder else "install the data with `pip install --no-deps recbole==1.2.1`"},
+           {"name": "synthetic", "description": "generated topics with a planted signal (any size)",
+            "kind": "synthetic", "loadable": True, "reason": ""}]
+    for doc in registry.manifests():
+        out.append({"name": doc["name"], "description": doc.get("description") or f"registered {doc['kind']}",
+                    "kind": doc.get("kind", "?"), "loadable": doc["loadable"],
+                    "reason": "" if doc["loadable"] else "processed files are missing; register it again"})
+    return out
+
+
+def load(name_or_path: str | Path, **options) -> Dataset:
+    """A Dataset by name (see `available()`) or from a MIND / GroupLens ml-100k folder path.
+
+    Options: `negatives` and `seed` (ml-100k, tables), `seed` (MIND), and the parameters of
+    `lego_core.data.synthetic.generate` for "synthetic". Processed datasets are cached.
+    """
+    name = str(name_or_path)
+    if name == "ml-100k":
+        _check_options("ml-100k", options, _LEAVE_LAST_OUT_OPTIONS)
+        return movielens.load_recbole(**options)
+    if name == "synthetic":
+        _check_options("synthetic", options, _SYNTHETIC_OPTIONS)
+        return synthetic.generate(**options)
+    if registry.manifest(name) is not None:
+        return registry.load(name, options, _rebuild)
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if mind.is_mind_folder(path):
+            _check_options("a MIND folder", options, _MIND_OPTIONS)
+            return mind.load_mind(path, **options)
+        if movielens.is_grouplens_folder(path):
+            _check_options("a GroupLens ml-100k folder", options, _LEAVE_LAST_OUT_OPTIONS)
+            return movielens.load_grouplens(path, **options)
+        raise DataError(f"{path} is neither a MIND folder (train/ and dev/ with news.tsv and behaviors.tsv) nor "
+                        "a GroupLens ml-100k folder (u.data and u.item)")
+    names = [d["name"] for d in available()]
+    raise DataError(f"unknown dataset {name!r}: use one of {names} or a path to a MIND or GroupLens folder")
+
+
+def _rebuild(folder: Path, doc: dict, options: dict) -> Dataset:
+    """A registered dataset re-derived from its sources with other options."""
+    name = folder.name
+    if doc["kind"] == "tables":
+        sources = doc["source"]
+        return tables.load_tables(folder / "sources" / sources["items_copy"],
+                                  folder / "sources" / sources["interactions_copy"], sources["mapping"],
+                                  name=name, negatives=options["negatives"], seed=options["seed"])
+    if doc["kind"] == "mind":
+        root = Path(doc["source"]["folder"])
+        if not mind.is_mind_folder(root):
+            raise DataError(f"dataset {name!r}: its MIND folder {root} is gone; load it without options or "
+                            "register it again")
+        return mind.load_mind(root, seed=options["seed"], name=name)
+    raise DataError(f"dataset {name!r} has unknown kind {doc['kind']!r}; register it again")
+
+
+def register_tables(name: str, items_file: str | Path, interactions_file: str | Path,
+                    mapping: dict | tables.TableMapping | None = None, *, negatives: int = 99, seed: int = 0,
+                    description: str = "", overwrite: bool = False) -> Dataset:
+    """Validate an items + interactions table pair by loading it fully, then save it as `name`."""
+    registry.check_name(name)
+    mapping = tables.TableMapping.from_dict(mapping)
+    items_file, interactions_file = Path(items_file), Path(interactions_file)
+    dataset = tables.load_tables(items_file, interactions_file, mapping, name=name, negatives=negatives,
+                                 seed=seed, cache=False)
+    items_copy, inter_copy = "items" + items_file.suffix.lower(), "interactions" + interactions_file.suffix.lower()
+    source = {"items_file": str(items_file), "interactions_file": str(interactions_file), "items_copy": items_copy,
+              "interactions_copy": inter_copy, "mapping": mapping.to_dict()}
+    return registry.register(name, "tables", dataset, {"negatives": negatives, "seed": seed}, source,
+                             description or f"tables {items_file.name} + {interactions_file.name}",
+                             copies={items_copy: items_file, inter_copy: interactions_file}, overwrite=overwrite)
+
+
+def register_mind(name: str, folder: str | Path, *, seed: int = 0, description: str = "",
+                  overwrite: bool = False) -> Dataset:
+    """Validate a MIND folder by reading it fully, then save the processed dataset as `name`
+    (the folder itself is not copied; other seeds re-read it while it exists)."""
+    registry.check_name(name)
+    folder = Path(folder).expanduser().resolve()
+    dataset = mind.build_mind(folder, seed=seed, name=name)
+    return registry.register(name, "mind", dataset, {"seed": seed}, {"folder": str(folder)},
+                             description or f"MIND folder {folder.name}", overwrite=overwrite)
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main_datasets(args: argparse.Namespace) -> int:
+    """Print name, items, users, clicks and impressions per split of each dataset (CLI handler)."""
+    names = list(getattr(args, "names", None) or [])
+    entries = [{"name": n, "loadable": True, "reason": ""} for n in names] or available()
+    rows = [["name", "items", "users", "clicks", "train", "valid", "test", "note"]]
+    for entry in entries:
+        if not entry["loadable"]:
+            rows.append([entry["name"], "-", "-", "-", "-", "-", "-", entry["reason"]])
+            continue
+        try:
+            s = load(entry["name"]).summary()
+        except LegoError as exc:
+            if names:
+                raise
+            rows.append([entry["name"], "-", "-", "-", "-", "-", "-", str(exc)])
+            continue
+        rows.append([entry["name"]] + [f"{s.get(k, 0):,}" for k in ("items", "users", "clicks", "train_impressions",
+                                                                     "valid_impressions", "test_impressions")]
+                    + [""])
+    print(_table(rows))
+    return 0
+
+
+def add_datasets_command(subparsers) -> argparse.ArgumentParser:
+    """Register `datasets [NAME_OR_PATH ...]` on an argparse subparsers object; the handler is
+    stored as `func` (call `args.func(args)`)."""
+    parser = subparsers.add_parser("datasets", help="list datasets with their sizes",
+                                   description="List the datasets that can be loaded here with their counts; "
+                                               "with names or paths, load and count those instead.")
+    parser.add_argument("names", nargs="*", metavar="NAME_OR_PATH", help="dataset names or MIND/GroupLens folders")
+    parser.set_defaults(func=main_datasets)
+    return parser

@@ -1,0 +1,432 @@
+"""Plot- and table-ready data for the app, computed from datasets and runs (no UI code here).
+
+The Streamlit pages only render what these functions return, so everything that touches arrays
+(projections, lookups, joins of recommendations with item text) is testable without a browser.
+UMAP projections are slow (numba, tens of seconds the first time), so they are cached on disk in a
+diskcache store under `cache/umap`, keyed by run id, parameters and a hash of the embedding table,
+and can be computed in a background thread while the page shows the PCA view.
+"""
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from lego_core.data.schema import Dataset
+from lego_core.paths import cache_dir
+
+UMAP_DEFAULTS = {"n_neighbors": 15, "min_dist": 0.1, "metric": "cosine", "seed": 0}
+MAX_CATEGORIES = 12  # colours on a map; the rest are grouped as "other"
+
+
+# ---- text -------------------------------------------------------------------------------
+def plain(text: Any) -> str:
+    """Escape item text for plotly hover labels, which interpret a few HTML tags: shown as text."""
+    return html.escape(str(text), quote=False)
+
+
+def item_frame(dataset: Dataset) -> pd.DataFrame:
+    """One row per item: item_id, text (the item's readable text) and category ("" when none)."""
+    items = dataset.items
+    fields = dataset.text_fields or [c for c in items.columns if c != "item_id"]
+    fields = [f for f in fields if f in items.columns]
+    if fields:
+        parts = [items[f].astype(str).where(items[f].notna(), "") for f in fields]
+        text = parts[0].str.cat(parts[1:], sep=" | ") if len(parts) > 1 else parts[0]
+        text = text.str.replace(r"(\s\|\s)+$", "", regex=True).str.replace(r"^(\s\|\s)+", "", regex=True)
+    else:
+        text = items["item_id"].astype(str)
+    category = (items[dataset.category_field].astype(str) if dataset.category_field in items.columns
+                else pd.Series([""] * len(items), index=items.index))
+    return pd.DataFrame({"item_id": items["item_id"].astype(str).to_numpy(), "text": text.to_numpy(),
+                         "category": category.to_numpy()})
+
+
+def item_index(dataset: Dataset) -> dict[str, int]:
+    """Original item id (as str) -> item index."""
+    return {str(v): i for i, v in enumerate(dataset.items["item_id"].tolist())}
+
+
+def user_index(dataset: Dataset, user_id: Any) -> int:
+    """Index of a user id in the dataset; KeyError with the id when unknown."""
+    hits = np.flatnonzero(dataset.users.astype(str) == str(user_id))
+    if not len(hits):
+        raise KeyError(f"user {user_id!r} is not in dataset {dataset.name}")
+    return int(hits[0])
+
+
+def find_users(dataset: Dataset, query: str = "", limit: int = 200, split: str | None = None) -> list[str]:
+    """User ids containing `query` (all users when empty), at most `limit`, in dataset order;
+    with `split`, only users who have impressions in that split (e.g. "test")."""
+    users = dataset.users.astype(str)
+    keep = np.ones(len(users), dtype=bool)
+    if split and split in dataset.splits:
+        keep[:] = False
+        keep[np.unique(dataset.splits[split].users)] = True
+    if query:
+        keep &= np.char.find(users, query.strip()) >= 0
+    return users[keep][:limit].tolist()
+
+
+# ---- dataset plots ----------------------------------------------------------------------
+def dataset_counts(dataset: Dataset) -> dict:
+    """Headline counts of a dataset (items, users, clicks, impressions per split)."""
+    return dataset.summary()
+
+
+def history_lengths(dataset: Dataset) -> pd.DataFrame:
+    """Per user: the number of clicked items in their sequence (column `history_length`)."""
+    return pd.DataFrame({"user_id": dataset.users.astype(str), "history_length": np.diff(dataset.seq_offsets)})
+
+
+def category_counts(dataset: Dataset) -> pd.DataFrame:
+    """Items per category, most frequent first (empty frame when the dataset has no category)."""
+    if not dataset.category_field or dataset.category_field not in dataset.items.columns:
+        return pd.DataFrame({"category": [], "items": []})
+    counts = dataset.items[dataset.category_field].astype(str).value_counts()
+    return pd.DataFrame({"category": counts.index.to_numpy(), "items": counts.to_numpy()})
+
+
+def impression_sizes(dataset: Dataset) -> pd.DataFrame:
+    """One row per impression of every split: split, candidates (impression size), clicks."""
+    frames = []
+    for split, imps in dataset.splits.items():
+        if not len(imps):
+            continue
+        clicks = np.add.reduceat(imps.labels.astype(np.int64), imps.offsets[:-1]) if len(imps.labels) else 0
+        clicks = np.where(imps.sizes > 0, clicks, 0)
+        frames.append(pd.DataFrame({"split": split, "candidates": imps.sizes, "clicks": clicks}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"split": [], "candidates": [], "clicks": []})
+
+
+def impression_stats(dataset: Dataset) -> pd.DataFrame:
+    """Per split: impressions, candidates per impression (min/mean/max) and clicks per impression."""
+    sizes = impression_sizes(dataset)
+    if sizes.empty:
+        return pd.DataFrame(columns=["split", "impressions", "min size", "mean size", "max size", "clicks per impression"])
+    stats = sizes.groupby("split", sort=False).agg(impressions=("candidates", "size"), min_size=("candidates", "min"),
+                                                   mean_size=("candidates", "mean"), max_size=("candidates", "max"),
+                                                   clicks=("clicks", "mean")).reset_index()
+    stats.columns = ["split", "impressions", "min size", "mean size", "max size", "clicks per impression"]
+    return stats.round(2)
+
+
+def table_preview(path: str | Path, rows: int = 5) -> pd.DataFrame:
+    """The first rows of a user's items/interactions table (CSV/TSV/Parquet), to choose its columns."""
+    from lego_core.data.io import read_table
+
+    return read_table(Path(path)).head(rows)
+
+
+def users_frame(dataset: Dataset, limit: int | None = None) -> pd.DataFrame:
+    """Preview of users: id, history length, impressions per split."""
+    frame = history_lengths(dataset)
+    for split, imps in dataset.splits.items():
+        frame[f"{split}_impressions"] = np.bincount(imps.users, minlength=dataset.num_users)
+    return frame.head(limit) if limit else frame
+
+
+def impressions_frame(dataset: Dataset, split: str, limit: int = 200) -> pd.DataFrame:
+    """Preview of one split's first impressions with original ids and click counts."""
+    imps = dataset.splits[split]
+    head = imps.select(np.arange(min(limit, len(imps))))
+    frame = head.to_frame(dataset)
+    frame["clicked"] = [[c for c, lab in zip(cands, labels) if lab] for cands, labels in
+                        zip(frame["candidates"], frame["labels"])]
+    frame["size"] = frame["candidates"].map(len)
+    return frame[["impression_id", "user", "time", "history_length", "size", "clicked", "candidates"]]
+
+
+# ---- users ------------------------------------------------------------------------------
+def history_end(dataset: Dataset, user_id: Any, split: str = "test") -> int | None:
+    """How many of the user's clicks precede their `split` impressions (None: no such impression)."""
+    imps = dataset.splits.get(split)
+    if imps is None or not len(imps):
+        return None
+    rows = np.flatnonzero(imps.users == user_index(dataset, user_id))
+    return int(imps.history_end[rows].max()) if len(rows) else None
+
+
+def user_history(dataset: Dataset, user_id: Any, split: str | None = "test") -> pd.DataFrame:
+    """The user's clicks, oldest first, as the model saw them before their `split` impressions
+    (all clicks when None or when the user has none): position (1 = oldest), item_id, text, category."""
+    items = item_frame(dataset)
+    end = history_end(dataset, user_id, split) if split else None
+    seq = dataset.history(user_index(dataset, user_id), end)
+    out = items.iloc[seq].reset_index(drop=True)
+    out.insert(0, "position", np.arange(1, len(out) + 1))
+    return out
+
+
+def test_clicks(dataset: Dataset, user_id: Any, split: str = "test") -> list[str]:
+    """Item ids the user clicked in `split` impressions (the held-out truth)."""
+    imps = dataset.splits.get(split)
+    if imps is None or not len(imps):
+        return []
+    rows = np.flatnonzero(imps.users == user_index(dataset, user_id))
+    if not len(rows):
+        return []
+    sub = imps.select(rows)
+    ids = dataset.items["item_id"].astype(str).to_numpy()
+    return ids[sub.items[sub.labels.astype(bool)]].tolist()
+
+
+def test_candidates(dataset: Dataset, user_id: Any, split: str = "test") -> list[str]:
+    """Item ids shown to the user in `split` impressions."""
+    imps = dataset.splits.get(split)
+    if imps is None or not len(imps):
+        return []
+    sub = imps.select(np.flatnonzero(imps.users == user_index(dataset, user_id)))
+    return dataset.items["item_id"].astype(str).to_numpy()[sub.items].tolist()
+
+
+def recommendations(run: Any, dataset: Dataset, user_id: Any, k: int = 10, exclude_history: bool = True) -> pd.DataFrame:
+    """Top-k items of `run` for a user joined with item text, plus whether the user clicked them in
+    the test impressions: columns rank, item_id, score, text, category, clicked_in_test."""
+    clicked = set(test_clicks(dataset, user_id))
+    exclude = None
+    if exclude_history:  # items seen before the test impressions; the test clicks stay rankable
+        exclude = [i for i in user_history(dataset, user_id)["item_id"] if i not in clicked]
+    recs = run.recommend(str(user_id), k=k, exclude=exclude)
+    items = item_frame(dataset).drop_duplicates("item_id").set_index("item_id")
+    recs["item_id"] = recs["item_id"].astype(str)
+    recs = recs.join(items, on="item_id")
+    recs["clicked_in_test"] = recs["item_id"].isin(clicked)
+    return recs[["rank", "item_id", "score", "text", "category", "clicked_in_test"]]
+
+
+# ---- projections ------------------------------------------------------------------------
+def _as_matrix(vectors: np.ndarray) -> np.ndarray:
+    arr = np.asarray(vectors, dtype=np.float32)
+    return arr.reshape(len(arr), -1) if arr.ndim != 2 else arr
+
+
+def pca_2d(vectors: np.ndarray, seed: int = 0) -> np.ndarray:
+    """[N, D] -> [N, 2] principal components (instant; the view shown while UMAP computes)."""
+    from sklearn.decomposition import PCA
+
+    arr = _as_matrix(vectors)
+    if len(arr) < 2 or arr.shape[1] < 2:
+        return np.zeros((len(arr), 2), dtype=np.float32)
+    out = PCA(n_components=2, random_state=seed).fit_transform(arr)
+    return out.astype(np.float32)
+
+
+def umap_key(run_id: str, vectors: np.ndarray, params: dict | None = None) -> str:
+    """Cache key: run id + UMAP parameters + a hash of the table (a retrained run gets a new map)."""
+    arr = np.ascontiguousarray(_as_matrix(vectors))
+    digest = hashlib.sha1(arr.tobytes()).hexdigest()[:16]
+    full = {**UMAP_DEFAULTS, **(params or {})}
+    return f"umap:{run_id}:{json.dumps(full, sort_keys=True)}:{arr.shape}:{digest}"
+
+
+def _store():
+    import diskcache
+
+    return diskcache.Cache(str(cache_dir("umap")))
+
+
+def cached_umap(run_id: str, vectors: np.ndarray, params: dict | None = None) -> np.ndarray | None:
+    """The stored UMAP projection for this run + parameters + table, or None."""
+    with _store() as store:
+        value = store.get(umap_key(run_id, vectors, params))
+    return None if value is None else np.frombuffer(value, dtype=np.float32).reshape(-1, 2).copy()
+
+
+def umap_2d(run_id: str, vectors: np.ndarray, params: dict | None = None) -> np.ndarray:
+    """[N, D] -> [N, 2] UMAP projection, computed once per (run, parameters, table) and stored."""
+    found = cached_umap(run_id, vectors, params)
+    if found is not None:
+        return found
+    full = {**UMAP_DEFAULTS, **(params or {})}
+    arr = _as_matrix(vectors)
+    if len(arr) <= max(3, int(full["n_neighbors"])):  # UMAP needs more points than neighbours
+        out = pca_2d(arr)
+    else:
+        import umap
+
+        reducer = umap.UMAP(n_neighbors=int(full["n_neighbors"]), min_dist=float(full["min_dist"]),
+                            metric=str(full["metric"]), random_state=int(full["seed"]), n_jobs=1)
+        out = reducer.fit_transform(arr).astype(np.float32)
+    with _store() as store:  # raw float32 bytes, not a pickle
+        store.set(umap_key(run_id, vectors, params), np.ascontiguousarray(out, dtype=np.float32).tobytes())
+    return out
+
+
+_EXECUTOR: ThreadPoolExecutor | None = None
+_PENDING: dict[str, Future] = {}
+_LOCK = threading.Lock()
+
+
+def start_umap(run_id: str, vectors: np.ndarray, params: dict | None = None) -> Future:
+    """Compute the UMAP projection in a background thread (one at a time); the same request while
+    it runs returns the same future, so page reruns do not queue duplicates."""
+    global _EXECUTOR
+    key = umap_key(run_id, vectors, params)
+    with _LOCK:
+        future = _PENDING.get(key)
+        if future is None or (future.done() and future.exception() is not None):
+            if _EXECUTOR is None:
+                _EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lego-umap")
+            future = _EXECUTOR.submit(umap_2d, run_id, np.array(vectors, copy=True), params)
+            _PENDING[key] = future
+        return future
+
+
+def embedding_map(run: Any, dataset: Dataset, method: str = "pca", params: dict | None = None) -> pd.DataFrame | None:
+    """Item map of a run: item_id, x, y, text, category (top categories, others as "other").
+
+    `method` "pca" always answers; "umap" answers from the cache and returns None when the
+    projection is not computed yet (start it with `start_umap`)."""
+    ids, vectors = run.item_embeddings()
+    if method == "pca":
+        xy = pca_2d(vectors)
+    elif method == "umap":
+        xy = cached_umap(run.id, vectors, params)
+        if xy is None:
+            return None
+    else:
+        raise ValueError(f"unknown projection {method!r}; use 'pca' or 'umap'")
+    frame = pd.DataFrame({"item_id": [str(i) for i in ids], "x": xy[:, 0], "y": xy[:, 1]})
+    items = item_frame(dataset).drop_duplicates("item_id").set_index("item_id")
+    frame = frame.join(items, on="item_id")
+    frame["text"] = frame["text"].fillna("")
+    frame["category"] = group_categories(frame["category"].fillna(""))
+    return frame
+
+
+def group_categories(category: pd.Series, limit: int = MAX_CATEGORIES) -> pd.Series:
+    """Keep the `limit` most frequent categories, name the rest "other" (a readable legend)."""
+    category = category.astype(str).replace("", "unknown")
+    top = category.value_counts().index[:limit]
+    return category.where(category.isin(top), "other")
+
+
+def highlight(frame: pd.DataFrame, history: Iterable[str] = (), recommended: Iterable[str] = ()) -> pd.DataFrame:
+    """Rows of a map frame for a user's history and recommendations, with a `role` column."""
+    history, recommended = [str(i) for i in history], [str(i) for i in recommended]
+    parts = [frame[frame["item_id"].isin(history)].assign(role="history"),
+             frame[frame["item_id"].isin(recommended)].assign(role="recommended")]
+    return pd.concat(parts, ignore_index=True)
+
+
+# ---- runs -------------------------------------------------------------------------------
+def _recipe_parts(run: Any) -> dict:
+    try:
+        recipe = run.recipe()
+    except Exception as exc:  # a damaged run still gets a row, with the reason
+        return {"recipe": f"unreadable: {exc}"}
+    data = recipe.model_dump(mode="json") if hasattr(recipe, "model_dump") else dict(recipe or {})
+    training = data.get("training") or {}
+    out = {"recipe": data.get("name", ""), "dataset": (data.get("dataset") or {}).get("name", "")}
+    for kind in ("content", "behavior", "predictor"):
+        out[kind] = (data.get(kind) or {}).get("name", "")
+    for key in ("dim", "epochs", "batch_size", "lr"):
+        if key in training:
+            out[key] = training[key]
+    return out
+
+
+def run_row(run: Any) -> dict:
+    """One run as a flat record: id, state, progress, recipe summary, test metrics, time, params."""
+    status = run.status()
+    row = {"run_id": run.id, "state": status.get("state", "unknown"),
+           "progress": float(status.get("progress") or (1.0 if status.get("state") == "succeeded" else 0.0)),
+           "epoch": status.get("epoch"), "device": status.get("device", ""), "nproc": status.get("nproc"),
+           "created": pd.to_datetime(status.get("created"), unit="s") if status.get("created") else pd.NaT,
+           "error": status.get("error") or ""}
+    row.update(_recipe_parts(run))
+    try:
+        metrics = run.metrics()
+    except Exception:  # noqa: BLE001 - a corrupt metrics file shows as no metrics
+        metrics = {}
+    for name, value in (metrics.get("test") or {}).items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not name.endswith("_skipped"):
+            row[f"test_{name}"] = value
+    started, ended = status.get("started"), status.get("ended")
+    row["train_seconds"] = metrics.get("train_seconds") or (
+        round(ended - started, 1) if isinstance(started, (int, float)) and isinstance(ended, (int, float)) else None)
+    row["parameters"] = metrics.get("parameters")
+    row["trainable_parameters"] = metrics.get("trainable_parameters")
+    return row
+
+
+def runs_table(runs: Iterable[Any]) -> pd.DataFrame:
+    """All runs as one table (newest first as given); metric columns appear when any run has them."""
+    rows = [run_row(r) for r in runs]
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["run_id", "state", "progress"])
+
+
+def metric_columns(table: pd.DataFrame) -> list[str]:
+    """The test metric columns of a runs table."""
+    return [c for c in table.columns if c.startswith("test_")]
+
+
+def curves(run: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(steps, epochs): training loss per logged step (with a global step) and per-epoch validation."""
+    steps = pd.DataFrame(run.history("steps"))
+    epochs = pd.DataFrame(run.history("epochs"))
+    if len(steps) and "global_step" not in steps:
+        steps["global_step"] = np.arange(1, len(steps) + 1)
+    return steps, epochs
+
+
+def log_tail(run: Any, lines: int = 40) -> str:
+    """The last `lines` lines of the run's log ("" while there is none)."""
+    try:
+        with open(run.log_path, "rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - 64 * 1024))
+            text = fh.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+# ---- models -----------------------------------------------------------------------------
+def model_size(recipe: Any, dataset: Dataset) -> dict:
+    """Parameters (total, trainable) and a training-memory estimate, by building the model once
+    on CPU (the app caches the answer per recipe; LM bricks load their language model)."""
+    from lego_core import model
+
+    net = model.build(recipe, dataset)
+    return {"parameters": int(net.parameter_count()), "trainable": int(net.parameter_count(trainable_only=True)),
+            "memory_mb": float(net.memory_estimate_mb())}
+
+
+# ---- devices ----------------------------------------------------------------------------
+def devices() -> list[dict]:
+    """Training targets on this machine: CPU, each CUDA GPU, and all GPUs together (torchrun).
+    Each entry: label, device (recipe device string), nproc."""
+    options = [{"label": "CPU", "device": "cpu", "nproc": 1}]
+    try:
+        import torch
+
+        count = torch.cuda.device_count()
+        names = [torch.cuda.get_device_name(i) for i in range(count)]
+    except Exception:  # noqa: BLE001 - no usable CUDA runtime means CPU only
+        count, names = 0, []
+    for i, name in enumerate(names):
+        options.append({"label": f"GPU {i}: {name}", "device": f"cuda:{i}", "nproc": 1})
+    if count > 1:
+        options.append({"label": f"All {count} GPUs (torchrun, DDP)", "device": "cuda", "nproc": count})
+    return options
+
+
+def human_count(n: int | float | None) -> str:
+    """12345678 -> '12.3M' (for parameter counts)."""
+    if n is None:
+        return "-"
+    n = float(n)
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.1f}{unit}"
+    return f"{int(n)}"

@@ -1,0 +1,194 @@
+"""Datasets: what can be loaded here, the current dataset's counts, previews and distributions, and
+adding a dataset (a MIND folder on disk, or uploaded items + interactions tables)."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import plotly.express as px
+import streamlit as st
+
+from lego_core import viz
+from lego_core.errors import LegoError
+from pages import _common as ui
+
+ui.require_navigation()
+
+PREVIEW_ROWS = 500
+NONE = "(none)"
+
+st.title("Datasets")
+
+listed = ui.available_datasets()
+loadable = [d["name"] for d in listed if d.get("loadable", True)]
+
+
+def _pick() -> None:
+    st.session_state["dataset"] = st.session_state["datasets-pick"]
+
+
+current = ui.current_dataset_name()
+if current in loadable:
+    st.session_state["datasets-pick"] = current
+left, right = st.columns([1, 2], vertical_alignment="bottom")
+left.selectbox("Current dataset", loadable or [current], key="datasets-pick", on_change=_pick,
+               help="The same choice as in the sidebar: every page works on it.")
+with right.expander(f"All {len(listed)} datasets available here"):
+    st.dataframe([{k: d.get(k, "") for k in ("name", "kind", "loadable", "description", "reason")} for d in listed],
+                 hide_index=True, width="stretch")
+
+dataset = ui.dataset_or_stop()
+counts = viz.dataset_counts(dataset)
+cols = st.columns(6)
+for col, (label, key) in zip(cols, [("Items", "items"), ("Users", "users"), ("Clicks", "clicks"),
+                                    ("Train impressions", "train_impressions"),
+                                    ("Valid impressions", "valid_impressions"), ("Test impressions", "test_impressions")]):
+    col.metric(label, f"{counts.get(key, 0):,}")
+st.caption(f"Text fields: {', '.join(dataset.text_fields) or 'none'} · category field: "
+           f"{dataset.category_field or 'none'}. Next: build a recommender for it on the Builder page.")
+
+items_tab, users_tab, imps_tab, plots_tab, add_tab = st.tabs(["Items", "Users", "Impressions", "Plots", "Add a dataset"])
+with items_tab:
+    st.caption(f"First {min(PREVIEW_ROWS, dataset.num_items):,} of {dataset.num_items:,} items.")
+    st.dataframe(dataset.items.head(PREVIEW_ROWS), hide_index=True, width="stretch")
+with users_tab:
+    st.caption(f"First {min(PREVIEW_ROWS, dataset.num_users):,} of {dataset.num_users:,} users.")
+    st.dataframe(viz.users_frame(dataset, PREVIEW_ROWS), hide_index=True, width="stretch")
+with imps_tab:
+    splits = [s for s, imps in dataset.splits.items() if len(imps)]
+    if splits:
+        split = st.selectbox("Split", splits, key="datasets-split")
+        frame = viz.impressions_frame(dataset, split, 200)
+        st.caption(f"First {len(frame):,} of {len(dataset.splits[split]):,} {split} impressions "
+                   "(candidates and clicks as item ids).")
+        st.dataframe(frame, hide_index=True, width="stretch")
+    else:
+        st.info("This dataset has no impressions.")
+with plots_tab:
+    p1, p2 = st.columns(2)
+    lengths = viz.history_lengths(dataset)
+    fig = px.histogram(lengths, x="history_length", nbins=50, title="History length per user")
+    fig.update_layout(height=330, margin=dict(l=10, r=10, t=40, b=10), yaxis_title="users")
+    p1.plotly_chart(fig, width="stretch", key="plot-history")
+    sizes = viz.impression_sizes(dataset)
+    fig = px.histogram(sizes, x="candidates", color="split", nbins=50, barmode="overlay", log_y=True,
+                       title="Impression size (candidates), log scale")
+    fig.update_layout(height=330, margin=dict(l=10, r=10, t=40, b=10), yaxis_title="impressions")
+    p2.plotly_chart(fig, width="stretch", key="plot-sizes")
+    p2.dataframe(viz.impression_stats(dataset), hide_index=True, width="stretch")
+    cats = viz.category_counts(dataset)
+    if len(cats):
+        top = cats.head(30)
+        fig = px.bar(top, x="category", y="items", title=f"Items per {dataset.category_field}"
+                     + (f" (top 30 of {len(cats)})" if len(cats) > 30 else ""))
+        fig.update_layout(height=360, margin=dict(l=10, r=10, t=40, b=10))
+        st.plotly_chart(fig, width="stretch", key="plot-categories")
+    else:
+        st.caption("This dataset has no category field.")
+
+
+def _registered(name: str) -> None:
+    ui.available_datasets.clear()
+    st.session_state["dataset"] = name
+    st.session_state["datasets-added"] = name
+    st.rerun()
+
+
+with add_tab:
+    if added := st.session_state.pop("datasets-added", None):
+        st.success(f"Registered '{added}'; it is now the current dataset.", icon=":material/check_circle:")
+    mind_tab, tables_tab = st.tabs(["MIND folder", "Upload tables"])
+    with mind_tab:
+        st.caption("A folder holding train/ and dev/, each with news.tsv and behaviors.tsv (MIND-small or large).")
+        with st.form("mind-form", border=False):
+            name = st.text_input("Name", key="mind-name", placeholder="mind-small")
+            folder = st.text_input("Folder on this machine", key="mind-folder", placeholder="/data/MINDsmall")
+            submitted = st.form_submit_button("Load MIND folder", icon=":material/folder_open:")
+        if submitted:
+            if not name.strip() or not folder.strip():
+                st.error("Give both a name and the folder path.")
+            else:
+                ok = False
+                with ui.lego_errors(), st.spinner("Reading and checking the MIND files…"):
+                    from lego_core import datasets
+
+                    datasets.register_mind(name.strip(), Path(folder.strip()).expanduser())
+                    ok = True
+                if ok:
+                    _registered(name.strip())
+    with tables_tab:
+        st.caption("An items table (an id column + text/categorical columns) and an interactions table "
+                   "(user, item, timestamp, optional 0/1 label), as CSV, TSV or Parquet. Nothing is saved "
+                   "unless both are valid.")
+        name = st.text_input("Name", key="tables-name", placeholder="my-shop")
+        u1, u2 = st.columns(2)
+        items_file = u1.file_uploader("Items table", type=["csv", "tsv", "parquet"], key="tables-items")
+        inter_file = u2.file_uploader("Interactions table", type=["csv", "tsv", "parquet"], key="tables-inter")
+
+        @st.cache_data(max_entries=8, show_spinner=False)
+        def _preview(file_name: str, file_id: str, _data: bytes):
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / file_name
+                path.write_bytes(_data)
+                return viz.table_preview(path)
+
+        previews = {}
+        for key, upload in (("items", items_file), ("interactions", inter_file)):
+            if upload is not None:
+                try:
+                    previews[key] = _preview(upload.name, upload.file_id, upload.getvalue())
+                except LegoError as exc:
+                    st.error(f"{key} table {upload.name}: {ui.one_line(exc)}")
+        if len(previews) == 2:
+            item_cols, inter_cols = list(previews["items"].columns), list(previews["interactions"].columns)
+
+            def _guess(columns: list[str], *names: str) -> int:
+                for n in names:
+                    if n in columns:
+                        return columns.index(n)
+                return 0
+
+            m1, m2 = st.columns(2)
+            with m1:
+                st.dataframe(previews["items"], hide_index=True, width="stretch")
+                item_id = st.selectbox("Item id column", item_cols, index=_guess(item_cols, "item_id", "id"),
+                                       key="map-item-id")
+                rest = [c for c in item_cols if c != item_id]
+                category = st.selectbox("Category column", [NONE] + rest, key="map-category",
+                                        index=1 + _guess(rest, "category", "genre", "genres") if
+                                        {"category", "genre", "genres"} & set(rest) else 0)
+                text = st.multiselect("Text columns", [c for c in rest if c != category], key="map-text",
+                                      default=[c for c in rest if c != category and c in ("title", "abstract",
+                                                                                          "name", "description")])
+            with m2:
+                st.dataframe(previews["interactions"], hide_index=True, width="stretch")
+                user = st.selectbox("User column", inter_cols, index=_guess(inter_cols, "user_id", "user"),
+                                    key="map-user")
+                item = st.selectbox("Item column", inter_cols, index=_guess(inter_cols, "item_id", "item"),
+                                    key="map-item")
+                stamp = st.selectbox("Timestamp column", inter_cols,
+                                     index=_guess(inter_cols, "timestamp", "time", "ts"), key="map-time")
+                label = st.selectbox("Label column (optional)", [NONE] + inter_cols, key="map-label",
+                                     index=1 + inter_cols.index("label") if "label" in inter_cols else 0)
+            if st.button("Register tables", type="primary", icon=":material/upload_file:"):
+                if not name.strip():
+                    st.error("Give the dataset a name.")
+                else:
+                    mapping = {"item_id": item_id, "text": text or None,
+                               "category": None if category == NONE else category, "user": user, "item": item,
+                               "timestamp": stamp, "label": None if label == NONE else label}
+                    ok = False
+                    with ui.lego_errors(), st.spinner("Checking the tables…"), tempfile.TemporaryDirectory() as tmp:
+                        from lego_core import datasets
+
+                        paths = []
+                        for upload in (items_file, inter_file):
+                            path = Path(tmp) / upload.name
+                            path.write_bytes(upload.getvalue())
+                            paths.append(path)
+                        datasets.register_tables(name.strip(), paths[0], paths[1], mapping)
+                        ok = True
+                    if ok:
+                        _registered(name.strip())
+        elif items_file is None or inter_file is None:
+            st.caption("Upload both tables to choose their columns.")

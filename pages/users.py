@@ -1,0 +1,96 @@
+"""Users: pick a user; see their history (oldest first), a run's top-k recommendations with scores,
+which of them the user really clicked in the test impressions, and the same list from a second run."""
+from __future__ import annotations
+
+import streamlit as st
+
+from lego_core import viz
+from lego_core.errors import LegoError
+from pages import _common as ui
+
+ui.require_navigation()
+
+st.title("Users")
+
+finished = ui.finished_runs()
+if not finished:
+    ui.empty_state("No finished run yet. Train one from the Builder and wait until it succeeds on the "
+                   "Training page; each user's recommendations appear here.", "pages/builder.py", "Open the Builder")
+    st.stop()
+
+by_id = {r.id: r for r in finished}
+ids = list(by_id)
+labels = {r.id: ui.run_label(r) for r in finished}
+c1, c2 = st.columns(2)
+first = c1.selectbox("Run", ids, key="users-run", format_func=lambda i: labels[i])
+second = c2.selectbox("Compare with", [None] + [i for i in ids if i != first], key="users-run-2",
+                      format_func=lambda i: "(none)" if i is None else labels[i])
+run_a = by_id[first]
+dataset = ui.dataset_of_run(run_a)
+
+u1, u2, u3, u4 = st.columns([2, 2, 1, 1], vertical_alignment="bottom")
+query = u1.text_input("Search user id", key="users-query", placeholder="type part of a user id")
+tested = u4.checkbox("With test clicks only", value=True, key="users-tested",
+                     help="List only users who have test impressions, so the list can be checked against them.")
+matches = viz.find_users(dataset, query, split="test" if tested else None)
+if not matches:
+    st.info(f"No user id in {dataset.name} contains '{query}'"
+            + (" among users with test impressions" if tested else "") + ". Clear the search to list users.",
+            icon=":material/search_off:")
+    st.stop()
+user = u2.selectbox("User", matches, key="users-user", help="At most 200 matches are listed; search to narrow.")
+k = u3.number_input("Top k", 1, 100, 10, key="users-k")
+
+try:
+    history = viz.user_history(dataset, user)
+    clicked = viz.test_clicks(dataset, user)
+except KeyError as exc:
+    st.error(str(exc).strip("'\""))
+    st.stop()
+
+m1, m2, m3 = st.columns(3)
+m1.metric("History length", len(history))
+m2.metric("Test impressions' clicks", len(clicked))
+m3.metric("Candidates shown in test", len(viz.test_candidates(dataset, user)))
+
+ITEM_COLUMNS = {"text": st.column_config.TextColumn("item", width="large"),
+                "score": st.column_config.NumberColumn("score", format="%.4f"),
+                "clicked_in_test": st.column_config.CheckboxColumn("clicked in test")}
+
+
+def _recommendations(run_id: str, column) -> None:
+    run = by_id[run_id]
+    with column:
+        st.subheader(f"Top {k}: {run_id}", divider="gray")
+        try:
+            ds = dataset if run_id == first else ui.dataset_of_run(run)
+            if ds.name != dataset.name:
+                st.warning(f"This run was trained on {ds.name}, not {dataset.name}; pick a run on the same dataset.")
+                return
+            recs = viz.recommendations(run, ds, user, int(k))
+        except (LegoError, KeyError) as exc:
+            st.error(ui.one_line(exc))
+            return
+        hits = int(recs["clicked_in_test"].sum())
+        st.caption(f"{hits} of the user's {len(clicked)} test clicks are in this top {k} "
+                   "(history items are left out).")
+        st.dataframe(recs[["rank", "score", "clicked_in_test", "text", "category", "item_id"]], hide_index=True,
+                     width="stretch", column_config=ITEM_COLUMNS, key=f"recs-{run_id}")
+
+
+cols = st.columns(2) if second else [st.container()]
+_recommendations(first, cols[0])
+if second:
+    _recommendations(second, cols[1])
+
+st.subheader("History (oldest first)", divider="gray")
+if history.empty:
+    st.caption("This user clicked nothing before the test impressions.")
+else:
+    st.dataframe(history[["position", "text", "category", "item_id"]], hide_index=True, width="stretch",
+                 column_config=ITEM_COLUMNS, height=min(36 * (len(history) + 1) + 2, 420))
+if clicked:
+    st.subheader("Clicked in the test impressions", divider="gray")
+    frame = viz.item_frame(dataset)
+    st.dataframe(frame[frame["item_id"].isin(clicked)][["text", "category", "item_id"]], hide_index=True,
+                 width="stretch", column_config=ITEM_COLUMNS)

@@ -1,0 +1,17 @@
+"""Shared fixtures: every test gets its own cache folder; a small synthetic dataset."""
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """Point LEGO_CACHE_DIR at a per-test folder so tests never touch the real cache."""
+    monkeypatch.setenv("LEGO_CACHE_DIR", str(tmp_path / "lego-cache"))
+
+
+@pytest.fixture
+def synthetic_dataset():
+    """A small synthetic Dataset (300 items, 120 users, 6 topics) with a planted signal."""
+    from lego_core.data.synthetic import generate
+
+    return generate(n_items=300, n_users=120, n_topics=6, history_len=12, n_impressions=240,
+                    impression_size=8, seed=7)

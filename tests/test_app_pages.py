@@ -1,0 +1,320 @@
+"""Every page of the Streamlit app through streamlit.testing's AppTest: it renders without exceptions
+with and without runs, and the main interactions work (pick a dataset, choose bricks with the select
+boxes, launch a tiny run, see it finish, see its metrics, embeddings and recommendations)."""
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit.testing.v1 import AppTest, app_test
+
+from lego_core import jobs, runs
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+PAGES = ["pages/datasets.py", "pages/builder.py", "pages/training.py", "pages/embeddings.py", "pages/users.py",
+         "pages/experiments.py"]
+TINY = {"n_items": 120, "n_users": 60, "n_topics": 4, "n_impressions": 60, "seed": 3}
+TIMEOUT = 120
+
+
+class _NavigationPages(PagesManager):
+    """AppTest re-detects the legacy pages/ folder mode before every run (a running server does it
+    once, and app.py's st.navigation turns it off); pages then rerun once per run
+    (pages/_common.require_navigation), which drops button clicks. Start each run in
+    st.navigation mode, as a running server is after its first request."""
+
+    def __init__(self, *args, **kwargs):
+        PagesManager.uses_pages_directory = False
+        super().__init__(*args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _navigation_mode(monkeypatch):
+    monkeypatch.setattr(app_test, "PagesManager", _NavigationPages)
+
+
+def start(**state) -> AppTest:
+    """The app after its first run, with session state preset (e.g. dataset='synthetic')."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    for key, value in state.items():
+        at.session_state[key] = value
+    return at.run()
+
+
+def show(at: AppTest, page: str) -> AppTest:
+    at.switch_page(page).run()
+    assert not at.exception, f"{page}: {[e.value for e in at.exception]}"
+    return at
+
+
+def button(at: AppTest, label: str):
+    found = [b for b in at.button if b.label == label]
+    assert found, f"no button {label!r}; buttons: {[b.label for b in at.button]}"
+    return found[0]
+
+
+def texts(at: AppTest) -> str:
+    """All visible message text on the page (info, warning, error, success, markdown, captions)."""
+    parts = [e.value for kind in ("info", "warning", "error", "success", "markdown", "caption", "title", "subheader")
+             for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def wait_finished(run_id: str, timeout: float = 240) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = jobs.status(run_id)
+        if status["state"] in runs.FINAL_STATES and not jobs._run_pids(status):
+            return status
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run {run_id} still {status['state']}; log:\n{jobs.logs(run_id)}")
+        time.sleep(0.5)
+
+
+def _length(values) -> int:
+    """Number of values in a plotly JSON array (plain list or base64 typed array)."""
+    if isinstance(values, dict) and "bdata" in values:
+        return len(np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]))
+    return len(values)
+
+
+# ---- without runs ---------------------------------------------------------------------------------
+def test_every_page_renders_on_the_default_dataset_without_runs():
+    at = start()
+    assert not at.exception
+    assert at.session_state["dataset"] == "ml-100k"
+    assert at.sidebar.selectbox(key="dataset").value == "ml-100k"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Items"] == "1,682" and metrics["Users"] == "943"
+    for page in PAGES[1:]:
+        show(at, page)
+        if page != "pages/builder.py":  # every empty page says what to do next
+            assert any("Builder" in i.value for i in at.info), page
+    show(at, "pages/builder.py")
+    assert at.selectbox(key="slot-content").value and at.selectbox(key="slot-predictor").value
+
+
+def test_a_page_url_opened_first_still_runs_inside_the_navigation(monkeypatch):
+    monkeypatch.setattr(app_test, "PagesManager", PagesManager)  # legacy pages/ detection on every run
+    at = start()
+    for page in ("pages/training.py", "pages/datasets.py"):
+        at.switch_page(page).run()
+        assert not at.exception
+        assert at.sidebar.selectbox(key="dataset").value == "ml-100k"  # app.py ran: sidebar present
+    assert at.title[0].value == "Datasets"
+
+
+def test_pick_a_dataset_on_the_datasets_page_changes_the_current_dataset():
+    at = start(synthetic_options=TINY)
+    at.selectbox(key="datasets-pick").set_value("synthetic").run()
+    assert not at.exception
+    assert at.session_state["dataset"] == "synthetic"
+    assert at.sidebar.selectbox(key="dataset").value == "synthetic"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Items"] == "120" and metrics["Users"] == "60"
+    assert len(at.get("plotly_chart")) >= 2  # history length, impression size (+ categories)
+    at.sidebar.selectbox(key="dataset").set_value("ml-100k").run()
+    assert at.selectbox(key="datasets-pick").value == "ml-100k"
+    assert {m.label: m.value for m in at.metric}["Items"] == "1,682"
+
+
+def test_registering_a_bad_mind_folder_shows_one_line_and_saves_nothing(tmp_path):
+    at = start()
+    at.text_input(key="mind-name").set_value("broken")
+    at.text_input(key="mind-folder").set_value(str(tmp_path / "nowhere"))
+    [b for b in at.button if b.label == "Load MIND folder"][0].click().run()
+    assert not at.exception
+    assert len(at.error) == 1 and "\n" not in at.error[0].value
+    from lego_core import datasets
+
+    assert "broken" not in [d["name"] for d in datasets.available()]
+
+
+def test_builder_select_boxes_explain_incompatible_bricks_and_disable_launch():
+    at = show(start(dataset="synthetic", synthetic_options=TINY), "pages/builder.py")
+    at.selectbox(key="slot-content").set_value("cnn").run()
+    at.selectbox(key="slot-behavior").set_value("poly").run()
+    at.selectbox(key="slot-predictor").set_value("dot").run()
+    assert not at.exception
+    assert any("poly" in w.value and "dot" in w.value for w in at.warning), [w.value for w in at.warning]
+    assert button(at, "Launch").disabled
+    at.selectbox(key="slot-predictor").set_value("miner").run()
+    assert not at.warning and not button(at, "Launch").disabled
+    recipe = [c.value for c in at.code if "content:" in c.value][0]
+    assert "name: cnn" in recipe and "name: poly" in recipe and "name: miner" in recipe
+    assert "name: synthetic" in recipe
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Parameters"] not in ("", "0") and "MB" in metrics["Memory (estimate)"]
+
+
+def test_builder_forms_follow_the_catalog_and_presets_load():
+    from lego_core.operators import get
+
+    at = show(start(dataset="synthetic", synthetic_options=TINY), "pages/builder.py")
+    at.selectbox(key="preset").set_value("naml").run()
+    button(at, "Load preset").click().run()
+    assert not at.exception
+    from lego_core.recipe import Recipe
+
+    naml = Recipe.preset("naml")
+    assert at.selectbox(key="slot-content").value == naml.content.name
+    assert at.selectbox(key="slot-behavior").value == naml.behavior.name
+    spec = get(naml.content.name, "content")
+    for p in spec.params:  # one widget per declared parameter, of the declared type
+        key = f"p-content-{spec.name}-{p.name}"
+        kind = {"int": "number_input", "float": "number_input", "bool": "checkbox",
+                "choice": "selectbox"}.get(p.type, "text_input")
+        widget = getattr(at, kind)(key=key)
+        if p.type == "int" and p.high is not None:
+            assert widget.max == p.high and widget.min == p.low
+    ints = [p for p in spec.params if p.type == "int"]
+    if ints:
+        p = ints[0]
+        new = int(p.default) + 1 if p.high is None or p.default + 1 <= p.high else int(p.default) - 1
+        at.number_input(key=f"p-content-{spec.name}-{p.name}").set_value(new).run()
+        recipe = [c.value for c in at.code if "content:" in c.value][0]
+        assert f"{p.name}: {new}" in recipe
+
+
+# ---- with runs --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny run launched from the Builder (quick test run on a tiny synthetic dataset), finished."""
+    cache = tmp_path_factory.mktemp("app-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LEGO_CACHE_DIR", str(cache))
+        patch.delenv(jobs.WORKER_COMMAND_ENV, raising=False)
+        patch.setattr(app_test, "PagesManager", _NavigationPages)  # module scope: before the autouse one
+        at = show(start(dataset="synthetic", synthetic_options=TINY), "pages/builder.py")
+        at.toggle(key="quick").set_value(True).run()
+        button(at, "Launch").click().run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        run_id = at.session_state["last_launch"]
+        assert any(run_id in s.value for s in at.success)
+        status = wait_finished(run_id)
+        assert status["state"] == "succeeded", f"{status}\n{jobs.logs(run_id)}"
+        yield {"cache": cache, "run_id": run_id}
+
+
+@pytest.fixture
+def with_runs(trained, monkeypatch):
+    monkeypatch.setenv("LEGO_CACHE_DIR", str(trained["cache"]))
+    return trained
+
+
+def test_launched_run_shows_its_curves_metrics_and_log_on_training(with_runs):
+    at = show(start(dataset="synthetic", synthetic_options=TINY), "pages/training.py")
+    assert at.selectbox(key="training_run").value == with_runs["run_id"]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["State"] == "succeeded" and metrics["Progress"] == "100%"
+    assert 0 <= float(metrics["AUC"]) <= 1
+    assert any("done: test" in c.value for c in at.code)  # the log tail
+    assert any("Explore" in str(link.label) for link in at.get("page_link"))
+
+
+def test_experiments_table_filters_and_compares(with_runs):
+    at = show(start(), "pages/experiments.py")
+    frame = at.dataframe[0].value
+    assert with_runs["run_id"] in frame["run_id"].tolist()
+    assert {"test_auc", "content", "behavior", "predictor", "parameters", "train_seconds"} <= set(frame.columns)
+    assert len(at.get("plotly_chart")) == 1
+    at.text_input(key="exp-text").set_value("no-such-brick").run()
+    assert any("No run matches" in i.value for i in at.info)
+
+
+def test_embeddings_map_and_user_highlight(with_runs):
+    at = show(start(**{"emb-method": "PCA"}), "pages/embeddings.py")
+    charts = at.get("plotly_chart")
+    assert len(charts) == 1
+    figure = json.loads(charts[0].proto.spec)
+    points = sum(_length(trace.get("x", [])) for trace in figure["data"])
+    assert points == TINY["n_items"]
+    assert any("Draw a lasso" in c.value for c in at.caption)
+    users = runs.open(with_runs["run_id"]).user_embeddings()[0]
+    at.selectbox(key="emb-user").set_value(str(users[0])).run()
+    assert not at.exception
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    names = [trace.get("name") for trace in figure["data"]]
+    assert "user recommended" in names and "user history" in names
+
+
+def test_users_page_lists_history_and_recommendations_with_clicks(with_runs):
+    at = show(start(), "pages/users.py")
+    user = at.selectbox(key="users-user").value
+    metrics = {m.label: m.value for m in at.metric}
+    assert int(metrics["Test impressions' clicks"]) >= 1  # users with test impressions come first
+    recs = at.dataframe[0].value
+    assert len(recs) == 10 and recs["rank"].tolist() == list(range(1, 11))
+    assert np.all(np.diff(recs["score"].to_numpy()) <= 1e-9)
+    assert recs["clicked_in_test"].dtype == bool
+    history = at.dataframe[1].value
+    assert history["position"].tolist() == list(range(1, len(history) + 1))
+    assert not set(history["item_id"]) & set(recs["item_id"])  # history is left out of the list
+    at.text_input(key="users-query").set_value(str(user)).run()
+    assert at.selectbox(key="users-user").value == user
+    at.number_input(key="users-k").set_value(5).run()
+    assert len(at.dataframe[0].value) == 5
+
+
+def test_delete_asks_for_confirmation(with_runs):
+    copy = runs.create(runs.open(with_runs["run_id"]).recipe(), state="failed", error="boom")
+    at = show(start(training_run=copy.id), "pages/training.py")
+    assert at.selectbox(key="training_run").value == copy.id
+    assert any("boom" in e.value for e in at.error)
+    button(at, "Delete").click().run()
+    assert any("cannot be undone" in w.value for w in at.warning)
+    button(at, "Keep it").click().run()
+    assert copy.path.exists()
+    button(at, "Delete").click().run()
+    button(at, "Yes, delete").click().run()
+    assert not at.exception and not copy.path.exists()
+    assert copy.id not in [r.id for r in runs.list()]
+
+
+STAND_IN = r'''
+import os, signal, sys, time
+from lego_core import runs
+run = runs.open(sys.argv[1])
+def stop(*_):
+    run.set_status(state="cancelled", ended=time.time())
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+run.set_status(state="running", pid=os.getpid(), progress=0.25, epoch=0)
+run.append("steps", {"epoch": 0, "step": 10, "global_step": 10, "loss": 0.9})
+time.sleep(60)
+'''
+
+
+def test_cancel_and_resume_from_the_training_page(tmp_path, monkeypatch):
+    script = tmp_path / "stand_in.py"
+    script.write_text(STAND_IN)
+    monkeypatch.setenv(jobs.WORKER_COMMAND_ENV, json.dumps([sys.executable, str(script), "{run_dir}"]))
+    from lego_core.recipe import Recipe
+
+    recipe = Recipe.preset("nrms").with_overrides({"dataset.name": "synthetic", "dataset.options": TINY})
+    run_id = jobs.launch(recipe, device="cpu")
+    try:
+        deadline = time.monotonic() + 30
+        while runs.open(run_id).status().get("progress") != 0.25:  # the stand-in itself is running
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        at = show(start(), "pages/training.py")
+        metrics = {m.label: m.value for m in at.metric}
+        assert metrics["State"] == "running" and metrics["Progress"] == "25%"
+        assert button(at, "Delete").disabled and button(at, "Resume").disabled
+        button(at, "Cancel").click().run()
+        assert not at.exception
+        assert runs.open(run_id).state == "cancelled"
+        assert not button(at, "Resume").disabled
+        button(at, "Resume").click().run()
+        assert runs.open(run_id).status().get("resumes") == 1
+    finally:
+        if runs.open(run_id).state in runs.ACTIVE_STATES:
+            jobs.cancel(run_id, timeout=5)

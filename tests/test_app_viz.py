@@ -1,0 +1,159 @@
+"""lego_core.viz: the data behind the app's plots and tables, on a hand-made dataset and run."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from lego_core import runs, viz
+from lego_core.data.schema import Dataset, Impressions
+
+
+def _imps(ids, users, ends, cands, labels):
+    offsets = np.concatenate([[0], np.cumsum([len(c) for c in cands])]).astype(np.int64)
+    return Impressions(np.asarray(ids, dtype=np.int64), np.asarray(users, dtype=np.int64),
+                       np.zeros(len(ids), dtype=np.int64), np.asarray(ends, dtype=np.int64), offsets,
+                       np.concatenate(cands).astype(np.int64), np.concatenate(labels).astype(np.int8))
+
+
+@pytest.fixture
+def dataset():
+    items = pd.DataFrame({"item_id": ["a", "b", "c", "d", "e", "f"],
+                          "title": ["<b>Alpha</b>", "Beta", "Gamma", "Delta", "Eps", "Zeta"],
+                          "category": ["x", "x", "y", "y", "z", "x"]})
+    # user u0 clicked a, b, c (c is their test click); user u1 clicked d, e
+    seq_offsets = np.array([0, 3, 5])
+    seq_items = np.array([0, 1, 2, 3, 4])
+    splits = {"train": _imps([1], [0], [1], [[1, 5]], [[1, 0]]),
+              "valid": _imps([2], [1], [1], [[4, 0, 5]], [[1, 0, 0]]),
+              "test": _imps([3, 4], [0, 1], [2, 2], [[2, 3, 5], [5, 0]], [[1, 0, 0], [0, 1]])}
+    return Dataset("tiny", items, np.array(["u0", "u1"]), seq_offsets, seq_items, splits,
+                   text_fields=["title"], category_field="category")
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch, dataset):
+    monkeypatch.setenv("LEGO_CACHE_DIR", str(tmp_path / "cache"))
+    recipe = {"name": "hand", "dataset": {"name": "tiny"}, "content": {"name": "cnn"},
+              "behavior": {"name": "additive"}, "predictor": {"name": "dot"}}
+    r = runs.create(recipe)
+    rng = np.random.default_rng(0)
+    items = rng.normal(size=(6, 8)).astype(np.float32)
+    users = np.stack([items[2] * 3, items[0] * 3])  # u0 prefers c, u1 prefers a
+    r.save_embeddings(list(dataset.items["item_id"]), items, ["u0", "u1"], users)
+    r.write_metrics({"test": {"auc": 0.75, "mrr": 0.5, "gauc_skipped": 0}, "parameters": 1234, "train_seconds": 3.5})
+    r.append("steps", {"epoch": 0, "step": 10, "global_step": 10, "loss": 1.2})
+    r.append("epochs", {"epoch": 1, "loss": 1.1, "valid_auc": 0.7})
+    r.set_status(state="succeeded", started=100.0, ended=110.0, progress=1.0)
+    r.log_path.write_text("".join(f"line {i}\n" for i in range(100)))
+    return r
+
+
+def test_item_frame_and_category_counts(dataset):
+    frame = viz.item_frame(dataset)
+    assert frame["text"].tolist()[:2] == ["<b>Alpha</b>", "Beta"]
+    assert frame["category"].tolist() == ["x", "x", "y", "y", "z", "x"]
+    counts = viz.category_counts(dataset)
+    assert counts.iloc[0].tolist() == ["x", 3]
+    assert viz.plain("<b>Alpha</b> & co") == "&lt;b&gt;Alpha&lt;/b&gt; &amp; co"
+
+
+def test_dataset_plot_data(dataset):
+    assert viz.history_lengths(dataset)["history_length"].tolist() == [3, 2]
+    sizes = viz.impression_sizes(dataset)
+    assert sizes.groupby("split")["candidates"].sum().to_dict() == {"test": 5, "train": 2, "valid": 3}
+    assert sizes["clicks"].tolist() == [1, 1, 1, 1]
+    users = viz.users_frame(dataset)
+    assert users["test_impressions"].tolist() == [1, 1]
+    imps = viz.impressions_frame(dataset, "test")
+    assert imps["clicked"].tolist() == [["c"], ["a"]]
+    assert imps["size"].tolist() == [3, 2]
+
+
+def test_user_history_and_test_clicks(dataset):
+    history = viz.user_history(dataset, "u0")
+    assert history["item_id"].tolist() == ["a", "b"]  # before the test impression, oldest first
+    assert history["position"].tolist() == [1, 2]
+    assert viz.user_history(dataset, "u0", split=None)["item_id"].tolist() == ["a", "b", "c"]
+    assert viz.test_clicks(dataset, "u0") == ["c"]
+    assert viz.test_candidates(dataset, "u1") == ["f", "a"]
+    assert viz.find_users(dataset, "1") == ["u1"]
+    with pytest.raises(KeyError):
+        viz.user_history(dataset, "nobody")
+
+
+def test_recommendations_leave_out_history_and_flag_test_clicks(dataset, run):
+    recs = viz.recommendations(run, dataset, "u0", k=3)
+    assert recs.columns.tolist() == ["rank", "item_id", "score", "text", "category", "clicked_in_test"]
+    assert "a" not in recs["item_id"].tolist() and "b" not in recs["item_id"].tolist()
+    assert recs.iloc[0]["item_id"] == "c" and bool(recs.iloc[0]["clicked_in_test"])
+    assert recs["rank"].tolist() == [1, 2, 3]
+    assert recs["score"].is_monotonic_decreasing
+
+
+def test_pca_map_and_highlight(dataset, run):
+    frame = viz.embedding_map(run, dataset, "pca")
+    assert len(frame) == 6 and frame[["x", "y"]].notna().all().all()
+    assert frame.set_index("item_id").loc["c", "category"] == "y"
+    marks = viz.highlight(frame, ["a", "b"], ["c"])
+    assert marks.groupby("role")["item_id"].apply(list).to_dict() == {"history": ["a", "b"], "recommended": ["c"]}
+    assert viz.embedding_map(run, dataset, "umap") is None  # not computed yet
+
+
+def test_umap_is_cached_by_run_and_params(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEGO_CACHE_DIR", str(tmp_path))
+    vectors = np.random.default_rng(1).normal(size=(40, 5)).astype(np.float32)
+    params = {"n_neighbors": 60}  # more neighbours than points: the fast PCA fallback, same caching
+    assert viz.cached_umap("r1", vectors, params) is None
+    out = viz.start_umap("r1", vectors, params).result(timeout=60)
+    assert out.shape == (40, 2)
+    np.testing.assert_allclose(viz.cached_umap("r1", vectors, params), out)
+    assert viz.cached_umap("r2", vectors, params) is None
+    assert viz.cached_umap("r1", vectors, {"n_neighbors": 59}) is None
+    assert viz.cached_umap("r1", vectors * 2, params) is None  # a new table is a new key
+    assert (tmp_path / "umap").is_dir()
+
+
+def test_runs_table_curves_and_log(run):
+    table = viz.runs_table(runs.list())
+    row = table.iloc[0]
+    assert row["run_id"] == run.id and row["state"] == "succeeded"
+    assert (row["content"], row["behavior"], row["predictor"], row["dataset"]) == ("cnn", "additive", "dot", "tiny")
+    assert row["test_auc"] == 0.75 and "test_gauc_skipped" not in table
+    assert row["parameters"] == 1234 and row["train_seconds"] == 3.5
+    assert viz.metric_columns(table) == ["test_auc", "test_mrr"]
+    steps, epochs = viz.curves(run)
+    assert steps["loss"].tolist() == [1.2] and epochs["valid_auc"].tolist() == [0.7]
+    tail = viz.log_tail(run, 3)
+    assert tail.splitlines() == ["line 97", "line 98", "line 99"]
+
+
+def test_devices_always_offer_cpu():
+    options = viz.devices()
+    assert options[0] == {"label": "CPU", "device": "cpu", "nproc": 1}
+    assert viz.human_count(1234567) == "1.2M" and viz.human_count(999) == "999"
+
+
+@pytest.mark.slow
+def test_real_umap_keeps_clusters_apart(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEGO_CACHE_DIR", str(tmp_path))
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=10, size=(2, 16))
+    vectors = np.concatenate([c + rng.normal(size=(40, 16)) for c in centres]).astype(np.float32)
+    out = viz.umap_2d("r", vectors, {"n_neighbors": 10})
+    assert out.shape == (80, 2)
+    a, b = out[:40].mean(0), out[40:].mean(0)
+    spread = max(out[:40].std(0).max(), out[40:].std(0).max())
+    assert np.linalg.norm(a - b) > 2 * spread
+    np.testing.assert_allclose(viz.cached_umap("r", vectors, {"n_neighbors": 10}), out)
+
+
+def test_impression_stats(dataset):
+    stats = viz.impression_stats(dataset).set_index("split")
+    assert stats.loc["test", "impressions"] == 2 and stats.loc["test", "mean size"] == 2.5
+    assert stats.loc["train", "max size"] == 2 and stats.loc["valid", "clicks per impression"] == 1
+
+
+def test_find_users_can_keep_only_users_with_test_impressions(dataset):
+    dataset.splits["test"] = dataset.splits["test"].select(np.array([1]))  # only u1 keeps a test impression
+    assert viz.find_users(dataset) == ["u0", "u1"]
+    assert viz.find_users(dataset, split="test") == ["u1"]
+    assert viz.find_users(dataset, "0", split="test") == []

@@ -1,0 +1,201 @@
+"""End to end in a real headless Chromium: start the app, drag bricks into the slots, launch a quick
+run, wait for it on Training, see the item map on Embeddings and the recommendations on Users.
+Screenshots of every step go to tests/artifacts/ (git-ignored) for a human look."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--no-first-run"]
+SORTABLES = 'iframe[title="streamlit_sortables.sortable_items"]'
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                 reason=f"{CHROMIUM} is absent: install it with "
+                                        "`apt-get install -y chromium chromium-driver` to run the browser test")]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    """`streamlit run app.py` on a free port with its own cache folder; stopped afterwards."""
+    port = _free_port()
+    env = {**os.environ, "LEGO_CACHE_DIR": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+    env.pop("LEGO_WORKER_COMMAND", None)
+    log = open(tmp_path / "streamlit.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless",
+                             "true", "--server.address", "127.0.0.1", "--server.port", str(port)],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert proc.poll() is None, (tmp_path / "streamlit.log").read_text()
+            assert time.monotonic() < deadline, "streamlit did not start listening within 60 s"
+            time.sleep(0.3)
+    yield {"url": f"http://127.0.0.1:{port}", "cache": tmp_path / "cache", "log": tmp_path / "streamlit.log"}
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+    _stop_runs(tmp_path / "cache")
+
+
+def _stop_runs(cache: Path) -> None:
+    """Cancel any run the test left active (a failure mid-way must not leave trainers behind)."""
+    from lego_core import jobs, runs
+
+    if not (cache / "runs").exists():
+        return
+    for run in runs.list(cache / "runs"):
+        if run.is_active():
+            try:
+                jobs.cancel(run.id, timeout=5, root=cache / "runs")
+            except Exception:  # noqa: BLE001 - best effort cleanup
+                pass
+
+
+def _shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def _wait_idle(page, timeout: float = 60_000) -> None:
+    """Wait until Streamlit has finished running the script (no 'Running...' status widget)."""
+    page.wait_for_timeout(300)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
+
+
+def _choose(page, label: str, option: str, scope=None) -> None:
+    """Pick `option` in the st.selectbox labelled `label`."""
+    box = (scope or page).get_by_label(label, exact=True)
+    box.click()
+    page.get_by_role("option", name=option, exact=True).click()
+    _wait_idle(page)
+
+
+def _board(page):
+    """The brick board once it is settled: after a drop the app redraws it (a new iframe replaces
+    the old one over a rerun or two), so wait until one laid-out board stays for a moment."""
+    script = f"""() => Array.from(document.querySelectorAll('{SORTABLES}')).filter(f => f.offsetHeight > 0).length"""
+    deadline = time.monotonic() + 30
+    stable = 0
+    while stable < 3:
+        assert time.monotonic() < deadline, "the brick board never settled"
+        ready = page.evaluate(script) == 1 and page.evaluate(f"() => document.querySelectorAll('{SORTABLES}').length") == 1
+        stable = stable + 1 if ready else 0
+        page.wait_for_timeout(300)
+    return page.frame_locator(SORTABLES)
+
+
+def _drag(page, item: str, slot_index: int) -> None:
+    """Drag a brick into a slot of the board (small mouse steps: the drag library ignores a jump)."""
+    frame = _board(page)
+    source = frame.get_by_text(item, exact=True).bounding_box()
+    target = frame.locator("div.sortable-container-body").nth(slot_index).bounding_box()
+    x0, y0 = source["x"] + source["width"] / 2, source["y"] + source["height"] / 2
+    x1, y1 = target["x"] + target["width"] - 30, target["y"] + target["height"] / 2
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for i in range(1, 21):
+        page.mouse.move(x0 + (x1 - x0) * i / 20, y0 + (y1 - y0) * i / 20)
+        page.wait_for_timeout(25)
+    page.mouse.up()
+    _wait_idle(page)
+
+
+def _nav(page, title: str) -> None:
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
+    page.get_by_role("heading", name=title, level=1).wait_for(timeout=60_000)
+    _wait_idle(page)
+
+
+def test_build_train_and_explore_in_a_real_browser(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})  # tall: Streamlit scrolls inside
+        page.set_default_timeout(60_000)
+        try:
+            page.goto(server["url"])
+            page.get_by_role("heading", name="Datasets", level=1).wait_for()
+            _wait_idle(page)
+            expect(page.get_by_text("1,682").first).to_be_visible()  # ml-100k, the default
+            _shot(page, "01-datasets")
+
+            sidebar = page.get_by_test_id("stSidebar")
+            _choose(page, "Dataset", "synthetic", sidebar)
+            expect(page.get_by_test_id("stMetricValue").first).to_have_text("300")
+            _nav(page, "Builder")
+            _drag(page, "cnn (content)", 3)  # containers: 3 palettes, then content/behaviour/predictor slots
+            # the select boxes (keyboard route) follow the drops, and the board shows one brick per slot
+            expect(page.get_by_role("combobox", name="Content brick")).to_have_value("cnn")
+            _drag(page, "additive (behaviour)", 4)
+            expect(page.get_by_role("combobox", name="Behaviour brick")).to_have_value("additive")
+            frame = _board(page)
+            expect(frame.locator("div.sortable-container-body").nth(3)).to_have_text("cnn (content)")
+            expect(frame.locator("div.sortable-container-body").nth(4)).to_have_text("additive (behaviour)")
+            expect(frame.locator("div.sortable-container-body").nth(1)).to_contain_text("attention (behaviour)")
+            _shot(page, "02-builder-bricks")
+            page.get_by_text("Quick test run", exact=True).click()
+            _wait_idle(page)
+            expect(page.get_by_test_id("stMetricValue").first).not_to_be_empty()  # parameter count
+            page.get_by_role("button", name="Launch").click()
+            expect(page.get_by_text("Launched run")).to_be_visible()
+            _shot(page, "03-builder-launched")
+
+            page.get_by_role("link", name="Open Training").click()
+            page.get_by_role("heading", name="Training", level=1).wait_for()
+            state = page.get_by_test_id("stMetric").filter(has_text="State").get_by_test_id("stMetricValue")
+            expect(state).to_have_text("succeeded", timeout=150_000)  # refreshed by the fragment
+            page.get_by_role("heading", name="Test metrics").wait_for()
+            _wait_idle(page)
+            _shot(page, "04-training")
+
+            _nav(page, "Embeddings")
+            chart = page.get_by_test_id("stPlotlyChart").first
+            expect(chart).to_be_visible()
+            expect(chart.locator(".scatterlayer .point, .gl-container canvas").first).to_be_attached()
+            expect(page.get_by_text("· PCA").or_(page.get_by_text("· UMAP")).first).to_be_visible()
+            _shot(page, "05-embeddings-pca")
+            expect(page.get_by_text("· UMAP").first).to_be_visible(timeout=120_000)  # replaces PCA when ready
+            _wait_idle(page)
+            _shot(page, "06-embeddings-umap")
+
+            _nav(page, "Users")
+            page.get_by_role("heading", name="Top 10").wait_for()
+            expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
+            expect(page.get_by_test_id("stMetric").filter(has_text="History length")).to_be_visible()
+            _shot(page, "07-users")
+
+            _nav(page, "Experiments")
+            expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible()
+            expect(page.get_by_test_id("stMultiSelect").first).to_contain_text("succeeded")
+            _wait_idle(page)
+            _shot(page, "08-experiments")
+        except Exception:
+            _shot(page, "failure")
+            print(server["log"].read_text()[-5000:])
+            raise
+        finally:
+            browser.close()

@@ -1,0 +1,131 @@
+"""LLM data generation: text for each requested item, a repeated run served from the store, an
+interrupted run resumed, the sidecar merged back into a loaded dataset, and the CLI command."""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lego_core.data.schema import Dataset
+from lego_core.errors import DataError
+from lego_core.lm import augment as aug
+
+TEMPLATE = "Describe this movie in a few words.\n{title} ({genres})"
+
+
+def _dataset() -> Dataset:
+    items = pd.DataFrame({"item_id": ["1", "2", "3", "4", "5", "6"],
+                          "title": ["Toy Story", "GoldenEye", "Four Rooms", "Get Shorty", "Copycat", "Heat"],
+                          "genres": ["Animation Comedy", "Action Thriller", "Thriller", "Comedy Drama",
+                                     "Crime Thriller", "Action Crime"]})
+    return Dataset("tiny", items, np.array(["u1"]), np.array([0, 0]), np.zeros(0, dtype=np.int64), {},
+                   text_fields=["title", "genres"])
+
+
+class CountingGenerator(aug.Generator):
+    """The real generator on the module's one loaded SmolLM2, counting the prompts it answers."""
+
+    calls: list[int] = []
+    loaded: tuple | None = None
+
+    def __init__(self, model, max_new_tokens, system=None):
+        super().__init__(model, max_new_tokens, system, loaded=CountingGenerator.loaded)
+
+    def __call__(self, prompts):
+        CountingGenerator.calls.append(len(prompts))
+        return super().__call__(prompts)
+
+
+@pytest.fixture(scope="module")
+def smollm2(tmp_path_factory):
+    from lego_core.lm.models import load_decoder
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LEGO_CACHE_DIR", str(tmp_path_factory.mktemp("lm-models")))
+        return load_decoder("smollm2")
+
+
+@pytest.fixture
+def counting(monkeypatch, smollm2):
+    CountingGenerator.calls = []
+    CountingGenerator.loaded = smollm2
+    monkeypatch.setattr(aug, "Generator", CountingGenerator)
+    return CountingGenerator.calls
+
+
+def test_generates_then_serves_repeat_from_store(counting, monkeypatch):
+    data = _dataset()
+    out = aug.augment(data, "blurb", TEMPLATE, max_new_tokens=6, batch_size=2, limit=3)
+    texts = out.items["blurb"].tolist()
+    assert all(isinstance(t, str) and t.strip() for t in texts[:3]) and texts[3:] == ["", "", ""]
+    assert sum(counting) == 3 and "blurb" not in data.items.columns  # input dataset untouched
+    assert out.items["title"].tolist() == data.items["title"].tolist()
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a repeated run must not load the model")
+
+    monkeypatch.setattr(aug, "Generator", no_model)
+    again = aug.augment(data, "blurb", TEMPLATE, max_new_tokens=6, batch_size=3, limit=3)
+    assert again.items["blurb"].tolist() == texts
+
+
+def test_interrupted_run_resumes_with_the_rest(counting):
+    data = _dataset()
+    seen = []
+
+    def stop_after_first_batch(done, total):
+        seen.append(done)
+        if done >= 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        aug.augment(data, "kw", TEMPLATE, max_new_tokens=4, batch_size=2, limit=5, progress=stop_after_first_batch)
+    assert counting == [2] and seen == [0, 2]
+    counting.clear()
+    progress = []
+    out = aug.augment(data, "kw", TEMPLATE, max_new_tokens=4, batch_size=2, limit=5,
+                      progress=lambda d, t: progress.append((d, t)))
+    assert sum(counting) == 3  # only the items the interrupted run had not finished
+    assert progress[0] == (2, 5) and progress[-1] == (5, 5)
+    assert all(t.strip() for t in out.items["kw"].tolist()[:5])
+
+
+def test_sidecar_is_merged_into_a_loaded_dataset(counting):
+    data = _dataset()
+    out = aug.augment(data, "blurb", TEMPLATE, max_new_tokens=4, batch_size=4, limit=2)
+    assert aug.augmented_fields(data) == ["blurb"]
+    merged = aug.load_augmented(_dataset())
+    assert merged.items["blurb"].tolist() == out.items["blurb"].tolist()
+    assert merged.info["augmented"] == ["blurb"] and merged.text_fields == ["title", "genres"]
+    from lego_core.data.text import item_texts
+
+    assert item_texts(merged, ["blurb"])[:2] == out.items["blurb"].tolist()[:2]  # selectable as input
+    # regenerating an augmented field is allowed; overwriting an original column is not
+    aug.augment(merged, "blurb", TEMPLATE, max_new_tokens=4, limit=1)
+    with pytest.raises(DataError, match="already an item column"):
+        aug.augment(merged, "title", TEMPLATE, limit=1)
+
+
+def test_bad_field_and_template_are_data_errors():
+    with pytest.raises(DataError, match="not allowed"):
+        aug.augment(_dataset(), "bad name", TEMPLATE, limit=1)
+    with pytest.raises(DataError, match="unknown item field"):
+        aug.augment(_dataset(), "x", "Describe {plot}.", limit=1)
+    with pytest.raises(DataError):
+        aug.augment(_dataset(), "x", "Describe {title.__class__}.", limit=1)
+
+
+def test_cli_command_generates_and_prints(counting, monkeypatch, capsys):
+    from lego_core import datasets
+
+    monkeypatch.setattr(datasets, "load", lambda name, **kw: _dataset())
+    parser = argparse.ArgumentParser()
+    aug.add_augment_command(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["augment", "tiny", "--field", "description", "--limit", "2",
+                              "--max-new-tokens", "4", "--batch-size", "2"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "description: 2 items" in out and "description.parquet" in out
+    assert aug.load_augmented(_dataset()).items["description"].tolist()[2:] == ["", "", "", ""]
