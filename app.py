@@ -33,6 +33,8 @@ def sidebar() -> None:
     """The current dataset, shared by every page through st.session_state['dataset']."""
     st.session_state.setdefault("dataset", ui.DEFAULT_DATASET)
     st.session_state.setdefault("synthetic_options", dict(ui.QUICK_SYNTHETIC))
+    if "dataset_next" in st.session_state:  # a page asked to switch (e.g. after registering one)
+        st.session_state["dataset"] = st.session_state.pop("dataset_next")
     with st.sidebar:
         try:
             listed = ui.available_datasets()

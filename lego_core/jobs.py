@@ -286,11 +286,10 @@ def _training_argv(run: runs.Run, launch: dict, resume: bool) -> builtins.list[s
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc)]
     if nnodes == 1:
         torchrun.append("--standalone")
-    else:
+    else:  # static rendezvous: node_rank 0 holds global rank 0, so node 0's run folder gets the results
+        host, _, port = str(launch["rdzv_endpoint"]).rpartition(":")
         torchrun += ["--nnodes", str(nnodes), "--node_rank", str(launch.get("node_rank") or 0),
-                     "--rdzv_backend", "c10d", "--rdzv_endpoint", str(launch["rdzv_endpoint"])]
-        if launch.get("rdzv_id"):
-            torchrun += ["--rdzv_id", str(launch["rdzv_id"])]
+                     "--master_addr", host.strip("[]"), "--master_port", port]
     return [*torchrun, *train]
 
 
@@ -360,8 +359,7 @@ def _load_recipe(recipe: Any, overrides: dict | builtins.list[str] | None) -> An
 
 def launch(recipe: Any, device: str = "auto", nproc: int = 1, nnodes: int = 1, node_rank: int = 0,
            rdzv_endpoint: str | None = None, root: str | os.PathLike | None = None,
-           max_concurrent: int | None = None, overrides: dict | builtins.list[str] | None = None,
-           rdzv_id: str | None = None) -> str:
+           max_concurrent: int | None = None, overrides: dict | builtins.list[str] | None = None) -> str:
     """Validate the recipe, create its run (queued) and start it when a slot is free; returns the id.
 
     A malformed recipe raises RecipeError before any folder or process exists.
@@ -370,8 +368,9 @@ def launch(recipe: Any, device: str = "auto", nproc: int = 1, nnodes: int = 1, n
     nproc, nnodes, node_rank = int(nproc), int(nnodes), int(node_rank)
     if nproc < 1 or nnodes < 1:
         raise RunError(f"nproc ({nproc}) and nnodes ({nnodes}) must be at least 1")
-    if nnodes > 1 and not rdzv_endpoint:
-        raise RunError("a multi-node run needs rdzv_endpoint (host:port of node 0) on every node")
+    if nnodes > 1 and not re.match(r"^\[?[\w.:-]+\]?:\d+$", str(rdzv_endpoint or "")):
+        raise RunError("a multi-node run needs rdzv_endpoint as host:port of node 0 (e.g. 10.0.0.1:29500), "
+                       "the same on every node")
     if not 0 <= node_rank < nnodes:
         raise RunError(f"node_rank {node_rank} must be between 0 and nnodes-1 ({nnodes - 1})")
     resolved = _resolve_device(device, getattr(getattr(loaded, "training", None), "device", "auto"))
@@ -386,16 +385,20 @@ def launch(recipe: Any, device: str = "auto", nproc: int = 1, nnodes: int = 1, n
     _limit(resolved, max_concurrent)  # a bad limit is refused before anything is created
     base = runs.runs_root(root)
     launch_info = {"device": resolved, "nproc": nproc, "nnodes": nnodes, "node_rank": node_rank,
-                   "rdzv_endpoint": rdzv_endpoint, "rdzv_id": rdzv_id, "resume": False}
+                   "rdzv_endpoint": rdzv_endpoint, "resume": False}
     run = runs.create(loaded, root=base, device=resolved, nproc=nproc * nnodes, launch=launch_info,
                       max_concurrent=max_concurrent, queued_at=runs.now())
     refresh(base)
     return run.id
 
 
-def cancel(run_id: str, timeout: float = 10, root: str | os.PathLike | None = None) -> dict:
+def cancel(run_id: str, timeout: float = 10, root: str | os.PathLike | None = None, wait: bool = True) -> dict:
     """Stop a run: a queued one at once; a running one with SIGTERM (it checkpoints and stops), then
-    SIGKILL after `timeout` seconds. Returns the final status (state `cancelled`)."""
+    SIGKILL after `timeout` seconds. Returns the final status (state `cancelled`).
+
+    With `wait=False` (a UI button) it only sends SIGTERM and returns; the run's supervisor then
+    escalates to SIGKILL itself after `timeout` seconds.
+    """
     run = runs.open(run_id, root)
     base = run.path.parent
     with _scheduler_lock(base):  # no refresh may start it while we decide
@@ -409,16 +412,16 @@ def cancel(run_id: str, timeout: float = 10, root: str | os.PathLike | None = No
             raise RunError(f"run {run.id} is {state}; only queued or running runs can be cancelled")
         if status.get("host") not in (None, socket.gethostname()):
             raise RunError(f"run {run.id} runs on host {status['host']}; cancel it there")
-        run.set_status(cancel_requested=True)
+        run.set_status(cancel_requested=True, cancel_timeout=float(timeout))
     supervisor = status.get("supervisor_pid")
     pids = _run_pids(status)
     if isinstance(supervisor, int) and supervisor in pids:
         _signal([supervisor], signal.SIGTERM)  # the supervisor forwards it: one signal per process
     else:
         _signal(pids, signal.SIGTERM)
-    if _wait_gone(status, timeout):
-        pass
-    else:
+    if not wait:
+        return run.status()
+    if not _wait_gone(status, timeout):
         for _ in range(3):  # SIGKILL everything carrying the token (torchrun workers included)
             _signal(_run_pids(status), signal.SIGKILL)
             if _wait_gone(status, 5):
@@ -487,6 +490,14 @@ def list_runs(root: str | os.PathLike | None = None) -> builtins.list[runs.Run]:
     return runs.list(root)
 
 
+def delete(run_id: str, root: str | os.PathLike | None = None) -> None:
+    """Remove a run folder (refreshing first, so a vanished 'running' run can go); refuses live runs."""
+    run = runs.open(run_id, root)
+    refresh(run.path.parent)
+    with _scheduler_lock(run.path.parent):  # no refresh may start it while it is being removed
+        runs.delete(run.path)
+
+
 def logs(run_id: str, tail: int = 100, root: str | os.PathLike | None = None) -> str:
     """The last `tail` lines of a run's log.txt ('' before it has started)."""
     path = runs.open(run_id, root).log_path
@@ -514,6 +525,25 @@ def _last_log_line(run: runs.Run) -> str:
     return ""
 
 
+def _supervise(child: subprocess.Popen, run: runs.Run, received: builtins.list[int]) -> int:
+    """Wait for the training; once a stop signal came, SIGKILL what is left after the grace time."""
+    deadline = None
+    while True:
+        try:
+            return child.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            pass
+        if received and deadline is None:
+            grace = run.status().get("cancel_timeout")
+            deadline = time.monotonic() + (grace if isinstance(grace, (int, float)) else 30.0)
+        if deadline is not None and time.monotonic() > deadline:
+            print("[jobs] the training did not stop in time: killing it", flush=True)
+            scan = _token_pids() or {}
+            token = os.environ.get(TOKEN_ENV)
+            _signal([p for p in scan.get(token, []) if p != os.getpid()] if token else [child.pid], signal.SIGKILL)
+            deadline = time.monotonic() + 5.0
+
+
 def worker(run_dir: str, argv: builtins.list[str]) -> int:
     """Supervise one run: start the training, forward SIGTERM, record the end, start the next run."""
     run = runs.open(run_dir)
@@ -539,7 +569,7 @@ def worker(run_dir: str, argv: builtins.list[str]) -> int:
             print(f"[jobs] could not start {argv[0]}: {exc}", flush=True)
             child = None
         if child is not None:
-            code = child.wait()
+            code = _supervise(child, run, received)
     print(f"[jobs] {time.strftime('%Y-%m-%d %H:%M:%S')} training exited with code {code}", flush=True)
     last_line = _last_log_line(run)
     node_rank = int((run.status().get("launch") or {}).get("node_rank") or 0)
@@ -588,7 +618,6 @@ def add_jobs_command(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--nnodes", type=int, default=1, help="number of machines")
     p.add_argument("--node-rank", type=int, default=0, help="this machine's rank (0..nnodes-1)")
     p.add_argument("--rdzv-endpoint", default=None, help="host:port of node 0 (multi-node)")
-    p.add_argument("--rdzv-id", default=None, help="rendezvous id shared by all nodes (multi-node)")
     p.add_argument("--max-concurrent", type=int, default=None, help="runs at once on this device")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe field, e.g. training.epochs=1 (repeatable)")
@@ -617,7 +646,7 @@ def add_jobs_command(subparsers: Any) -> argparse.ArgumentParser:
 def _cmd_launch(args: argparse.Namespace) -> int:
     run_id = launch(args.recipe, device=args.device, nproc=args.nproc, nnodes=args.nnodes,
                     node_rank=args.node_rank, rdzv_endpoint=args.rdzv_endpoint, root=args.runs_dir,
-                    max_concurrent=args.max_concurrent, overrides=args.overrides or None, rdzv_id=args.rdzv_id)
+                    max_concurrent=args.max_concurrent, overrides=args.overrides or None)
     state = runs.open(run_id, args.runs_dir).status().get("state")
     print(f"{run_id}\t{state}")
     return 0
@@ -660,13 +689,13 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _cmd_logs(args: argparse.Namespace) -> int:
+    run = runs.open(args.run_id, args.runs_dir)
+    position = run.log_path.stat().st_size if run.log_path.exists() else 0  # before the tail: lose nothing
     text = logs(args.run_id, tail=args.tail, root=args.runs_dir)
     if text:
         print(text, flush=True)
     if not args.follow:
         return 0
-    run = runs.open(args.run_id, args.runs_dir)
-    position = run.log_path.stat().st_size if run.log_path.exists() else 0
     try:
         while True:
             active = status(run.id, args.runs_dir).get("state") in runs.ACTIVE_STATES

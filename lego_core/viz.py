@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import re
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -339,7 +340,8 @@ def run_row(run: Any) -> dict:
     status = run.status()
     row = {"run_id": run.id, "state": status.get("state", "unknown"),
            "progress": float(status.get("progress") or (1.0 if status.get("state") == "succeeded" else 0.0)),
-           "epoch": status.get("epoch"), "device": status.get("device", ""), "nproc": status.get("nproc"),
+           "epoch": None if status.get("epoch") is None else int(status["epoch"]) + 1,  # 1-based, as shown
+           "device": status.get("device", ""), "nproc": status.get("nproc"),
            "created": pd.to_datetime(status.get("created"), unit="s") if status.get("created") else pd.NaT,
            "error": status.get("error") or ""}
     row.update(_recipe_parts(run))
@@ -364,6 +366,25 @@ def runs_table(runs: Iterable[Any]) -> pd.DataFrame:
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["run_id", "state", "progress"])
 
 
+def baselines(runs: Iterable[Any]) -> pd.DataFrame:
+    """The popularity baseline's test metrics, once per dataset among `runs` (the floor every
+    result is compared with): run_id "popularity · <dataset>" and test_* columns."""
+    rows, seen = [], set()
+    for run in runs:
+        try:
+            metrics, dataset = run.metrics(), _recipe_parts(run).get("dataset", "")
+        except Exception:  # noqa: BLE001 - a damaged run has no baseline to offer
+            continue
+        test = (metrics.get("popularity") or {}).get("test") or {}
+        if not test or dataset in seen:
+            continue
+        seen.add(dataset)
+        rows.append({"run_id": f"popularity · {dataset}", "dataset": dataset,
+                     **{f"test_{k}": v for k, v in test.items()
+                        if isinstance(v, (int, float)) and not isinstance(v, bool) and not k.endswith("_skipped")}})
+    return pd.DataFrame(rows)
+
+
 def metric_columns(table: pd.DataFrame) -> list[str]:
     """The test metric columns of a runs table."""
     return [c for c in table.columns if c.startswith("test_")]
@@ -378,8 +399,12 @@ def curves(run: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     return steps, epochs
 
 
-def log_tail(run: Any, lines: int = 40) -> str:
-    """The last `lines` lines of the run's log ("" while there is none)."""
+_PROGRESS_BAR = re.compile(r"\d+%\|")
+
+
+def log_tail(run: Any, lines: int = 40, progress_bars: bool = False) -> str:
+    """The last `lines` lines of the run's log ("" while there is none); tqdm progress-bar lines
+    (carriage-return redraws captured in the file) are left out unless `progress_bars`."""
     try:
         with open(run.log_path, "rb") as fh:
             fh.seek(0, 2)
@@ -388,7 +413,9 @@ def log_tail(run: Any, lines: int = 40) -> str:
             text = fh.read().decode("utf-8", errors="replace")
     except FileNotFoundError:
         return ""
-    return "\n".join(text.splitlines()[-lines:])
+    kept = [line for line in text.replace("\r", "\n").splitlines()
+            if line.strip() and (progress_bars or not _PROGRESS_BAR.search(line))]
+    return "\n".join(kept[-lines:])
 
 
 # ---- models -----------------------------------------------------------------------------

@@ -3,6 +3,7 @@ datasets and runs, and one-line display of LegoError. Data work stays in lego_co
 from __future__ import annotations
 
 import json
+import warnings
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -43,6 +44,19 @@ def lego_errors() -> Iterator[None]:
         yield
     except LegoError as exc:
         st.error(one_line(exc), icon=":material/error:")
+
+
+@contextmanager
+def data_notes() -> Iterator[list[str]]:
+    """Collect the warnings lego_core's readers give while loading data (rows dropped, ...), to show
+    them with the result instead of in the server log."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        notes: list[str] = []
+        try:
+            yield notes
+        finally:
+            notes.extend(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)))
 
 
 # ---- datasets ---------------------------------------------------------------------------

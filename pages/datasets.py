@@ -33,12 +33,20 @@ if current in loadable:
 left, right = st.columns([1, 2], vertical_alignment="bottom")
 left.selectbox("Current dataset", loadable or [current], key="datasets-pick", on_change=_pick,
                help="The same choice as in the sidebar: every page works on it.")
-with right.expander(f"All {len(listed)} datasets available here"):
-    st.dataframe([{k: d.get(k, "") for k in ("name", "kind", "loadable", "description", "reason")} for d in listed],
-                 hide_index=True, width="stretch")
-
 dataset = ui.dataset_or_stop()
 counts = viz.dataset_counts(dataset)
+seen = st.session_state.setdefault("dataset_counts", {})  # counts of datasets opened in this session
+seen[current] = counts
+with right.expander(f"All {len(listed)} datasets available here"):
+    rows = []
+    for d in listed:
+        known = d.get("summary") or seen.get(d["name"]) or {}
+        rows.append({"name": d["name"], "kind": d.get("kind", ""), "items": known.get("items"),
+                     "users": known.get("users"), "clicks": known.get("clicks"),
+                     "loadable": d.get("loadable", True), "description": d.get("description", ""),
+                     "reason": d.get("reason", "")})
+    st.dataframe(rows, hide_index=True, width="stretch")
+    st.caption("Counts appear once a dataset has been opened here (or recorded when it was registered).")
 cols = st.columns(6)
 for col, (label, key) in zip(cols, [("Items", "items"), ("Users", "users"), ("Clicks", "clicks"),
                                     ("Train impressions", "train_impressions"),
@@ -87,16 +95,19 @@ with plots_tab:
         st.caption("This dataset has no category field.")
 
 
-def _registered(name: str) -> None:
+def _registered(name: str, notes: list[str]) -> None:
+    """Make the new dataset current (the sidebar applies it on the rerun) and say what was dropped."""
     ui.available_datasets.clear()
-    st.session_state["dataset"] = name
-    st.session_state["datasets-added"] = name
+    st.session_state["dataset_next"] = name
+    st.session_state["datasets-added"] = (name, notes)
     st.rerun()
 
 
 with add_tab:
     if added := st.session_state.pop("datasets-added", None):
-        st.success(f"Registered '{added}'; it is now the current dataset.", icon=":material/check_circle:")
+        st.success(f"Registered '{added[0]}'; it is now the current dataset.", icon=":material/check_circle:")
+        for note in added[1]:
+            st.warning(note, icon=":material/info:")
     mind_tab, tables_tab = st.tabs(["MIND folder", "Upload tables"])
     with mind_tab:
         st.caption("A folder holding train/ and dev/, each with news.tsv and behaviors.tsv (MIND-small or large).")
@@ -109,13 +120,13 @@ with add_tab:
                 st.error("Give both a name and the folder path.")
             else:
                 ok = False
-                with ui.lego_errors(), st.spinner("Reading and checking the MIND files…"):
+                with ui.lego_errors(), ui.data_notes() as notes, st.spinner("Reading and checking the MIND files…"):
                     from lego_core import datasets
 
                     datasets.register_mind(name.strip(), Path(folder.strip()).expanduser())
                     ok = True
                 if ok:
-                    _registered(name.strip())
+                    _registered(name.strip(), notes)
     with tables_tab:
         st.caption("An items table (an id column + text/categorical columns) and an interactions table "
                    "(user, item, timestamp, optional 0/1 label), as CSV, TSV or Parquet. Nothing is saved "
@@ -178,7 +189,8 @@ with add_tab:
                                "category": None if category == NONE else category, "user": user, "item": item,
                                "timestamp": stamp, "label": None if label == NONE else label}
                     ok = False
-                    with ui.lego_errors(), st.spinner("Checking the tables…"), tempfile.TemporaryDirectory() as tmp:
+                    with ui.lego_errors(), ui.data_notes() as notes, st.spinner("Checking the tables…"), \
+                            tempfile.TemporaryDirectory() as tmp:
                         from lego_core import datasets
 
                         paths = []
@@ -189,6 +201,6 @@ with add_tab:
                         datasets.register_tables(name.strip(), paths[0], paths[1], mapping)
                         ok = True
                     if ok:
-                        _registered(name.strip())
+                        _registered(name.strip(), notes)
         elif items_file is None or inter_file is None:
             st.caption("Upload both tables to choose their columns.")

@@ -2,6 +2,7 @@
 and sortable; a bar chart comparing selected runs; CSV export."""
 from __future__ import annotations
 
+import pandas as pd
 import plotly.express as px
 import streamlit as st
 
@@ -67,9 +68,14 @@ chosen = st.multiselect("Runs", scored["run_id"].tolist(), default=scored["run_i
 pick_metrics = st.multiselect("Metrics", metrics, default=[m for m in metrics if m in
                                                          ("test_auc", "test_mrr", "test_ndcg@10")] or metrics[:3],
                               format_func=lambda m: m.removeprefix("test_").upper(), key="exp-metrics")
+floor = st.checkbox("Show the popularity baseline", value=True, key="exp-baseline",
+                    help="Items ranked by how often they were clicked in training: the floor to beat.")
 if chosen and pick_metrics:
-    long = scored[scored["run_id"].isin(chosen)].melt(id_vars=["run_id"], value_vars=pick_metrics,
-                                                      var_name="metric", value_name="value")
+    bars = scored[scored["run_id"].isin(chosen)]
+    if floor:
+        base = viz.baselines([r for r in all_runs if r.id in chosen])
+        bars = pd.concat([bars, base[[c for c in base.columns if c in ("run_id", *pick_metrics)]]], ignore_index=True)
+    long = bars.melt(id_vars=["run_id"], value_vars=pick_metrics, var_name="metric", value_name="value")
     long["metric"] = long["metric"].str.removeprefix("test_").str.upper()
     fig = px.bar(long, x="metric", y="value", color="run_id", barmode="group", text_auto=".3f")
     fig.update_layout(height=420, margin=dict(l=10, r=10, t=30, b=10), legend_title_text="run")

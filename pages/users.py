@@ -28,9 +28,9 @@ second = c2.selectbox("Compare with", [None] + [i for i in ids if i != first], k
 run_a = by_id[first]
 dataset = ui.dataset_of_run(run_a)
 
-u1, u2, u3, u4 = st.columns([2, 2, 1, 1], vertical_alignment="bottom")
+u1, u2, u3, u4 = st.columns([2, 2, 1, 1.4], vertical_alignment="bottom")
 query = u1.text_input("Search user id", key="users-query", placeholder="type part of a user id")
-tested = u4.checkbox("With test clicks only", value=True, key="users-tested",
+tested = u4.checkbox("Test users only", value=True, key="users-tested",
                      help="List only users who have test impressions, so the list can be checked against them.")
 matches = viz.find_users(dataset, query, split="test" if tested else None)
 if not matches:

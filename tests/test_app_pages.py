@@ -137,6 +137,54 @@ def test_registering_a_bad_mind_folder_shows_one_line_and_saves_nothing(tmp_path
     assert "broken" not in [d["name"] for d in datasets.available()]
 
 
+def _tables(bad_time: bool = False) -> tuple[bytes, bytes]:
+    rng = np.random.default_rng(0)
+    items = "id,name,genre\n" + "".join(f"i{i},<b>Item</b> {i},{'abc'[i % 3]}\n" for i in range(30))
+    rows = [(f"u{u}", f"i{rng.integers(30)}", "soon" if bad_time and u == 3 and k == 2 else 1000 + 10 * k + u)
+            for u in range(10) for k in range(6)]
+    inter = "uid,iid,ts\n" + "".join(f"{a},{b},{c}\n" for a, b, c in rows)
+    return items.encode(), inter.encode()
+
+
+def test_upload_tables_with_a_column_mapping_registers_a_dataset():
+    items, inter = _tables()
+    at = start()
+    at.text_input(key="tables-name").set_value("shop")
+    at.get("file_uploader")[0].upload("items.csv", items, "text/csv")
+    at.get("file_uploader")[1].upload("interactions.csv", inter, "text/csv")
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="map-item-id").value == "id" and at.selectbox(key="map-category").value == "genre"
+    assert at.multiselect(key="map-text").value == ["name"]
+    assert at.selectbox(key="map-user").value == "uid" and at.selectbox(key="map-time").value == "ts"
+    at.selectbox(key="map-item").set_value("iid").run()
+    button(at, "Register tables").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.session_state["dataset"] == "shop"
+    assert any("Registered 'shop'" in s.value for s in at.success)
+    assert any("repeated" in w.value for w in at.warning)  # the reader's note on dropped rows
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Items"] == "30" and metrics["Users"] == "10"
+    assert at.dataframe[1].value["name"].iloc[0] == "<b>Item</b> 0"  # shown as text, not HTML
+
+
+def test_upload_with_a_bad_timestamp_shows_one_line_and_saves_nothing():
+    items, inter = _tables(bad_time=True)
+    at = start()
+    at.text_input(key="tables-name").set_value("broken-shop")
+    at.get("file_uploader")[0].upload("items.csv", items, "text/csv")
+    at.get("file_uploader")[1].upload("interactions.csv", inter, "text/csv")
+    at.run()
+    at.selectbox(key="map-item").set_value("iid").run()
+    button(at, "Register tables").click().run()
+    assert not at.exception
+    assert len(at.error) == 1 and "ts" in at.error[0].value and "\n" not in at.error[0].value
+    from lego_core import datasets
+
+    assert "broken-shop" not in [d["name"] for d in datasets.available()]
+    assert at.session_state["dataset"] == "ml-100k"
+
+
 def test_builder_select_boxes_explain_incompatible_bricks_and_disable_launch():
     at = show(start(dataset="synthetic", synthetic_options=TINY), "pages/builder.py")
     at.selectbox(key="slot-content").set_value("cnn").run()
@@ -152,6 +200,18 @@ def test_builder_select_boxes_explain_incompatible_bricks_and_disable_launch():
     assert "name: synthetic" in recipe
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Parameters"] not in ("", "0") and "MB" in metrics["Memory (estimate)"]
+
+
+def test_builder_counts_language_model_parameters_only_on_request():
+    at = show(start(dataset="synthetic", synthetic_options=TINY), "pages/builder.py")
+    at.selectbox(key="slot-content").set_value("lm_encoder").run()
+    assert not at.exception and not at.error
+    assert "Parameters" not in [m.label for m in at.metric]  # loading the LM waits for a click
+    button(at, "Count parameters").click().run()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Parameters"].endswith("M")  # MiniLM's ~22M weights, mostly frozen
+    assert metrics["Trainable"] != metrics["Parameters"]
+    assert at.selectbox(key="p-content-lm_encoder-tuning").options == ["frozen", "top", "lora", "full"]
 
 
 def test_builder_forms_follow_the_catalog_and_presets_load():
@@ -256,7 +316,9 @@ def test_users_page_lists_history_and_recommendations_with_clicks(with_runs):
     assert recs["clicked_in_test"].dtype == bool
     history = at.dataframe[1].value
     assert history["position"].tolist() == list(range(1, len(history) + 1))
-    assert not set(history["item_id"]) & set(recs["item_id"])  # history is left out of the list
+    clicked = set(at.dataframe[2].value["item_id"])  # the user's test clicks
+    assert set(recs.loc[recs["clicked_in_test"], "item_id"]) <= clicked
+    assert set(history["item_id"]) & set(recs["item_id"]) <= clicked  # history is left out, test clicks not
     at.text_input(key="users-query").set_value(str(user)).run()
     assert at.selectbox(key="users-user").value == user
     at.number_input(key="users-k").set_value(5).run()

@@ -39,11 +39,12 @@ def run(tmp_path, monkeypatch, dataset):
     items = rng.normal(size=(6, 8)).astype(np.float32)
     users = np.stack([items[2] * 3, items[0] * 3])  # u0 prefers c, u1 prefers a
     r.save_embeddings(list(dataset.items["item_id"]), items, ["u0", "u1"], users)
-    r.write_metrics({"test": {"auc": 0.75, "mrr": 0.5, "gauc_skipped": 0}, "parameters": 1234, "train_seconds": 3.5})
+    r.write_metrics({"test": {"auc": 0.75, "mrr": 0.5, "gauc_skipped": 0}, "parameters": 1234, "train_seconds": 3.5,
+                     "popularity": {"test": {"auc": 0.6, "mrr": 0.3, "gauc_skipped": 0}}})
     r.append("steps", {"epoch": 0, "step": 10, "global_step": 10, "loss": 1.2})
     r.append("epochs", {"epoch": 1, "loss": 1.1, "valid_auc": 0.7})
     r.set_status(state="succeeded", started=100.0, ended=110.0, progress=1.0)
-    r.log_path.write_text("".join(f"line {i}\n" for i in range(100)))
+    r.log_path.write_text("".join(f"line {i}\n" for i in range(100)) + "score test:  50%|#####     | 1/2\r")
     return r
 
 
@@ -123,7 +124,10 @@ def test_runs_table_curves_and_log(run):
     steps, epochs = viz.curves(run)
     assert steps["loss"].tolist() == [1.2] and epochs["valid_auc"].tolist() == [0.7]
     tail = viz.log_tail(run, 3)
-    assert tail.splitlines() == ["line 97", "line 98", "line 99"]
+    assert tail.splitlines() == ["line 97", "line 98", "line 99"]  # without the progress bar
+    assert "50%|" in viz.log_tail(run, 3, progress_bars=True)
+    base = viz.baselines(runs.list())
+    assert base.to_dict("records") == [{"run_id": "popularity · tiny", "dataset": "tiny", "test_auc": 0.6, "test_mrr": 0.3}]
 
 
 def test_devices_always_offer_cpu():

@@ -123,6 +123,22 @@ def _drag(page, item: str, slot_index: int) -> None:
     _wait_idle(page)
 
 
+def _lasso(page, chart) -> None:
+    """Draw a lasso around most of a plotly chart's plotting area (the app's default drag mode)."""
+    box = chart.locator(".nsewdrag").first.bounding_box()
+    left, top = box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.1
+    right, bottom = box["x"] + box["width"] * 0.9, box["y"] + box["height"] * 0.9
+    corners = [(left, top), (right, top), (right, bottom), (left, bottom), (left, top + 5)]
+    page.mouse.move(*corners[0])
+    page.mouse.down()
+    for (x0, y0), (x1, y1) in zip(corners, corners[1:]):
+        for i in range(1, 11):
+            page.mouse.move(x0 + (x1 - x0) * i / 10, y0 + (y1 - y0) * i / 10)
+            page.wait_for_timeout(15)
+    page.mouse.up()
+    _wait_idle(page)
+
+
 def _nav(page, title: str) -> None:
     page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
     page.get_by_role("heading", name=title, level=1).wait_for(timeout=60_000)
@@ -180,11 +196,14 @@ def test_build_train_and_explore_in_a_real_browser(server):
             _shot(page, "05-embeddings-pca")
             expect(page.get_by_text("· UMAP").first).to_be_visible(timeout=120_000)  # replaces PCA when ready
             _wait_idle(page)
+            _lasso(page, page.get_by_test_id("stPlotlyChart").first)
+            expect(page.get_by_text("selected items")).to_be_visible()  # the lasso lists what it caught
+            expect(page.get_by_test_id("stDataFrame")).to_have_count(1)
             _shot(page, "06-embeddings-umap")
 
             _nav(page, "Users")
             page.get_by_role("heading", name="Top 10").wait_for()
-            expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
+            expect(page.get_by_test_id("stDataFrame")).to_have_count(3)  # recommendations, history, test clicks
             expect(page.get_by_test_id("stMetric").filter(has_text="History length")).to_be_visible()
             _shot(page, "07-users")
 

@@ -158,6 +158,14 @@ def test_cancel_kills_a_trainer_that_ignores_sigterm(root, fake):
     final = jobs.cancel(run_id, timeout=1, root=root)
     assert final["state"] == "cancelled" and time.monotonic() - started < 10
     assert jobs._run_pids(status) == []
+    # without waiting: cancel returns at once and the supervisor escalates to SIGKILL itself
+    second = jobs.launch(_recipe(), device="cpu", root=root)
+    status = wait_trainer(second, root)
+    started = time.monotonic()
+    assert jobs.cancel(second, timeout=1, root=root, wait=False)["state"] == "running"
+    assert time.monotonic() - started < 1
+    final = wait_for(second, ("cancelled",), root, timeout=20)
+    assert jobs._run_pids(status) == [] and "did not stop in time" in jobs.logs(second, root=root)
 
 
 def test_a_killed_run_is_interrupted_and_resumes(root, fake):
@@ -185,6 +193,8 @@ def test_trainer_killed_alone_is_recorded_by_its_supervisor(root, fake):
     os.kill(wait_trainer(run_id, root)["pid"], signal.SIGKILL)
     status = wait_for(run_id, ("interrupted",), root)
     assert "SIGKILL" in status["error"]
+    jobs.delete(run_id, root)
+    assert runs.list(root) == []
 
 
 def test_a_failing_trainer_is_failed_with_its_last_log_line(root, fake):
@@ -206,12 +216,17 @@ def test_stale_states_are_detected_without_a_daemon(root):
     other_host.set_status(state="running", pid=2 ** 22 + 12345, host="another-node")
     rebooted = runs.create(_recipe(), root=root)
     rebooted.set_status(state="running", pid=os.getpid(), boot_id="an-earlier-boot", started=time.time())
+    with pytest.raises(RunError, match="cancel it first"):
+        runs.delete(foreground_dead.id, root)  # the store alone cannot tell it is stale...
     jobs.refresh(root)
     assert dead.status()["state"] == "interrupted"
     assert foreground_dead.status()["state"] == "interrupted"
     assert foreground_live.status()["state"] == "running"
     assert other_host.status()["state"] == "running"
     assert rebooted.status()["state"] == ("interrupted" if jobs._boot_id() else "running")
+    jobs.delete(foreground_dead.id, root)  # ...jobs.delete refreshes first
+    with pytest.raises(RunError, match="cancel it first"):
+        jobs.delete(foreground_live.id, root)
 
 
 def test_malformed_recipes_are_refused_before_anything_starts(root, fake):
@@ -244,7 +259,7 @@ def test_training_commands_for_one_and_several_processes(root, monkeypatch):
     multi = jobs._training_argv(run, {"device": "cuda:1", "nproc": 4, "nnodes": 2, "node_rank": 1,
                                       "rdzv_endpoint": "node0:29400"}, resume=False)
     text = " ".join(multi)
-    assert "--nnodes 2 --node_rank 1 --rdzv_backend c10d --rdzv_endpoint node0:29400" in text
+    assert "--nnodes 2 --node_rank 1 --master_addr node0 --master_port 29400" in text
     assert "--standalone" not in text and text.endswith("training.device=cuda")
 
 
@@ -269,6 +284,12 @@ def test_cli_launch_list_status_cancel(root, fake, capsys):
     assert json.loads(capsys.readouterr().out)["device"] == "cpu"
     assert jobs.main(["jobs", "cancel", run_id]) == 0
     assert capsys.readouterr().out.split() == [run_id, "cancelled"]
+    fake(0.5)
+    assert jobs.main(["jobs", "launch", "nrms", "--device", "cpu"]) == 0
+    followed = capsys.readouterr().out.split()[0]
+    assert jobs.main(["jobs", "logs", followed, "--follow"]) == 0  # returns once the run has ended
+    assert "exited with code 0" in capsys.readouterr().out
+    assert runs.open(followed, root).status()["state"] == "succeeded"
     assert jobs.main(["jobs", "launch", "no-such-recipe.yaml"]) == 2
     assert "not found" in capsys.readouterr().err
 

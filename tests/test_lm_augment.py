@@ -25,53 +25,66 @@ def _dataset() -> Dataset:
 
 
 class CountingGenerator(aug.Generator):
-    """The real generator on the module's one loaded SmolLM2, counting the prompts it answers."""
+    """The real generator, counting the prompts it answers."""
 
     calls: list[int] = []
-    loaded: tuple | None = None
-
-    def __init__(self, model, max_new_tokens, system=None):
-        super().__init__(model, max_new_tokens, system, loaded=CountingGenerator.loaded)
 
     def __call__(self, prompts):
         CountingGenerator.calls.append(len(prompts))
         return super().__call__(prompts)
 
 
-@pytest.fixture(scope="module")
-def smollm2(tmp_path_factory):
-    from lego_core.lm.models import load_decoder
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LEGO_CACHE_DIR", str(tmp_path_factory.mktemp("lm-models")))
-        return load_decoder("smollm2")
-
-
 @pytest.fixture
-def counting(monkeypatch, smollm2):
+def counting(monkeypatch):
     CountingGenerator.calls = []
-    CountingGenerator.loaded = smollm2
     monkeypatch.setattr(aug, "Generator", CountingGenerator)
     return CountingGenerator.calls
 
 
-def test_generates_then_serves_repeat_from_store(counting, monkeypatch):
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> str:
+    """A local folder with a tiny random Llama (2 layers, width 32) and MiniLM's tokenizer: the
+    store/resume/CLI mechanics run in milliseconds, and it exercises 'any local folder' loading.
+    Special-token embeddings are zero so greedy decoding always yields visible words."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from lego_core.lm.models import resolve
+
+    folder = tmp_path_factory.mktemp("tiny-llm")
+    tok = AutoTokenizer.from_pretrained(resolve("minilm").path, local_files_only=True)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128,
+                         tie_word_embeddings=True, pad_token_id=tok.pad_token_id, eos_token_id=tok.sep_token_id,
+                         bos_token_id=tok.cls_token_id)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        model.model.embed_tokens.weight[tok.all_special_ids] = 0
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)
+
+
+def test_smollm2_generates_text_then_repeat_is_served_from_store(counting, monkeypatch):
     data = _dataset()
-    out = aug.augment(data, "blurb", TEMPLATE, max_new_tokens=6, batch_size=2, limit=3)
+    out = aug.augment(data, "blurb", TEMPLATE, max_new_tokens=6, batch_size=2, limit=2, system="Answer briefly.")
     texts = out.items["blurb"].tolist()
-    assert all(isinstance(t, str) and t.strip() for t in texts[:3]) and texts[3:] == ["", "", ""]
-    assert sum(counting) == 3 and "blurb" not in data.items.columns  # input dataset untouched
+    assert all(isinstance(t, str) and len(t.strip()) > 1 for t in texts[:2]) and texts[2:] == [""] * 4
+    assert counting == [2] and "blurb" not in data.items.columns  # input dataset untouched
     assert out.items["title"].tolist() == data.items["title"].tolist()
 
     def no_model(*args, **kwargs):
         raise AssertionError("a repeated run must not load the model")
 
     monkeypatch.setattr(aug, "Generator", no_model)
-    again = aug.augment(data, "blurb", TEMPLATE, max_new_tokens=6, batch_size=3, limit=3)
+    again = aug.augment(data, "blurb", TEMPLATE, max_new_tokens=6, batch_size=1, limit=2, system="Answer briefly.")
     assert again.items["blurb"].tolist() == texts
+    with pytest.raises(AssertionError, match="must not load"):  # other settings: other store keys
+        aug.augment(data, "blurb", TEMPLATE, max_new_tokens=7, limit=2, system="Answer briefly.")
 
 
-def test_interrupted_run_resumes_with_the_rest(counting):
+def test_interrupted_run_resumes_with_the_rest(counting, tiny):
     data = _dataset()
     seen = []
 
@@ -81,20 +94,21 @@ def test_interrupted_run_resumes_with_the_rest(counting):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        aug.augment(data, "kw", TEMPLATE, max_new_tokens=4, batch_size=2, limit=5, progress=stop_after_first_batch)
+        aug.augment(data, "kw", TEMPLATE, model=tiny, max_new_tokens=4, batch_size=2, limit=5,
+                    progress=stop_after_first_batch)
     assert counting == [2] and seen == [0, 2]
     counting.clear()
     progress = []
-    out = aug.augment(data, "kw", TEMPLATE, max_new_tokens=4, batch_size=2, limit=5,
+    out = aug.augment(data, "kw", TEMPLATE, model=tiny, max_new_tokens=4, batch_size=2, limit=5,
                       progress=lambda d, t: progress.append((d, t)))
     assert sum(counting) == 3  # only the items the interrupted run had not finished
     assert progress[0] == (2, 5) and progress[-1] == (5, 5)
     assert all(t.strip() for t in out.items["kw"].tolist()[:5])
 
 
-def test_sidecar_is_merged_into_a_loaded_dataset(counting):
+def test_sidecar_is_merged_into_a_loaded_dataset(counting, tiny):
     data = _dataset()
-    out = aug.augment(data, "blurb", TEMPLATE, max_new_tokens=4, batch_size=4, limit=2)
+    out = aug.augment(data, "blurb", TEMPLATE, model=tiny, max_new_tokens=4, batch_size=4, limit=2)
     assert aug.augmented_fields(data) == ["blurb"]
     merged = aug.load_augmented(_dataset())
     assert merged.items["blurb"].tolist() == out.items["blurb"].tolist()
@@ -103,9 +117,9 @@ def test_sidecar_is_merged_into_a_loaded_dataset(counting):
 
     assert item_texts(merged, ["blurb"])[:2] == out.items["blurb"].tolist()[:2]  # selectable as input
     # regenerating an augmented field is allowed; overwriting an original column is not
-    aug.augment(merged, "blurb", TEMPLATE, max_new_tokens=4, limit=1)
+    aug.augment(merged, "blurb", TEMPLATE, model=tiny, max_new_tokens=4, limit=1)
     with pytest.raises(DataError, match="already an item column"):
-        aug.augment(merged, "title", TEMPLATE, limit=1)
+        aug.augment(merged, "title", TEMPLATE, model=tiny, limit=1)
 
 
 def test_bad_field_and_template_are_data_errors():
@@ -117,14 +131,14 @@ def test_bad_field_and_template_are_data_errors():
         aug.augment(_dataset(), "x", "Describe {title.__class__}.", limit=1)
 
 
-def test_cli_command_generates_and_prints(counting, monkeypatch, capsys):
+def test_cli_command_generates_and_prints(counting, tiny, monkeypatch, capsys):
     from lego_core import datasets
 
     monkeypatch.setattr(datasets, "load", lambda name, **kw: _dataset())
     parser = argparse.ArgumentParser()
     aug.add_augment_command(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["augment", "tiny", "--field", "description", "--limit", "2",
-                              "--max-new-tokens", "4", "--batch-size", "2"])
+                              "--max-new-tokens", "4", "--batch-size", "2", "--model", tiny])
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "description: 2 items" in out and "description.parquet" in out

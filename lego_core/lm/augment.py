@@ -120,8 +120,9 @@ class Generator:
     def __call__(self, prompts: list[str]) -> list[str]:
         tok = self.tokenizer
         tok.padding_side = "left"
-        enc = tok([self._chat(p) for p in prompts], return_tensors="pt", padding=True, add_special_tokens=False)
-        enc = {k: v.to(self.device) for k, v in enc.items()}
+        chat = bool(getattr(tok, "chat_template", None))  # the chat template adds its own special tokens
+        enc = tok([self._chat(p) for p in prompts], return_tensors="pt", padding=True, add_special_tokens=not chat)
+        enc = {k: enc[k].to(self.device) for k in ("input_ids", "attention_mask")}
         with self.torch.inference_mode():
             out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
                                       pad_token_id=tok.pad_token_id)

@@ -25,7 +25,7 @@ class SelfAttentionUser(BehaviorOperator):
     def __init__(self, ctx: BuildContext, heads: int = 4, dropout: float = 0.2, attention_dim: int = 200):
         super().__init__()
         check_heads(ctx.dim, heads, "attention")
-        self.attention = SelfAttention(ctx.dim, heads, dropout)
+        self.attention = SelfAttention(ctx.dim, heads)
         self.dropout = nn.Dropout(dropout)
         self.pool = AdditiveAttention(ctx.dim, attention_dim)
 

@@ -6,7 +6,7 @@ import torch
 
 from lego_core.operators.base import BehaviorOperator, BuildContext
 from lego_core.operators.catalog import Param, register
-from lego_core.operators.layers import FastformerEncoder, check_heads
+from lego_core.operators.layers import FastformerEncoder, TokenIndex, check_heads
 
 
 @register(name="fastformer", kind="behavior",
@@ -29,4 +29,5 @@ class FastformerUser(BehaviorOperator):
         self.encoder = FastformerEncoder(ctx.dim, layers, heads, ff_dim, dropout, ctx.max_history, attention_dim)
 
     def forward(self, items: torch.Tensor, mask: torch.Tensor, user_ids: torch.Tensor) -> torch.Tensor:
-        return self.encoder(items, mask)
+        index = TokenIndex(mask)
+        return self.encoder(index.pack(items), index)

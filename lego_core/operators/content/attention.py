@@ -7,8 +7,8 @@ from torch import nn
 
 from lego_core.operators.base import BuildContext
 from lego_core.operators.catalog import Param, register
-from lego_core.operators.layers import (AdditiveAttention, SelfAttention, WordContentOperator, WordEmbedding,
-                                        check_heads, word_params)
+from lego_core.operators.layers import (AdditiveAttention, SelfAttention, TokenIndex, WordContentOperator,
+                                        WordEmbedding, check_heads, word_params)
 
 
 @register(name="attention", kind="content",
@@ -29,9 +29,10 @@ class SelfAttentionEncoder(WordContentOperator):
         self.words = WordEmbedding(ctx, embed_dim, freeze_embeddings)
         self.dropout = nn.Dropout(dropout)
         self.proj = nn.Linear(self.words.dim, ctx.dim)
-        self.attention = SelfAttention(ctx.dim, heads, dropout)
+        self.attention = SelfAttention(ctx.dim, heads)
         self.pool = AdditiveAttention(ctx.dim, attention_dim)
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
-        x = self.proj(self.dropout(self.words(tokens)))
-        return self.pool(self.dropout(self.attention(x, mask)), mask)
+        index = TokenIndex(mask)  # per-token layers run on the real words only
+        y = self.proj(self.dropout(self.words(index.pack(tokens))))
+        return self.pool.pool(self.dropout(self.attention.packed(y, index)), index)

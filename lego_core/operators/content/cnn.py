@@ -7,7 +7,7 @@ from torch import nn
 
 from lego_core.operators.base import BuildContext
 from lego_core.operators.catalog import Param, register
-from lego_core.operators.layers import AdditiveAttention, WordContentOperator, WordEmbedding, word_params
+from lego_core.operators.layers import AdditiveAttention, TokenIndex, WordContentOperator, WordEmbedding, word_params
 
 
 @register(name="cnn", kind="content",
@@ -21,7 +21,11 @@ from lego_core.operators.layers import AdditiveAttention, WordContentOperator, W
               Param("attention_dim", "int", 200, low=4, high=1024, help="additive attention hidden size"),
           ])
 class CNNEncoder(WordContentOperator):
-    """tokens [N, L] -> embeddings -> dropout -> Conv1d -> ReLU -> dropout -> additive attention -> [N, D]."""
+    """tokens [N, L] -> embeddings -> dropout -> Conv1d -> ReLU -> dropout -> additive attention -> [N, D].
+
+    The convolution runs over one stream holding every item's real words back to back, separated
+    by `window // 2` zeros: each word sees exactly the neighbours (and zero padding) it would see
+    in its own zero-padded row, without convolving the batch's padding."""
 
     def __init__(self, ctx: BuildContext, embed_dim: int = 50, freeze_embeddings: bool = False,
                  dropout: float = 0.2, filters: int = 0, window: int = 3, attention_dim: int = 200):
@@ -31,13 +35,19 @@ class CNNEncoder(WordContentOperator):
         self.dropout = nn.Dropout(dropout)
         # "same" padding keeps one output per word; an even window pads one more on the right
         self.pad = ((window - 1) // 2, window // 2)
+        self.gap = window // 2  # zeros between items in the stream
         self.conv = nn.Conv1d(self.words.dim, filters, window)
         self.attention = AdditiveAttention(filters, attention_dim)
         self.proj = nn.Linear(filters, ctx.dim) if filters != ctx.dim else nn.Identity()
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
-        # zero the padding positions, so trailing padding acts exactly like the conv's zero padding
-        x = self.dropout(self.words(tokens) * mask.unsqueeze(-1).to(self.conv.weight.dtype))
-        x = nn.functional.pad(x.transpose(1, 2), self.pad)
-        x = self.dropout(torch.relu(self.conv(x))).transpose(1, 2)  # [N, L, F]
-        return self.proj(self.attention(x, mask))
+        index = TokenIndex(mask)
+        words = self.dropout(self.words(index.pack(tokens)))  # [T, E]
+        slots = index.lengths + self.gap
+        starts = torch.cumsum(slots, 0) - slots  # where each item's first word goes in the stream
+        positions = starts.index_select(0, index.rows) + index.ranks
+        size = int(slots.sum()) if len(slots) else 0
+        stream = words.new_zeros(size, words.shape[1]).index_copy(0, positions, words)
+        stream = nn.functional.pad(stream.t().unsqueeze(0), self.pad)
+        features = self.conv(stream)[0].t().index_select(0, positions)  # [T, F]
+        return self.proj(self.attention.pool(self.dropout(torch.relu(features)), index))

@@ -7,8 +7,8 @@ from torch import nn
 
 from lego_core.operators.base import BuildContext
 from lego_core.operators.catalog import Param, register
-from lego_core.operators.layers import (FastformerEncoder, WordContentOperator, WordEmbedding, check_heads,
-                                        word_params)
+from lego_core.operators.layers import (FastformerEncoder, TokenIndex, WordContentOperator, WordEmbedding,
+                                        check_heads, word_params)
 
 MAX_POSITIONS = 512
 
@@ -35,4 +35,5 @@ class FastformerItemEncoder(WordContentOperator):
         self.encoder = FastformerEncoder(ctx.dim, layers, heads, ff_dim, dropout, MAX_POSITIONS, attention_dim)
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
-        return self.encoder(self.proj(self.words(tokens)), mask)
+        index = TokenIndex(mask)  # Fastformer is per-token or per-row: no padded layout needed
+        return self.encoder(self.proj(self.words(index.pack(tokens))), index)

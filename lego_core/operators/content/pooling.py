@@ -7,7 +7,7 @@ from torch import nn
 
 from lego_core.operators.base import BuildContext
 from lego_core.operators.catalog import register
-from lego_core.operators.layers import WordContentOperator, WordEmbedding, masked_mean, word_params
+from lego_core.operators.layers import TokenIndex, WordContentOperator, WordEmbedding, word_params
 
 
 @register(name="pooling", kind="content",
@@ -27,4 +27,7 @@ class WordPooling(WordContentOperator):
         self.proj = nn.Linear(self.words.dim, ctx.dim)
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.dropout(masked_mean(self.words(tokens), mask)))
+        index = TokenIndex(mask)
+        total = index.sum(self.words(index.pack(tokens)))  # [N, E]
+        mean = total / index.lengths.clamp(min=1).unsqueeze(1).to(total.dtype)
+        return self.proj(self.dropout(mean))

@@ -7,7 +7,8 @@ from torch import nn
 
 from lego_core.operators.base import BuildContext
 from lego_core.operators.catalog import Param, register
-from lego_core.operators.layers import TransformerPooler, WordContentOperator, WordEmbedding, check_heads, word_params
+from lego_core.operators.layers import (TokenIndex, TransformerPooler, WordContentOperator, WordEmbedding, check_heads,
+                                        word_params)
 
 MAX_POSITIONS = 512
 
@@ -37,4 +38,5 @@ class TransformerItemEncoder(WordContentOperator):
                                          attention_dim)
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
-        return self.encoder(self.proj(self.words(tokens)), mask)
+        index = TokenIndex(mask)  # per-token layers on the real words; the encoder per length bucket
+        return self.encoder.packed(self.proj(self.words(index.pack(tokens))), index)
