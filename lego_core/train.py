@@ -183,6 +183,14 @@ class Trainer:
             self.state = payload["state"]
         return True
 
+    def _drop_history_after_checkpoint(self) -> None:
+        """Steps and epochs logged after the checkpoint will be replayed: keep the record unique."""
+        if self.dist.main:
+            steps = [r for r in self.run.history("steps") if r.get("global_step", 0) <= self.state["global_step"]]
+            self.run.rewrite_history("steps", steps)
+            epochs = [r for r in self.run.history("epochs") if r.get("epoch", 0) <= self.state["epoch"]]
+            self.run.rewrite_history("epochs", epochs)
+
     # ---- loop ---------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> float | None:
         """One epoch from self.state['step']; returns the mean loss, or None when cancelled."""
@@ -288,6 +296,7 @@ class Trainer:
                      environment=environment())
         self.setup()
         if resume and self.load_checkpoint("last"):
+            self._drop_history_after_checkpoint()
             self._log(f"resumed at epoch {self.state['epoch'] + 1}, step {self.state['step']}")
         self._log(f"training {self.recipe.summary()} on {self.device} ({self.dist.world} process(es)); "
                   f"{len(self.samples)} samples, {self.steps_per_epoch} steps/epoch, "

@@ -104,7 +104,7 @@ def _actions() -> None:
                           help="Stop the run gracefully; it keeps a checkpoint to resume from."):
             from lego_core import jobs
 
-            jobs.cancel(run.id)
+            jobs.cancel(run.id, wait=False)
             st.toast(f"Cancelling {run.id}")
             st.rerun()
         if cols[1].button("Resume", disabled=state not in ("cancelled", "interrupted", "failed"),
@@ -123,7 +123,9 @@ def _actions() -> None:
         with ui.lego_errors():
             if yes.button("Yes, delete", type="primary", key="confirm-delete-yes"):
                 st.session_state.pop("confirm_delete", None)
-                runs.delete(run.id)
+                from lego_core import jobs
+
+                jobs.delete(run.id)
                 st.session_state.pop("training_run", None)
                 st.toast(f"Deleted {run.id}")
                 st.rerun()
