@@ -373,7 +373,11 @@ def test_cancel_and_resume_from_the_training_page(tmp_path, monkeypatch):
         assert button(at, "Delete").disabled and button(at, "Resume").disabled
         button(at, "Cancel").click().run()
         assert not at.exception
-        assert runs.open(run_id).state == "cancelled"
+        deadline = time.monotonic() + 30  # the button only signals; wait for the processes to exit
+        while runs.open(run_id).state != "cancelled" or jobs._run_pids(runs.open(run_id).status()):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        at.run()
         assert not button(at, "Resume").disabled
         button(at, "Resume").click().run()
         assert runs.open(run_id).status().get("resumes") == 1

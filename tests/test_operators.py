@@ -148,6 +148,51 @@ def test_content_padding_invariance(name):
 
 
 @pytest.mark.parametrize("name", WORD_CONTENT)
+def test_content_handles_text_less_batches(name):
+    brick = build("content", name).eval()
+    tokens, mask, ids = word_batch()
+    with torch.no_grad():
+        out = brick(tokens * 0, mask & False, ids)
+        none = brick(tokens[:0], mask[:0], ids[:0])
+    assert out.shape == (6, D) and torch.isfinite(out).all()
+    assert none.shape == (0, D)
+
+
+@pytest.mark.parametrize("window", [1, 2, 3, 4, 5])
+def test_cnn_stream_equals_a_zero_padded_convolution_per_item(window):
+    brick = build("content", "cnn", window=window, filters=24).eval()
+    tokens, mask, ids = word_batch(n=9, length=8, seed=window)
+    with torch.no_grad():
+        words = brick.words(tokens) * mask.unsqueeze(-1)
+        features = brick.conv(F.pad(words.transpose(1, 2), brick.pad)).relu().transpose(1, 2)
+        reference = brick.proj(brick.attention(features, mask))
+        torch.testing.assert_close(brick(tokens, mask, ids), reference, atol=1e-5, rtol=1e-4)
+
+
+def test_packed_sequence_layers_match_their_padded_form():
+    from lego_core.operators.layers import SelfAttention, TokenIndex, TransformerPooler
+
+    torch.manual_seed(0)
+    tokens, mask, _ = word_batch(n=12, length=9)
+    x = torch.randn(12, 9, D)
+    index = TokenIndex(mask)
+    assert index.pack(x).shape == (int(mask.sum()), D)
+    torch.testing.assert_close(index.unpack(index.pack(x)), x * mask.unsqueeze(-1))
+    # rows grouped by length rounded up to a power of two (capped at L = 9)
+    expected = {min(2 ** int(np.ceil(np.log2(max(n, 1)))), 9) for n in mask.sum(1).tolist()}
+    assert sorted(size for _, size in index.buckets()) == sorted(expected)
+    attention = SelfAttention(D, 4).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(attention.packed(index.pack(x), index), index.pack(attention(x, mask)),
+                                   atol=1e-5, rtol=1e-4)
+    for pooling in ("mean", "additive"):
+        pooler = TransformerPooler(D, 1, 4, 32, 0.0, 16, pooling, 8).eval()
+        with torch.no_grad():
+            packed, padded = pooler.packed(index.pack(x), index), pooler(x, mask)
+        torch.testing.assert_close(packed[mask.any(1)], padded[mask.any(1)], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", WORD_CONTENT)
 def test_content_starts_from_word_vectors(name):
     vectors = np.random.default_rng(0).normal(size=(VOCAB, 12)).astype(np.float32)
     brick = build("content", name, make_ctx(word_vectors=vectors), embed_dim=50)

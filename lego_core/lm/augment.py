@@ -156,7 +156,7 @@ def augment(dataset: Dataset, field: str, template: str, model: str = DEFAULT_MO
     prompts = item_texts(dataset, template=template)
     n = len(prompts) if limit is None else max(0, min(int(limit), len(prompts)))
     source = resolve(model)
-    model_id = f"{source.name}:{source.signature()}"
+    model_id = source.signature()
     keys = [_store_key(model_id, template, p, max_new_tokens, system) for p in prompts[:n]]
     import diskcache
 

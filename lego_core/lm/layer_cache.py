@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from lego_core.errors import RecipeError
 from lego_core.lm.stack import LayerStack
 from lego_core.paths import cache_dir
 
@@ -81,8 +82,11 @@ def _fill(stack: LayerStack, input_ids: np.ndarray, mask: np.ndarray, boundary: 
         length = max(int(lengths[idx].max()), 1)
         ids = torch.from_numpy(input_ids[idx, :length]).to(device)
         m = torch.from_numpy(mask[idx, :length]).to(device)
-        hidden = stack.run(stack.embed_tokens(ids), m, 0, boundary)
-        out[idx, :length] = hidden.to(torch.float16).cpu().numpy()
+        hidden = stack.run(stack.embed_tokens(ids), m, 0, boundary).to(torch.float16)
+        if not torch.isfinite(hidden).all():
+            raise RecipeError(f"layer {boundary - 1} outputs exceed the float16 range, so they cannot be cached; "
+                              "set the content brick's layer_cache to false")
+        out[idx, :length] = hidden.cpu().numpy()
 
 
 def build_or_load(stack: LayerStack, input_ids: np.ndarray, mask: np.ndarray, boundary: int, key: str,

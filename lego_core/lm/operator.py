@@ -71,7 +71,7 @@ class LMContentOperator(ContentOperator):
                               f"({ctx.num_items} items, got {None if texts is None else len(texts)})")
         net, tokenizer = type(self).loader(model)
         self.model_name = model
-        self.model_id = f"{net.lego_source.name}:{net.lego_source.signature()}"
+        self.model_id = net.lego_source.signature()  # the files, whatever name reached them
         stack = LayerStack(net)
         del net  # the stack holds the modules it needs; heads (lm_head, pooler) go
         self.plan = apply_tuning(stack, tuning, top_layers, lora_rank, lora_alpha, lora_dropout, lora_targets, brick)

@@ -61,7 +61,7 @@ def _top_range(stack: LayerStack, top_layers: int, brick: str, allow_all: bool) 
 
 
 def apply_tuning(stack: LayerStack, mode: str, top_layers: int = 2, lora_rank: int = 8, lora_alpha: float = 16.0,
-                 lora_dropout: float = 0.05, lora_targets: str = "auto", brick: str = "lm") -> TuningPlan:
+                 lora_dropout: float = 0.05, lora_targets: str | list[str] = "auto", brick: str = "lm") -> TuningPlan:
     """Freeze/unfreeze `stack` in place (injecting LoRA adapters for `lora`) and return the plan.
 
     `top`: layers L-N..L-1 (and the decoder's final norm) train. `lora`: adapters on the target
@@ -82,7 +82,8 @@ def apply_tuning(stack: LayerStack, mode: str, top_layers: int = 2, lora_rank: i
         if stack.family == DECODER:
             freeze(stack.norm, False)
         return TuningPlan(mode, layers.start)
-    targets = [t.strip() for t in str(lora_targets).split(",") if t.strip()]
+    raw = lora_targets if isinstance(lora_targets, (list, tuple)) else str(lora_targets).split(",")
+    targets = [str(t).strip() for t in raw if str(t).strip()]
     if not targets or targets == ["auto"]:
         targets = default_lora_targets(stack)
     found = {name.rsplit(".", 1)[-1] for name, _ in stack.layers.named_modules()}

@@ -1,9 +1,14 @@
 """Building blocks shared by several bricks (so each brick file stays a few lines of wiring):
-masked pooling, additive attention, word embeddings with GloVe initialisation, learned positions,
-the Fastformer layer and small MLPs."""
+masked pooling, packed tokens (TokenIndex), additive attention, word embeddings with GloVe
+initialisation, learned positions, self-attention, the Fastformer layer and small MLPs.
+
+Text bricks work on packed tokens: per-token layers see only the real words, and sequence layers
+(attention, Transformer) run per length bucket. On MovieLens titles this made NAML/NRMS training
+steps several times faster on CPU than running everything on the batch's padded [N, L] layout."""
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import torch
@@ -11,6 +16,7 @@ from torch import nn
 
 from lego_core.errors import RecipeError
 from lego_core.operators.base import BuildContext, ContentOperator, masked_fill_empty
+from lego_core.operators.catalog import Param
 
 
 # ---- masked pooling ----------------------------------------------------------------------------
@@ -86,7 +92,7 @@ class TokenIndex:
             self._plan = (ids, shapes, take)
         return self._plan
 
-    def bucketed(self, layer, y: torch.Tensor) -> torch.Tensor:
+    def bucketed(self, layer: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y: torch.Tensor) -> torch.Tensor:
         """Apply a sequence layer `layer(x [n, s, ...], mask [n, s]) -> [n, s, ...]` to packed
         tokens `y [T, ...]` one length bucket at a time -> packed [T, ...]. One gather in, one
         gather out: no [N, L, ...] buffer is built."""
@@ -305,7 +311,6 @@ class TransformerPooler(nn.Module):
         layer = nn.TransformerEncoderLayer(dim, heads, ff_dim, dropout, activation="gelu", batch_first=True,
                                            norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(dim), enable_nested_tensor=False)
-        self.mean = pooling == "mean"
         self.pool = AdditiveAttention(dim, attention_dim) if pooling == "additive" else None
 
     def _encode(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -351,10 +356,8 @@ def mlp(in_dim: int, sizes: list[int], dropout: float, out_dim: int | None = 1,
 
 
 # ---- shared parameter declarations -------------------------------------------------------------
-def word_params(dropout: float = 0.2) -> list:
+def word_params(dropout: float = 0.2) -> list[Param]:
     """Parameters every word-embedding content brick takes."""
-    from lego_core.operators.catalog import Param
-
     return [
         Param("embed_dim", "int", 50, low=8, high=1024,
               help="word embedding width when no pretrained vectors are given (GloVe sets it to 50)"),

@@ -46,7 +46,7 @@ class CNNEncoder(WordContentOperator):
         slots = index.lengths + self.gap
         starts = torch.cumsum(slots, 0) - slots  # where each item's first word goes in the stream
         positions = starts.index_select(0, index.rows) + index.ranks
-        size = int(slots.sum()) if len(slots) else 0
+        size = max(int(slots.sum()), 1)  # at least one position, so the conv always has input
         stream = words.new_zeros(size, words.shape[1]).index_copy(0, positions, words)
         stream = nn.functional.pad(stream.t().unsqueeze(0), self.pad)
         features = self.conv(stream)[0].t().index_select(0, positions)  # [T, F]
