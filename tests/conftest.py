@@ -1,6 +1,8 @@
 """Shared fixtures: every test gets its own cache folder; a small synthetic dataset."""
 import pytest
 
+import lego_core  # noqa: F401  (sets OMP_WAIT_POLICY before anything imports torch)
+
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):

@@ -74,7 +74,8 @@ def _save_sidecar(dataset: Dataset, field: str, values: list[str]) -> Path:
     folder = _sidecar_dir(dataset)
     path = folder / f"{field}.parquet"
     tmp = folder / f".{field}.{time.time_ns()}.tmp"
-    pd.DataFrame({"item_id": dataset.items["item_id"].astype(str).to_numpy(), field: values}).to_parquet(tmp, index=False)
+    frame = pd.DataFrame({"item_id": dataset.items["item_id"].astype(str).to_numpy(), field: values})
+    frame.to_parquet(tmp, index=False)
     tmp.replace(path)
     return path
 

@@ -19,7 +19,8 @@ class Pooling(nn.Module):
             raise ValueError(f"pooling must be one of {POOLINGS}, got {kind!r}")
         self.kind = kind
         if kind == "attention":
-            self.score = nn.Sequential(nn.Linear(hidden, attention_dim), nn.Tanh(), nn.Linear(attention_dim, 1, bias=False))
+            self.score = nn.Sequential(nn.Linear(hidden, attention_dim), nn.Tanh(),
+                                       nn.Linear(attention_dim, 1, bias=False))
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         mask = mask.bool()
