@@ -41,6 +41,7 @@ class Legommender(nn.Module):
             from lego_core.data.text import item_texts
 
             ctx.extra["item_texts"] = item_texts(dataset, fields or None, t.template)
+            ctx.extra["max_length"] = t.max_length
         self.content = content_spec.cls(ctx, **params["content"])
         self.behavior = get_brick(recipe.behavior.name, "behavior").cls(ctx, **params["behavior"])
         predictor_spec = get_brick(recipe.predictor.name, "predictor")

@@ -290,6 +290,19 @@ class Run:
             atomic_save_npy(folder / f"{name}s.npy", vectors)
             atomic_write_json(folder / f"{name}_ids.json", ids, indent=None)
 
+    def save_top_items(self, indices: np.ndarray, scores: np.ndarray) -> None:
+        """Store each user's best items as scored by the model's own predictor: indices into the
+        item table [U, k] and their scores, rows in user-table order. `recommend` prefers these."""
+        atomic_save_npy(self.embeddings_dir / "top_items.npy", np.asarray(indices, dtype=np.int32))
+        atomic_save_npy(self.embeddings_dir / "top_scores.npy", np.asarray(scores, dtype=np.float32))
+
+    def _top_items(self, row: int) -> tuple[np.ndarray, np.ndarray] | None:
+        paths = [self.embeddings_dir / f"top_{name}.npy" for name in ("items", "scores")]
+        if not all(p.exists() for p in paths):
+            return None
+        indices, scores = (np.load(p, mmap_mode="r") for p in paths)
+        return np.asarray(indices[row], dtype=np.int64), np.asarray(scores[row], dtype=np.float64)
+
     def _load_table(self, name: str) -> tuple[list, np.ndarray]:
         array_path = self.embeddings_dir / f"{name}s.npy"
         ids_path = self.embeddings_dir / f"{name}_ids.json"
@@ -317,7 +330,9 @@ class Run:
         return self._load_table("user")
 
     def recommend(self, user_id: Any, k: int = 10, exclude: Iterable | None = None) -> pd.DataFrame:
-        """Top-k items for a user from the cached tables: dot product (max over interests for [U, K, D]).
+        """Top-k items for a user: the model's own scores saved at the end of training when the
+        catalogue was small enough (`top_items.npy`), else a dot product of the cached tables (max
+        over interests for [U, K, D]), which is exact for dot-product predictors.
 
         `exclude` drops item ids (e.g. the user's history). Columns: item_id, score, rank (1 = best).
         """
@@ -328,12 +343,17 @@ class Run:
         row = _find(user_ids, user_id)
         if row is None:
             raise RunError(f"user {user_id!r} is not in run {self.id}'s user table ({len(user_ids)} users)")
-        user = users[row]
-        scores = items @ user.T if user.ndim == 2 else items @ user  # [N, K] or [N]
-        if scores.ndim == 2:
-            scores = scores.max(axis=1)
-        scores = scores.astype(np.float64)
-        keep = np.ones(len(item_ids), dtype=bool)
+        saved = self._top_items(row)
+        if saved is not None:
+            scores = np.full(len(item_ids), -np.inf)
+            scores[saved[0]] = saved[1]
+        else:
+            user = users[row]
+            scores = items @ user.T if user.ndim == 2 else items @ user  # [N, K] or [N]
+            if scores.ndim == 2:
+                scores = scores.max(axis=1)
+            scores = scores.astype(np.float64)
+        keep = np.isfinite(scores)
         if exclude is not None:
             lookup = _index(item_ids)
             for item in exclude:

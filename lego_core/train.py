@@ -23,6 +23,8 @@ from lego_core.errors import LegoError, RecipeError
 from lego_core.model import Legommender, build, to_tensor
 from lego_core.recipe import Recipe
 
+TOP_ITEMS_MAX_PAIRS = 50_000_000  # score every (user, item) pair with the model up to this many
+
 
 def pick_device(name: str) -> torch.device:
     """`auto` picks CUDA, then MPS, then CPU; an explicit device that is absent is an error."""
@@ -275,8 +277,7 @@ class Trainer:
         pop = ev.popularity(self.dataset)
         result["popularity"] = {split: ev.evaluate_scores(self.dataset, split, pop) for split in ("valid", "test")}
         result.update(best_epoch=self.state["best_epoch"] + 1, parameters=self.model.parameter_count(),
-                      trainable_parameters=self.model.parameter_count(trainable_only=True),
-                      scoring="dot" if self.recipe.predictor.name in ("dot", "miner") else "model")
+                      trainable_parameters=self.model.parameter_count(trainable_only=True))
         self.save_embeddings()
         return result
 
@@ -288,6 +289,9 @@ class Trainer:
         table = ev.user_table(self.model, self.dataset, users, ends, items, self.t.eval_batch_size)
         self.run.save_embeddings(self.dataset.items["item_id"].astype(str).tolist(), items.cpu().numpy(),
                                  [str(u) for u in self.dataset.users], table.cpu().numpy())
+        if len(users) * len(items) <= TOP_ITEMS_MAX_PAIRS:  # the Users page then shows the model's own scores
+            k = min(len(items), 200 + self.t.max_history)
+            self.run.save_top_items(*ev.top_items(self.model, self.dataset, users, ends, items, table, k))
 
     def fit(self, resume: bool = False) -> dict:
         started = time.time()

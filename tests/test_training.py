@@ -126,3 +126,23 @@ def test_cli_refuses_bad_recipe_in_one_line(tmp_path, capsys):
     assert cli(["train", str(bad), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "unknown content 'nope'" in err and "\n" not in err
+
+
+def test_recommendations_use_the_models_own_predictor(tmp_path):
+    recipe = tiny_recipe("pooling", "pooling", "dnn")
+    run = runs.create(recipe, root=tmp_path)
+    train.run(recipe, run, progress=False)
+    from lego_core.rerun import load_model
+
+    model, dataset = load_model(run)
+    user = 5
+    users, ends = ev.test_user_states(dataset)
+    items = ev.item_table(model)
+    table = ev.user_table(model, dataset, users[user:user + 1], ends[user:user + 1], items)
+    hist, mask = dataset.gather_histories(users[user:user + 1], ends[user:user + 1], 10)
+    with torch.no_grad():
+        expected = model.score(table, items[None], items[torch.as_tensor(hist)], torch.as_tensor(mask))[0].numpy()
+    top = run.recommend(str(dataset.users[user]), k=5)
+    best = np.argsort(-expected, kind="stable")[:5]
+    assert top["item_id"].tolist() == dataset.items["item_id"].iloc[best].astype(str).tolist()
+    assert np.allclose(top["score"].to_numpy(), expected[best], atol=1e-5)
