@@ -138,6 +138,18 @@ def run_label(run: Any) -> str:
         return run.id
 
 
+
+def pick_runs(finished: list, key: str, second_label: str) -> tuple[str, str | None, dict]:
+    """A run picker plus an optional second run to compare with: (first id, second id or None, runs by id)."""
+    by_id = {r.id: r for r in finished}
+    ids = list(by_id)
+    labels = {r.id: run_label(r) for r in finished}
+    c1, c2 = st.columns(2)
+    first = c1.selectbox("Run", ids, key=f"{key}-run", format_func=lambda i: labels[i])
+    second = c2.selectbox(second_label, [None] + [i for i in ids if i != first], key=f"{key}-run-2",
+                          format_func=lambda i: "(none)" if i is None else labels[i])
+    return first, second, by_id
+
 def empty_state(message: str, page: str | None = None, label: str | None = None) -> None:
     """What to do next on an empty page: an info line plus a link to the page that fixes it."""
     st.info(message, icon=":material/lightbulb:")

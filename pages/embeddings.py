@@ -24,13 +24,7 @@ if not finished:
                    "pages/builder.py", "Open the Builder")
     st.stop()
 
-by_id = {r.id: r for r in finished}
-ids = list(by_id)
-labels = {r.id: ui.run_label(r) for r in finished}
-c1, c2 = st.columns(2)
-first = c1.selectbox("Run", ids, key="emb-run", format_func=lambda i: labels[i])
-second = c2.selectbox("Side by side with", [None] + [i for i in ids if i != first], key="emb-run-2",
-                      format_func=lambda i: "(none)" if i is None else labels[i])
+first, second, by_id = ui.pick_runs(finished, "emb", "Side by side with")
 
 o1, o2, o3 = st.columns([1, 1, 1])
 method = o1.radio("Projection", ["UMAP", "PCA"], horizontal=True, key="emb-method",

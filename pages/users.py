@@ -18,13 +18,7 @@ if not finished:
                    "Training page; each user's recommendations appear here.", "pages/builder.py", "Open the Builder")
     st.stop()
 
-by_id = {r.id: r for r in finished}
-ids = list(by_id)
-labels = {r.id: ui.run_label(r) for r in finished}
-c1, c2 = st.columns(2)
-first = c1.selectbox("Run", ids, key="users-run", format_func=lambda i: labels[i])
-second = c2.selectbox("Compare with", [None] + [i for i in ids if i != first], key="users-run-2",
-                      format_func=lambda i: "(none)" if i is None else labels[i])
+first, second, by_id = ui.pick_runs(finished, "users", "Compare with")
 run_a = by_id[first]
 dataset = ui.dataset_of_run(run_a)
 
