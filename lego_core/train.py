@@ -299,9 +299,11 @@ class Trainer:
                      nproc=self.dist.world, started=started, ended=None, error=None, progress=0.0,
                      environment=environment())
         self.setup()
-        if resume and self.load_checkpoint("last"):
+        if resume:
+            loaded = self.load_checkpoint("last")
             self._drop_history_after_checkpoint()
-            self._log(f"resumed at epoch {self.state['epoch'] + 1}, step {self.state['step']}")
+            self._log(f"resumed at epoch {self.state['epoch'] + 1}, step {self.state['step']}" if loaded
+                      else "no checkpoint yet; starting from the beginning")
         self._log(f"training {self.recipe.summary()} on {self.device} ({self.dist.world} process(es)); "
                   f"{len(self.samples)} samples, {self.steps_per_epoch} steps/epoch, "
                   f"{self.model.parameter_count():,} parameters")
