@@ -34,6 +34,11 @@ def item_table(model: Legommender, batch_size: int = 512, progress: bool = False
     return torch.cat(chunks)
 
 
+def _encode_in_chunks(model: Legommender, ids: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Item vectors for `ids` (repeats included), at most `chunk` items per forward pass."""
+    return torch.cat([model.encode_items(ids[i:i + chunk]).float() for i in range(0, len(ids), chunk)])
+
+
 def user_states(imps: Impressions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distinct (user, history_end) pairs of a split: (users, ends, state index of each impression)."""
     pairs = np.stack([imps.users, imps.history_end], axis=1)
@@ -77,8 +82,8 @@ def score_split(model: Legommender, dataset: Dataset, split: str, cached: bool =
             cand_vecs, hist_vecs = items[cands_t], items[hist_t]
         else:  # every impression encodes its own history and candidates
             b, c = cands.shape
-            cand_vecs = model.encode_items(cands_t.reshape(-1)).float().view(b, c, -1)
-            hist_vecs = model.encode_items(hist_t.reshape(-1)).float().view(b, h, -1)
+            cand_vecs = _encode_in_chunks(model, cands_t.reshape(-1), batch_size).view(b, c, -1)
+            hist_vecs = _encode_in_chunks(model, hist_t.reshape(-1), batch_size).view(b, h, -1)
             user = model.encode_users(hist_vecs, mask_t, to_tensor(imps.users[rows], device)).float()
         logits = model.score(user, cand_vecs, hist_vecs, mask_t).float()
         scores[flat] = logits.cpu().numpy()[valid]
