@@ -10,9 +10,8 @@ import torch
 from torch import nn
 
 from lego_core.data.schema import Dataset
-from lego_core.operators.catalog import compatible, get as get_brick
+from lego_core.operators.catalog import get as get_brick
 from lego_core.operators.base import LM_TOKENS, WORD_TOKENS, BuildContext
-from lego_core.paths import cache_dir
 from lego_core.recipe import Recipe
 
 
@@ -28,7 +27,7 @@ class Legommender(nn.Module):
         content_spec = get_brick(recipe.content.name, "content")
         self.input_kind = content_spec.cls.input_kind
         ctx = BuildContext(dim=t.dim, num_items=dataset.num_items, num_users=dataset.num_users,
-                           max_history=t.max_history, extra={"cache_dir": str(cache_dir()), "device": str(device)})
+                           max_history=t.max_history, extra={"device": str(device)})
         fields = t.fields or dataset.text_fields
         if self.input_kind == WORD_TOKENS:
             from lego_core.data.tokenize import word_tokens

@@ -341,7 +341,7 @@ def test_real_run_interrupted_mid_epoch_resumes_to_identical_metrics(real_root, 
         assert time.monotonic() < deadline
         time.sleep(0.02)
     os.killpg(run.status()["pgid"], signal.SIGKILL)  # the machine "crashes" mid-epoch
-    status = wait_for(victim, ("interrupted",), real_root)
+    assert wait_for(victim, ("interrupted",), real_root)["state"] == "interrupted"
     assert run.checkpoint_path("last").exists() and not run.metrics()
     jobs.resume(victim, root=real_root)
     assert wait_for(victim, ("succeeded", "failed"), real_root, timeout=120)["state"] == "succeeded", \

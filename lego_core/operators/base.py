@@ -34,7 +34,7 @@ class BuildContext:
     vocab_size: int = 0  # word vocabulary size (index 0 = padding, 1 = unknown)
     word_vectors: np.ndarray | None = None  # [vocab_size, E] pretrained rows (e.g. GloVe) or None
     max_history: int = 50
-    extra: dict[str, Any] = field(default_factory=dict)  # e.g. LM item texts, cache dir
+    extra: dict[str, Any] = field(default_factory=dict)  # LM bricks: item_texts, max_length, device
 
 
 class ContentOperator(nn.Module):
