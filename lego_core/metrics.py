@@ -94,14 +94,18 @@ def _labels(labels: object) -> np.ndarray:
     return arr
 
 
-def _values(values: object, n: int, what: str) -> np.ndarray:
+def _column(values: object, n: int, what: str, fix: str) -> np.ndarray:
+    """`values` as a 1-D array of `n` rows (one per label), else a MetricError ending in `fix`."""
     arr = np.asarray(values)
     if arr.ndim != 1:
         raise MetricError(f"{what} must be a 1-D array, got shape {arr.shape}; flatten them")
     if arr.shape[0] != n:
-        raise MetricError(
-            f"{what} has {arr.shape[0]} rows but labels have {n}; align them row by row"
-        )
+        raise MetricError(f"{what} has {arr.shape[0]} rows but labels have {n}; {fix}")
+    return arr
+
+
+def _values(values: object, n: int, what: str) -> np.ndarray:
+    arr = _column(values, n, what, "align them row by row")
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise MetricError(f"{what} must be numbers, got dtype {arr.dtype}")
     arr = arr.astype(np.float64)
@@ -115,13 +119,7 @@ def _values(values: object, n: int, what: str) -> np.ndarray:
 
 
 def _groups(groups: object, n: int) -> np.ndarray:
-    arr = np.asarray(groups)
-    if arr.ndim != 1:
-        raise MetricError(f"groups must be a 1-D array, got shape {arr.shape}; flatten them")
-    if arr.shape[0] != n:
-        raise MetricError(
-            f"groups has {arr.shape[0]} rows but labels have {n}; give one impression id per row"
-        )
+    arr = _column(groups, n, "groups", "give one impression id per row")
     if arr.dtype.kind == "f" and np.isnan(arr).any():
         raise MetricError("groups contain NaN; give every row an impression id")
     return arr
