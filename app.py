@@ -49,7 +49,7 @@ def sidebar() -> None:
                      help="The dataset every page works on; the Builder trains on it.")
         description = info.get(st.session_state["dataset"], {}).get("description")
         if description:
-            st.caption(description)
+            st.caption(ui.safe(description))
         if st.session_state["dataset"] == "synthetic":
             options = st.session_state["synthetic_options"]
             with st.expander("Synthetic size", expanded=False):

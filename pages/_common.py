@@ -1,15 +1,25 @@
 """UI pieces every page shares (not a page itself): the dataset picker state, cached loading of
-datasets and runs, and one-line display of LegoError. Data work stays in lego_core."""
+datasets and runs, one-line display of LegoError, and what a shared app allows (LEGO_READ_ONLY,
+LEGO_DATA_ROOTS). Data work stays in lego_core.
+
+Text that comes from files or visitors (dataset and column names, item texts, error messages) goes
+through `safe()` (or `message()`/`one_line()`, which call it) before st.error, st.caption,
+st.markdown and the like: those render Markdown, and a column named `[x](http://...)` must show as
+text, not as a link."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import warnings
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Iterator
 
 import streamlit as st
 
 from lego_core.errors import LegoError
+from lego_core.viz import plain
 
 DEFAULT_DATASET = "ml-100k"
 # Small synthetic sizes for quick test runs (a tiny run finishes in well under a minute on a CPU).
@@ -31,10 +41,49 @@ def require_navigation() -> None:
         st.rerun()
 
 
+# ---- text from files and visitors ---------------------------------------------------------
+# Markdown that Streamlit would act on inside one line: emphasis, code, links and images ([ ]),
+# LaTeX ($), strikethrough (~), table cells (|); < > & are already entities (viz.plain).
+_MARKDOWN = re.compile(r"([\\`*_\[\]$~|])")
+_LINE_START = re.compile(r"^(\s*)(?:([-+=#])|(\d+)([.)]))", re.MULTILINE)  # lists, headings
+_AUTOLINK = re.compile(r"(?i)(://|\bwww\.|@)")  # GFM links bare URLs and e-mail addresses
+_AUTOLINK_BROKEN = {"://": r":\/\/", "www.": r"www\.", "@": r"\@"}
+_QUOTED = re.compile(r"(?<!\w)(['\"])((?:\\.|(?!\1).)*?)\1(?!\w)")
+QUOTED_CHARS = 40  # quoted file content in a message is cut to this many characters
+MESSAGE_CHARS = 400  # and a whole message to this many
+
+
+def safe(text: Any) -> str:
+    """`text` (from a file, a visitor or an error) as inert Markdown: shown as typed, never as
+    formatting, a link, an image or HTML. Builds on viz.plain (the HTML escape of plot labels)."""
+    out = _MARKDOWN.sub(r"\\\1", plain(text))
+    out = _LINE_START.sub(lambda m: m.group(1) + (f"\\{m.group(2)}" if m.group(2) else f"{m.group(3)}\\{m.group(4)}"),
+                          out)
+    return _AUTOLINK.sub(lambda m: _AUTOLINK_BROKEN[m.group(0).lower()] if m.group(0) != "@" else r"\@", out)
+
+
+def _shorten_quotes(text: str) -> str:
+    """Quoted values (file content a message repeats, e.g. 'x' in "timestamp 'x'") cut to QUOTED_CHARS."""
+    def cut(match: re.Match) -> str:
+        quote, body = match.group(1), match.group(2)
+        return f"{quote}{body[:QUOTED_CHARS]}…{quote}" if len(body) > QUOTED_CHARS else match.group(0)
+
+    return _QUOTED.sub(cut, text)
+
+
+def message(text: Any) -> str:
+    """One line for st.error/st.warning: the first non-empty line of `text`, quoted file content
+    shortened, at most MESSAGE_CHARS long, escaped with safe()."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    line = _shorten_quotes(lines[0]) if lines else ""
+    if len(line) > MESSAGE_CHARS:
+        line = line[:MESSAGE_CHARS - 1] + "…"
+    return safe(line)
+
+
 def one_line(exc: BaseException) -> str:
-    """First line of an error message (LegoErrors are written to fit on one line)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    """An exception as one escaped line (LegoErrors are written to fit on one line): see message()."""
+    return message(exc) or type(exc).__name__
 
 
 @contextmanager
@@ -44,6 +93,65 @@ def lego_errors() -> Iterator[None]:
         yield
     except LegoError as exc:
         st.error(one_line(exc), icon=":material/error:")
+
+
+# ---- sharing the app ----------------------------------------------------------------------
+READ_ONLY_ENV = "LEGO_READ_ONLY"
+DATA_ROOTS_ENV = "LEGO_DATA_ROOTS"
+
+
+def read_only() -> bool:
+    """LEGO_READ_ONLY=1 (or true/yes/on): visitors may look, not add datasets, launch, cancel,
+    resume or delete runs."""
+    return os.environ.get(READ_ONLY_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def read_only_note(what: str) -> None:
+    st.info(f"{what} is switched off: this app runs read-only ({READ_ONLY_ENV}=1).", icon=":material/lock:")
+
+
+def data_roots() -> list[Path] | None:
+    """The folders LEGO_DATA_ROOTS (os.pathsep-separated) allows the MIND folder field to read,
+    resolved; None when it is unset (any folder this machine can read)."""
+    raw = os.environ.get(DATA_ROOTS_ENV, "")
+    parts = [part.strip() for part in raw.split(os.pathsep) if part.strip()]
+    if not parts:
+        return None
+    return [Path(part).expanduser().resolve() for part in parts]
+
+
+def shown_name(name: Any, limit: int = 60) -> str:
+    """A visitor-supplied file or folder name for a message: control characters as '?', cut to
+    `limit` characters (still to be escaped, e.g. by message())."""
+    text = re.sub(r"[\x00-\x1f\x7f]", "?", str(name))
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def data_folder(text: str) -> Path:
+    """The folder a visitor typed, resolved and checked against LEGO_DATA_ROOTS; ValueError with a
+    one-line reason (naming the folder, not its content) when it may not or cannot be read."""
+    shown = shown_name(text.strip())
+    if re.search(r"[\x00-\x1f\x7f]", text):
+        raise ValueError(f"Folder '{shown}' contains control characters; type the folder's path.")
+    try:
+        path = Path(text.strip()).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError):
+        raise ValueError(f"Folder '{shown}' is not a usable path on this machine.") from None
+    roots = data_roots()
+    if roots is not None and not any(path == root or path.is_relative_to(root) for root in roots):
+        listed = os.pathsep.join(str(root) for root in roots)
+        raise ValueError(f"Folder '{shown}' is outside the folders this app may read ({DATA_ROOTS_ENV}={listed}); "
+                         "put the MIND folder under one of them.")
+    if path.is_file():
+        raise ValueError(f"'{shown}' is a file, not a folder: give the folder holding train/ and dev/.")
+    if not path.is_dir():
+        raise ValueError(f"Folder '{shown}' does not exist on this machine.")
+    return path
+
+
+def max_upload_mb() -> int:
+    """The upload limit per file (server.maxUploadSize in .streamlit/config.toml), in MB."""
+    return int(st.get_option("server.maxUploadSize"))
 
 
 @contextmanager
@@ -98,7 +206,7 @@ def dataset_or_stop(name: str | None = None, options: dict | None = None):
     try:
         return load_dataset(name, options)
     except LegoError as exc:
-        st.error(f"Could not load dataset '{name or current_dataset_name()}': {one_line(exc)}",
+        st.error(f"Could not load dataset '{safe(name or current_dataset_name())}': {one_line(exc)}",
                  icon=":material/error:")
         st.stop()
 

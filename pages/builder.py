@@ -103,7 +103,7 @@ def _load_preset() -> None:
 
 # ---- presets ----------------------------------------------------------------------------------
 dataset_name = ui.current_dataset_name()
-st.caption(f"Trains on **{dataset_name}** (change it in the sidebar). Start from a preset or drag your own bricks.")
+st.caption(f"Trains on **{ui.safe(dataset_name)}** (change it in the sidebar). Start from a preset or drag your own bricks.")
 names = presets()
 if names:
     pc1, pc2, _ = st.columns([2, 1, 3], vertical_alignment="bottom")
@@ -288,8 +288,12 @@ st.subheader("Launch", divider="gray")
 targets = viz.devices()
 lc1, lc2 = st.columns([2, 1], vertical_alignment="bottom")
 target = lc1.selectbox("Device", range(len(targets)), format_func=lambda i: targets[i]["label"], key="device")
-launch = lc2.button("Launch", type="primary", icon=":material/rocket_launch:",
-                    disabled=recipe is None or bool(reason or problem))
+launch = False
+if ui.read_only():
+    ui.read_only_note("Launching runs")
+else:
+    launch = lc2.button("Launch", type="primary", icon=":material/rocket_launch:",
+                        disabled=recipe is None or bool(reason or problem))
 if launch and recipe is not None:
     choice = targets[target]
     with ui.lego_errors():

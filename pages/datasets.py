@@ -1,9 +1,17 @@
 """Datasets: what can be loaded here, the current dataset's counts, previews and distributions, and
-adding a dataset (a MIND folder on disk, or uploaded items + interactions tables)."""
+adding a dataset (a MIND folder on disk, or uploaded items + interactions tables).
+
+Uploads are written under names chosen here (items.csv, interactions.parquet, ...), each in a fresh
+temporary folder: the name a browser sends is only shown (escaped), never used as a path. The MIND
+folder field is confined to LEGO_DATA_ROOTS when that is set; LEGO_READ_ONLY=1 hides both forms."""
 from __future__ import annotations
 
+import os
+import re
 import tempfile
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 import plotly.express as px
 import streamlit as st
@@ -52,8 +60,8 @@ for col, (label, key) in zip(cols, [("Items", "items"), ("Users", "users"), ("Cl
                                     ("Train impressions", "train_impressions"),
                                     ("Valid impressions", "valid_impressions"), ("Test impressions", "test_impressions")]):
     col.metric(label, f"{counts.get(key, 0):,}")
-st.caption(f"Text fields: {', '.join(dataset.text_fields) or 'none'} · category field: "
-           f"{dataset.category_field or 'none'}. Next: build a recommender for it on the Builder page.")
+st.caption(f"Text fields: {ui.safe(', '.join(dataset.text_fields) or 'none')} · category field: "
+           f"{ui.safe(dataset.category_field or 'none')}. Next: build a recommender for it on the Builder page.")
 
 items_tab, users_tab, imps_tab, plots_tab, add_tab = st.tabs(["Items", "Users", "Impressions", "Plots", "Add a dataset"])
 with items_tab:
@@ -86,13 +94,54 @@ with plots_tab:
     p2.dataframe(viz.impression_stats(dataset), hide_index=True, width="stretch")
     cats = viz.category_counts(dataset)
     if len(cats):
-        top = cats.head(30)
-        fig = px.bar(top, x="category", y="items", title=f"Items per {dataset.category_field}"
+        top = cats.head(30).assign(category=lambda f: f["category"].map(viz.plain))  # plotly reads HTML tags
+        fig = px.bar(top, x="category", y="items", title=f"Items per {viz.plain(dataset.category_field)}"
                      + (f" (top 30 of {len(cats)})" if len(cats) > 30 else ""))
         fig.update_layout(height=360, margin=dict(l=10, r=10, t=40, b=10))
         st.plotly_chart(fig, width="stretch", key="plot-categories")
     else:
         st.caption("This dataset has no category field.")
+
+
+UPLOAD_SUFFIXES = {".csv": ".csv", ".tsv": ".tsv", ".parquet": ".parquet"}  # the only suffixes written
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _suffix(name: str) -> str:
+    """The lower-case extension of the last part of a browser-sent name ('' when none)."""
+    return os.path.splitext(re.split(r"[\\/]", name)[-1])[1].lower()
+
+
+def _upload_problem(label: str, upload: Any) -> str | None:
+    """Why an upload is not read (name, type or size), as a one-line message; None when it is fine."""
+    shown = ui.shown_name(re.split(r"[\\/]", upload.name)[-1] or upload.name)
+    if not upload.name.strip() or _CONTROL.search(upload.name):
+        return (f"{label} '{shown}': the file name is empty or holds control characters; "
+                "rename the file and upload it again.")
+    if _suffix(upload.name) not in UPLOAD_SUFFIXES:
+        return f"{label} '{shown}' is not a .csv, .tsv or .parquet file; save it as one of those and upload it again."
+    limit = ui.max_upload_mb()
+    if upload.size > limit * 2**20:
+        return (f"{label} '{shown}' is {upload.size / 2**20:,.1f} MB, over the {limit} MB upload limit; "
+                "register larger tables from Python (lego_core.datasets.register_tables).")
+    return None
+
+
+@contextmanager
+def _saved(upload: Any, stem: str) -> Iterator[Path]:
+    """The upload written as <stem><suffix from UPLOAD_SUFFIXES> in a fresh temporary folder, removed
+    afterwards (call _upload_problem first: the suffix must be allowed)."""
+    with tempfile.TemporaryDirectory(prefix="lego-upload-") as tmp:
+        path = Path(tmp) / f"{stem}{UPLOAD_SUFFIXES[_suffix(upload.name)]}"
+        path.write_bytes(upload.getvalue())
+        yield path
+
+
+def _as_uploaded(text: str, shown: dict[str, str]) -> str:
+    """A message about the temporary copies, naming the files as uploaded (stem -> shown name)."""
+    folder = re.escape(tempfile.gettempdir()) + r"[\\/]lego-upload-[^\\/\s]*[\\/]"
+    return re.sub(folder + r"(items|interactions|table)\.(csv|tsv|parquet)",
+                  lambda m: f"'{shown.get(m.group(1), m.group(1))}'", text)
 
 
 def _registered(name: str, notes: list[str]) -> None:
@@ -103,104 +152,140 @@ def _registered(name: str, notes: list[str]) -> None:
     st.rerun()
 
 
+def _add_mind() -> None:
+    roots = ui.data_roots()
+    where = (f" It must be under {ui.safe(os.pathsep.join(str(r) for r in roots))} ({ui.DATA_ROOTS_ENV})."
+             if roots is not None else "")
+    st.caption("A folder holding train/ and dev/, each with news.tsv and behaviors.tsv (MIND-small or large)."
+               + where)
+    with st.form("mind-form", border=False):
+        name = st.text_input("Name", key="mind-name", placeholder="mind-small")
+        folder = st.text_input("Folder on this machine", key="mind-folder", placeholder="/data/MINDsmall")
+        submitted = st.form_submit_button("Load MIND folder", icon=":material/folder_open:")
+    if not submitted:
+        return
+    if not name.strip() or not folder.strip():
+        st.error("Give both a name and the folder path.")
+        return
+    try:
+        path = ui.data_folder(folder)
+    except ValueError as exc:
+        st.error(ui.one_line(exc), icon=":material/error:")
+        return
+    from lego_core import datasets
+
+    try:
+        with ui.data_notes() as notes, st.spinner("Reading and checking the MIND files…"):
+            datasets.register_mind(name.strip(), path)
+    except LegoError as exc:
+        st.error(ui.one_line(exc), icon=":material/error:")
+        return
+    except OSError as exc:  # unreadable file or folder: say which, not what it holds
+        st.error(ui.message(f"Could not read {ui.shown_name(exc.filename or folder, 120)}: "
+                            f"{exc.strerror or type(exc).__name__}"), icon=":material/error:")
+        return
+    _registered(name.strip(), notes)
+
+
+def _add_tables() -> None:
+    limit = ui.max_upload_mb()
+    st.caption("An items table (an id column + text/categorical columns) and an interactions table "
+               "(user, item, timestamp, optional 0/1 label), as CSV, TSV or Parquet. Nothing is saved "
+               "unless both are valid.")
+    name = st.text_input("Name", key="tables-name", placeholder="my-shop")
+    u1, u2 = st.columns(2)
+    # No `type=` filter: Streamlit would answer a wrong extension with a traceback; the page checks
+    # the name itself (_upload_problem) and says what is wrong in one line.
+    limit_help = (f"CSV, TSV or Parquet, up to {limit:,} MB per file (server.maxUploadSize); register larger "
+                  "tables from Python with lego_core.datasets.register_tables.")
+    items_file = u1.file_uploader("Items table", key="tables-items", help=limit_help)
+    inter_file = u2.file_uploader("Interactions table", key="tables-inter", help=limit_help)
+
+    @st.cache_data(max_entries=8, show_spinner=False)
+    def _preview(suffix: str, file_id: str, _data: bytes):
+        with tempfile.TemporaryDirectory(prefix="lego-upload-") as tmp:
+            path = Path(tmp) / f"table{UPLOAD_SUFFIXES[suffix]}"
+            path.write_bytes(_data)
+            return viz.table_preview(path)
+
+    previews, uploads = {}, {}
+    for key, label, upload in (("items", "Items table", items_file), ("interactions", "Interactions table", inter_file)):
+        if upload is None:
+            continue
+        if problem := _upload_problem(label, upload):
+            st.error(ui.message(problem), icon=":material/error:")
+            continue
+        shown = ui.shown_name(re.split(r"[\\/]", upload.name)[-1])
+        try:
+            previews[key] = _preview(_suffix(upload.name), upload.file_id, upload.getvalue())
+            uploads[key] = (upload, shown)
+        except LegoError as exc:
+            st.error(ui.message(f"{label} {_as_uploaded(str(exc), {'table': shown})}"), icon=":material/error:")
+    if len(previews) == 2:
+        item_cols, inter_cols = list(previews["items"].columns), list(previews["interactions"].columns)
+
+        def _guess(columns: list[str], *names: str) -> int:
+            for n in names:
+                if n in columns:
+                    return columns.index(n)
+            return 0
+
+        m1, m2 = st.columns(2)
+        with m1:
+            st.dataframe(previews["items"], hide_index=True, width="stretch")
+            item_id = st.selectbox("Item id column", item_cols, index=_guess(item_cols, "item_id", "id"),
+                                   key="map-item-id")
+            rest = [c for c in item_cols if c != item_id]
+            category = st.selectbox("Category column", [NONE] + rest, key="map-category",
+                                    index=1 + _guess(rest, "category", "genre", "genres") if
+                                    {"category", "genre", "genres"} & set(rest) else 0)
+            text = st.multiselect("Text columns", [c for c in rest if c != category], key="map-text",
+                                  default=[c for c in rest if c != category and c in ("title", "abstract",
+                                                                                      "name", "description")])
+        with m2:
+            st.dataframe(previews["interactions"], hide_index=True, width="stretch")
+            user = st.selectbox("User column", inter_cols, index=_guess(inter_cols, "user_id", "user"),
+                                key="map-user")
+            item = st.selectbox("Item column", inter_cols, index=_guess(inter_cols, "item_id", "item"),
+                                key="map-item")
+            stamp = st.selectbox("Timestamp column", inter_cols,
+                                 index=_guess(inter_cols, "timestamp", "time", "ts"), key="map-time")
+            label = st.selectbox("Label column (optional)", [NONE] + inter_cols, key="map-label",
+                                 index=1 + inter_cols.index("label") if "label" in inter_cols else 0)
+        if st.button("Register tables", type="primary", icon=":material/upload_file:"):
+            if not name.strip():
+                st.error("Give the dataset a name.")
+                return
+            mapping = {"item_id": item_id, "text": text or None,
+                       "category": None if category == NONE else category, "user": user, "item": item,
+                       "timestamp": stamp, "label": None if label == NONE else label}
+            shown = {key: uploads[key][1] for key in uploads}
+            from lego_core import datasets
+
+            try:
+                with ui.data_notes() as notes, st.spinner("Checking the tables…"), ExitStack() as stack:
+                    items_path = stack.enter_context(_saved(uploads["items"][0], "items"))
+                    inter_path = stack.enter_context(_saved(uploads["interactions"][0], "interactions"))
+                    datasets.register_tables(name.strip(), items_path, inter_path, mapping,
+                                             description=f"uploaded tables {shown['items']} + {shown['interactions']}")
+            except LegoError as exc:
+                st.error(ui.message(_as_uploaded(str(exc), shown)), icon=":material/error:")
+                return
+            _registered(name.strip(), [_as_uploaded(note, shown) for note in notes])
+    elif items_file is None or inter_file is None:
+        st.caption("Upload both tables to choose their columns.")
+
+
 with add_tab:
     if added := st.session_state.pop("datasets-added", None):
-        st.success(f"Registered '{added[0]}'; it is now the current dataset.", icon=":material/check_circle:")
+        st.success(f"Registered '{ui.safe(added[0])}'; it is now the current dataset.", icon=":material/check_circle:")
         for note in added[1]:
-            st.warning(note, icon=":material/info:")
-    mind_tab, tables_tab = st.tabs(["MIND folder", "Upload tables"])
-    with mind_tab:
-        st.caption("A folder holding train/ and dev/, each with news.tsv and behaviors.tsv (MIND-small or large).")
-        with st.form("mind-form", border=False):
-            name = st.text_input("Name", key="mind-name", placeholder="mind-small")
-            folder = st.text_input("Folder on this machine", key="mind-folder", placeholder="/data/MINDsmall")
-            submitted = st.form_submit_button("Load MIND folder", icon=":material/folder_open:")
-        if submitted:
-            if not name.strip() or not folder.strip():
-                st.error("Give both a name and the folder path.")
-            else:
-                ok = False
-                with ui.lego_errors(), ui.data_notes() as notes, st.spinner("Reading and checking the MIND files…"):
-                    from lego_core import datasets
-
-                    datasets.register_mind(name.strip(), Path(folder.strip()).expanduser())
-                    ok = True
-                if ok:
-                    _registered(name.strip(), notes)
-    with tables_tab:
-        st.caption("An items table (an id column + text/categorical columns) and an interactions table "
-                   "(user, item, timestamp, optional 0/1 label), as CSV, TSV or Parquet. Nothing is saved "
-                   "unless both are valid.")
-        name = st.text_input("Name", key="tables-name", placeholder="my-shop")
-        u1, u2 = st.columns(2)
-        items_file = u1.file_uploader("Items table", type=["csv", "tsv", "parquet"], key="tables-items")
-        inter_file = u2.file_uploader("Interactions table", type=["csv", "tsv", "parquet"], key="tables-inter")
-
-        @st.cache_data(max_entries=8, show_spinner=False)
-        def _preview(file_name: str, file_id: str, _data: bytes):
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / file_name
-                path.write_bytes(_data)
-                return viz.table_preview(path)
-
-        previews = {}
-        for key, upload in (("items", items_file), ("interactions", inter_file)):
-            if upload is not None:
-                try:
-                    previews[key] = _preview(upload.name, upload.file_id, upload.getvalue())
-                except LegoError as exc:
-                    st.error(f"{key} table {upload.name}: {ui.one_line(exc)}")
-        if len(previews) == 2:
-            item_cols, inter_cols = list(previews["items"].columns), list(previews["interactions"].columns)
-
-            def _guess(columns: list[str], *names: str) -> int:
-                for n in names:
-                    if n in columns:
-                        return columns.index(n)
-                return 0
-
-            m1, m2 = st.columns(2)
-            with m1:
-                st.dataframe(previews["items"], hide_index=True, width="stretch")
-                item_id = st.selectbox("Item id column", item_cols, index=_guess(item_cols, "item_id", "id"),
-                                       key="map-item-id")
-                rest = [c for c in item_cols if c != item_id]
-                category = st.selectbox("Category column", [NONE] + rest, key="map-category",
-                                        index=1 + _guess(rest, "category", "genre", "genres") if
-                                        {"category", "genre", "genres"} & set(rest) else 0)
-                text = st.multiselect("Text columns", [c for c in rest if c != category], key="map-text",
-                                      default=[c for c in rest if c != category and c in ("title", "abstract",
-                                                                                          "name", "description")])
-            with m2:
-                st.dataframe(previews["interactions"], hide_index=True, width="stretch")
-                user = st.selectbox("User column", inter_cols, index=_guess(inter_cols, "user_id", "user"),
-                                    key="map-user")
-                item = st.selectbox("Item column", inter_cols, index=_guess(inter_cols, "item_id", "item"),
-                                    key="map-item")
-                stamp = st.selectbox("Timestamp column", inter_cols,
-                                     index=_guess(inter_cols, "timestamp", "time", "ts"), key="map-time")
-                label = st.selectbox("Label column (optional)", [NONE] + inter_cols, key="map-label",
-                                     index=1 + inter_cols.index("label") if "label" in inter_cols else 0)
-            if st.button("Register tables", type="primary", icon=":material/upload_file:"):
-                if not name.strip():
-                    st.error("Give the dataset a name.")
-                else:
-                    mapping = {"item_id": item_id, "text": text or None,
-                               "category": None if category == NONE else category, "user": user, "item": item,
-                               "timestamp": stamp, "label": None if label == NONE else label}
-                    ok = False
-                    with ui.lego_errors(), ui.data_notes() as notes, st.spinner("Checking the tables…"), \
-                            tempfile.TemporaryDirectory() as tmp:
-                        from lego_core import datasets
-
-                        paths = []
-                        for upload in (items_file, inter_file):
-                            path = Path(tmp) / upload.name
-                            path.write_bytes(upload.getvalue())
-                            paths.append(path)
-                        datasets.register_tables(name.strip(), paths[0], paths[1], mapping)
-                        ok = True
-                    if ok:
-                        _registered(name.strip(), notes)
-        elif items_file is None or inter_file is None:
-            st.caption("Upload both tables to choose their columns.")
+            st.warning(ui.message(note), icon=":material/info:")
+    if ui.read_only():
+        ui.read_only_note("Adding datasets")
+    else:
+        mind_tab, tables_tab = st.tabs(["MIND folder", "Upload tables"])
+        with mind_tab:
+            _add_mind()
+        with tables_tab:
+            _add_tables()

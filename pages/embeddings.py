@@ -50,7 +50,8 @@ def _map(run, frame, dataset_, key: str, title: str) -> None:
     """Scatter of one run's items; the user's items on top; the selected items listed below."""
     frame = frame.copy()
     frame["hover"] = frame["text"].str.slice(0, HOVER_CHARS).map(viz.plain)
-    fig = px.scatter(frame, x="x", y="y", color="category", custom_data=["item_id"], hover_name="hover",
+    shown = frame.assign(category=frame["category"].map(viz.plain))  # plotly reads HTML tags in legends
+    fig = px.scatter(shown, x="x", y="y", color="category", custom_data=["item_id"], hover_name="hover",
                      hover_data={"item_id": True, "category": True, "x": False, "y": False}, title=title,
                      render_mode="webgl" if len(frame) > 5000 else "auto", opacity=0.75)
     fig.update_traces(marker={"size": 6})
@@ -59,7 +60,7 @@ def _map(run, frame, dataset_, key: str, title: str) -> None:
             history = viz.user_history(dataset_, user)["item_id"].tolist()
             recommended = viz.recommendations(run, dataset_, user, int(k))["item_id"].tolist()
         except (KeyError, LegoError) as exc:
-            st.warning(f"User {user}: {ui.one_line(exc)}")
+            st.warning(f"User {ui.safe(user)}: {ui.one_line(exc)}")
             history, recommended = [], []
         marks = viz.highlight(frame, history, recommended)
         for role, symbol, colour in (("history", "circle-open", "#111111"), ("recommended", "star", "#F2B705")):

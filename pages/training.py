@@ -97,6 +97,9 @@ def _live_run() -> None:
 
 
 def _actions() -> None:
+    if ui.read_only():
+        ui.read_only_note("Cancelling, resuming and deleting runs")
+        return
     state = run.state
     cols = st.columns([1, 1, 1, 3])
     with ui.lego_errors():

@@ -28,7 +28,7 @@ tested = u4.checkbox("Test users only", value=True, key="users-tested",
                      help="List only users who have test impressions, so the list can be checked against them.")
 matches = viz.find_users(dataset, query, split="test" if tested else None)
 if not matches:
-    st.info(f"No user id in {dataset.name} contains '{query}'"
+    st.info(f"No user id in {ui.safe(dataset.name)} contains '{ui.message(query)}'"
             + (" among users with test impressions" if tested else "") + ". Clear the search to list users.",
             icon=":material/search_off:")
     st.stop()
@@ -39,7 +39,7 @@ try:
     history = viz.user_history(dataset, user)
     clicked = viz.test_clicks(dataset, user)
 except KeyError as exc:
-    st.error(str(exc).strip("'\""))
+    st.error(ui.message(str(exc).strip("'\"")))
     st.stop()
 
 m1, m2, m3 = st.columns(3)
@@ -59,7 +59,8 @@ def _recommendations(run_id: str, column) -> None:
         try:
             ds = dataset if run_id == first else ui.dataset_of_run(run)
             if ds.name != dataset.name:
-                st.warning(f"This run was trained on {ds.name}, not {dataset.name}; pick a run on the same dataset.")
+                st.warning(f"This run was trained on {ui.safe(ds.name)}, not {ui.safe(dataset.name)}; "
+                           "pick a run on the same dataset.")
                 return
             recs = viz.recommendations(run, ds, user, int(k))
         except (LegoError, KeyError) as exc:
