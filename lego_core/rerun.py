@@ -1,12 +1,11 @@
 """Re-open a finished run: rebuild its model from the recipe, load the best checkpoint, evaluate."""
 from __future__ import annotations
 
-import torch
-
 from lego_core import datasets, evaluate as ev
 from lego_core.errors import RunError
 from lego_core.model import Legommender, build
 from lego_core.recipe import Recipe
+from lego_core.train import load_weights, read_checkpoint
 
 
 def load_model(run, device: str = "cpu") -> tuple[Legommender, object]:
@@ -15,9 +14,12 @@ def load_model(run, device: str = "cpu") -> tuple[Legommender, object]:
     checkpoint = run.checkpoint_path("best")
     if not checkpoint.exists():
         raise RunError(f"run {run.id} has no best checkpoint ({checkpoint}); train it first or resume it")
+    fix = (f"resume the run if it was interrupted (`python -m lego_core train --run-dir {run.path} --resume`), "
+           "otherwise train its recipe again into a new --run-dir")
+    weights = read_checkpoint(checkpoint, device, fix=fix)["model"]  # a bad file fails before any data loads
     dataset = datasets.load(recipe.dataset.name, **recipe.dataset.options)
     model = build(recipe, dataset, device).to(device)
-    model.load_state_dict(torch.load(checkpoint, map_location=device, weights_only=True)["model"])
+    load_weights(model, weights, checkpoint, fix)
     return model.eval(), dataset
 
 

@@ -3,11 +3,16 @@ on a validation metric, exact resume from the last checkpoint, and DistributedDa
 started by torchrun (gloo on CPU, nccl on GPUs; rank 0 evaluates and writes)."""
 from __future__ import annotations
 
+import io
 import os
+import pickle
 import platform
 import signal
 import socket
+import struct
 import time
+import warnings
+import zipfile
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -17,9 +22,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from lego_core import datasets, evaluate as ev, metrics as metric_fns
+from lego_core import datasets, evaluate as ev, fileio, metrics as metric_fns
 from lego_core.batches import TrainingSamples
-from lego_core.errors import LegoError, RecipeError
+from lego_core.errors import LegoError, RecipeError, RunError
 from lego_core.model import Legommender, build, to_tensor
 from lego_core.recipe import Recipe
 
@@ -115,6 +120,63 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+# What torch.load raises for a corrupt, truncated or foreign file (zip reader: RuntimeError; pickle
+# stream: UnpicklingError/EOFError/ValueError/UnicodeDecodeError; weights_only refusals: UnpicklingError).
+_UNREADABLE = (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError,
+               KeyError, IndexError, TypeError, AttributeError, ImportError, struct.error, OverflowError,
+               MemoryError)
+CHECKPOINT_KEYS = ("model", "optimizer", "scaler", "rng", "state")  # what save_checkpoint writes
+
+
+def read_checkpoint(path, map_location="cpu", need: tuple[str, ...] = ("model",),
+                    fix: str = "resume the run or train it again") -> dict:
+    """The payload of a checkpoint file, loaded safely (weights_only=True: tensors and plain data
+    only, never arbitrary objects). A file that cannot be read, is not a checkpoint or lacks the
+    `need` keys is a one-line RunError naming the file and `fix`; PyTorch's own message is not
+    repeated (it advises unsafe loading)."""
+    try:
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise for a user
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location=map_location, weights_only=True)
+    except _UNREADABLE as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else \
+            f"corrupt, truncated or not a PyTorch file: {type(exc).__name__}"
+        raise RunError(f"checkpoint {path} is unreadable ({reason}){_then(fix)}") from None
+    missing = [key for key in need if key not in payload] if isinstance(payload, dict) else list(need)
+    if missing:
+        raise RunError(f"checkpoint {path} is not a checkpoint of this trainer (no {', '.join(missing)})"
+                       f"{_then(fix)}")
+    return payload
+
+
+def _then(fix: str) -> str:
+    return f"; {fix}" if fix else ""
+
+
+def check_weights(model: torch.nn.Module, weights, path, fix: str = "resume the run or train it again") -> None:
+    """RunError naming the file unless `weights` has exactly the model's names and shapes (a
+    checkpoint of another recipe); checked before loading, so a refused file leaves the model as it was."""
+    expected = model.state_dict()
+    if not isinstance(weights, dict):
+        raise RunError(f"checkpoint {path} holds no model weights{_then(fix)}")
+    missing = [k for k in expected if k not in weights]
+    extra = [k for k in weights if k not in expected]
+    wrong = [k for k, v in expected.items() if k in weights and torch.is_tensor(v)
+             and (not torch.is_tensor(weights[k]) or weights[k].shape != v.shape)]
+    if missing or extra or wrong:
+        first = (wrong or missing or extra)[0]
+        detail = (f"'{first}' is {tuple(getattr(weights[first], 'shape', ()))}, the model's is "
+                  f"{tuple(expected[first].shape)}" if wrong else f"'{first}' is {'missing' if missing else 'unknown'}")
+        raise RunError(f"checkpoint {path} does not fit this recipe's model ({len(missing) + len(extra) + len(wrong)} "
+                       f"mismatched weight(s); {detail}){_then(fix)}")
+
+
+def load_weights(model: torch.nn.Module, weights, path, fix: str = "resume the run or train it again") -> None:
+    """`check_weights`, then load them into `model`."""
+    check_weights(model, weights, path, fix)
+    model.load_state_dict(weights)
+
+
 class Trainer:
     """Trains one recipe into one run directory (`lego_core.runs.Run`)."""
 
@@ -162,28 +224,83 @@ class Trainer:
 
     # ---- checkpoints --------------------------------------------------------------------
     def save_checkpoint(self, name: str) -> None:
+        """Write checkpoints/<name>.pt atomically (fileio.atomic_write_bytes: temp file, fsync, rename):
+        a crash or a full disk mid-write leaves the previous checkpoint as it was."""
         if not self.dist.main:
             return
         payload = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                    "scaler": self.scaler.state_dict(), "rng": _rng_state(), "state": dict(self.state)}
         path = self.run.checkpoint_path(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        try:
+            fileio.atomic_write_bytes(path, buffer.getbuffer())  # a view: no second copy of the bytes
+        except OSError as exc:
+            raise RunError(f"could not write checkpoint {path} ({exc.strerror or exc}); free disk space "
+                           "(or fix the folder's permissions) and resume the run: the previous checkpoint "
+                           "is kept") from None
 
-    def load_checkpoint(self, name: str, full: bool = True) -> bool:
+    def load_checkpoint(self, name: str, full: bool = True, fix: str = "resume the run or train it again") -> bool:
+        """Load checkpoints/<name>.pt (weights only, or everything to resume with `full`); False when
+        it does not exist. An unreadable or foreign file is a RunError naming it, and leaves the
+        trainer as freshly set up."""
         path = self.run.checkpoint_path(name)
         if not path.exists():
             return False
-        payload = torch.load(path, map_location=self.device, weights_only=True)
-        self.model.load_state_dict(payload["model"])
+        payload = read_checkpoint(path, self.device, CHECKPOINT_KEYS if full else ("model",), fix)
+        if full and not (isinstance(payload["state"], dict) and set(self.state) <= set(payload["state"])):
+            raise RunError(f"checkpoint {path} has no training state to resume from{_then(fix)}")
+        load_weights(self.model, payload["model"], path, fix)
         if full:
-            self.optimizer.load_state_dict(payload["optimizer"])
-            self.scaler.load_state_dict(payload["scaler"])
-            _set_rng_state(payload["rng"])
-            self.state = payload["state"]
+            try:
+                self.optimizer.load_state_dict(payload["optimizer"])
+                self.scaler.load_state_dict(payload["scaler"])
+                _set_rng_state(payload["rng"])
+            except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
+                self.setup()  # the weights went in already: start from a clean slate again
+                raise RunError(f"checkpoint {path} does not fit this recipe's optimizer "
+                               f"({type(exc).__name__}){_then(fix)}") from None
+            self.state = dict(payload["state"])
         return True
+
+    def _resume(self) -> None:
+        """Continue from last.pt; if it is unreadable, say so and continue from best.pt (it holds the
+        same full payload, as of the best epoch), else start over with a clean history."""
+        last = self.run.checkpoint_path("last")
+        try:
+            loaded = self.load_checkpoint("last", fix="")
+        except RunError as exc:
+            loaded, note = False, str(exc)
+            best = self.run.checkpoint_path("best")
+            try:
+                if self.load_checkpoint("best", fix=""):
+                    # best.pt is written before the epoch counter moves on: continue after its epoch
+                    self.state.update(epoch=max(self.state["epoch"], self.state["best_epoch"] + 1), step=0)
+                    loaded, note = True, f"{note}; resuming from {best.name} (after epoch {self.state['epoch']})"
+            except RunError:
+                note = f"{note}; {best.name} is unusable too"
+            if not loaded:
+                note = f"{note}; starting from the beginning"
+            self._log(note)
+        else:
+            self._log(f"resumed at epoch {self.state['epoch'] + 1}, step {self.state['step']}" if loaded
+                      else "no checkpoint yet; starting from the beginning")
+            if loaded and self.state["best_epoch"] >= 0:
+                self._forget_unusable_best()
+        self._drop_history_after_checkpoint()
+        if self.dist.main:  # temp files of checkpoint writes cut short by a crash
+            for stray in last.parent.glob("*.tmp"):
+                stray.unlink(missing_ok=True)
+
+    def _forget_unusable_best(self) -> None:
+        """last.pt is fine but best.pt is not: forget the best epoch so the next validation writes a
+        new best.pt (finish() would otherwise fail at the very end)."""
+        best = self.run.checkpoint_path("best")
+        try:
+            check_weights(self.model, read_checkpoint(best, "cpu", fix="")["model"], best, fix="")
+        except RunError as exc:
+            self.state.update(best=None, best_epoch=-1, bad_epochs=0)
+            self._log(f"{exc}; the best epoch so far is forgotten, the next validation writes a new {best.name}")
 
     def _drop_history_after_checkpoint(self) -> None:
         """Steps and epochs logged after the checkpoint will be replayed: keep the record unique."""
@@ -271,7 +388,7 @@ class Trainer:
         """Reload the best checkpoint, evaluate valid and test, save metrics and embedding tables."""
         if not self.dist.main:
             return {}
-        self.load_checkpoint("best", full=False)
+        self.load_checkpoint("best", full=False, fix="train the run again")
         result = {split: ev.evaluate(self.model, self.dataset, split, batch_size=self.t.eval_batch_size,
                                      progress=self.progress) for split in ("valid", "test")}
         pop = ev.popularity(self.dataset)
@@ -300,10 +417,7 @@ class Trainer:
                      environment=environment())
         self.setup()
         if resume:
-            loaded = self.load_checkpoint("last")
-            self._drop_history_after_checkpoint()
-            self._log(f"resumed at epoch {self.state['epoch'] + 1}, step {self.state['step']}" if loaded
-                      else "no checkpoint yet; starting from the beginning")
+            self._resume()
         self._log(f"training {self.recipe.summary()} on {self.device} ({self.dist.world} process(es)); "
                   f"{len(self.samples)} samples, {self.steps_per_epoch} steps/epoch, "
                   f"{self.model.parameter_count():,} parameters")
