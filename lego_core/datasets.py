@@ -31,9 +31,8 @@ def available() -> list[dict]:
            {"name": "synthetic", "description": "generated topics with a planted signal (any size)",
             "kind": "synthetic", "loadable": True, "reason": ""}]
     for doc in registry.manifests():
-        out.append({"name": doc["name"], "description": doc.get("description") or f"registered {doc['kind']}",
-                    "kind": doc.get("kind", "?"), "loadable": doc["loadable"],
-                    "reason": "" if doc["loadable"] else "processed files are missing; register it again"})
+        out.append({"name": doc["name"], "description": str(doc.get("description") or f"registered {doc['kind']}"),
+                    "kind": doc["kind"], "loadable": doc["loadable"], "reason": doc["reason"]})
     return out
 
 

@@ -229,16 +229,41 @@ def umap_key(run_id: str, vectors: np.ndarray, params: dict | None = None) -> st
 
 
 def _store():
-    import diskcache
+    """The UMAP diskcache (no pickles); a corrupt one is cleared with a one-line warning. None when
+    it cannot be opened at all: maps are then computed but not stored."""
+    from lego_core.data.cache import open_diskcache
 
-    return diskcache.Cache(str(cache_dir("umap")))
+    return open_diskcache(cache_dir("umap"), "UMAP cache")
 
 
 def cached_umap(run_id: str, vectors: np.ndarray, params: dict | None = None) -> np.ndarray | None:
-    """The stored UMAP projection for this run + parameters + table, or None."""
-    with _store() as store:
-        value = store.get(umap_key(run_id, vectors, params))
-    return None if value is None else np.frombuffer(value, dtype=np.float32).reshape(-1, 2).copy()
+    """The stored UMAP projection for this run + parameters + table, or None (also when the
+    stored value is unreadable or not [N, 2] float32 for this table: it is dropped, to be recomputed)."""
+    from lego_core.data.cache import CORRUPT_ERRORS, describe
+    from lego_core.data.io import warn
+
+    key = umap_key(run_id, vectors, params)
+    store = _store()
+    if store is None:
+        return None
+    with store:
+        try:
+            value = store.get(key)
+            if value is None:
+                return None
+            rows = len(_as_matrix(vectors))
+            if not isinstance(value, bytes) or len(value) != rows * 2 * 4:
+                raise ValueError(f"stored value is {type(value).__name__} of {len(value) if isinstance(value, bytes) else '?'}"
+                                 f" bytes, expected {rows * 8}")
+            return np.frombuffer(value, dtype=np.float32).reshape(rows, 2).copy()
+        except CORRUPT_ERRORS as exc:
+            warn(f"UMAP cache {cache_dir('umap')}: the map of run {run_id} is unreadable ({describe(exc)}); "
+                 "recomputing it")
+            try:
+                store.delete(key)
+            except CORRUPT_ERRORS:
+                pass
+            return None
 
 
 def umap_2d(run_id: str, vectors: np.ndarray, params: dict | None = None) -> np.ndarray:
@@ -256,8 +281,16 @@ def umap_2d(run_id: str, vectors: np.ndarray, params: dict | None = None) -> np.
         reducer = umap.UMAP(n_neighbors=int(full["n_neighbors"]), min_dist=float(full["min_dist"]),
                             metric=str(full["metric"]), random_state=int(full["seed"]), n_jobs=1)
         out = reducer.fit_transform(arr).astype(np.float32)
-    with _store() as store:  # raw float32 bytes, not a pickle
-        store.set(umap_key(run_id, vectors, params), np.ascontiguousarray(out, dtype=np.float32).tobytes())
+    store = _store()
+    if store is not None:
+        from lego_core.data.cache import CORRUPT_ERRORS, describe
+        from lego_core.data.io import warn
+
+        with store:  # raw float32 bytes, not a pickle
+            try:
+                store.set(umap_key(run_id, vectors, params), np.ascontiguousarray(out, dtype=np.float32).tobytes())
+            except CORRUPT_ERRORS as exc:  # not stored: only costs a recomputation next time
+                warn(f"UMAP cache {cache_dir('umap')} cannot store the map of run {run_id} ({describe(exc)})")
     return out
 
 

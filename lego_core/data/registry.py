@@ -14,19 +14,20 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from lego_core.data.cache import PROCESSED, read_dataset, write_atomic, write_dataset
+from lego_core.data.cache import (CORRUPT_ERRORS, PROCESSED, CorruptFile, describe, probe_dataset, read_dataset,
+                                  write_atomic, write_dataset)
 from lego_core.data.schema import Dataset
 from lego_core.errors import DataError
 from lego_core.paths import cache_dir
 
 MANIFEST = "dataset.json"
 RESERVED = ("ml-100k", "synthetic")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # used with fullmatch: no trailing newline
 
 
 def check_name(name: str) -> str:
     """A valid registration name (letters, digits, '_', '.', '-'; not a built-in name)."""
-    if not isinstance(name, str) or not _NAME.match(name) or name in RESERVED or name == PROCESSED:
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name in RESERVED or name == PROCESSED:
         raise DataError(f"dataset name {name!r} is not allowed: use 1-64 letters, digits, '_', '.' or '-' "
                         f"(starting with a letter or digit), other than {list(RESERVED)}")
     return name
@@ -36,27 +37,49 @@ def folder_of(name: str) -> Path:
     return cache_dir("datasets") / name
 
 
+def _read_manifest(path: Path) -> dict:
+    """The manifest at `path`; DataError naming the file when it is not a readable manifest."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(doc, dict) or not isinstance(doc.get("kind"), str) or \
+                not isinstance(doc.get("options", {}), dict):
+            raise ValueError("not a manifest object with 'kind' and 'options'")
+    except CORRUPT_ERRORS as exc:
+        raise DataError(f"{path} is unreadable ({describe(exc)}); register dataset {path.parent.name!r} again "
+                        "(or delete its folder)") from None
+    return doc
+
+
 def manifests() -> list[dict]:
-    """The manifest of every registered dataset, sorted by name (unreadable ones are skipped)."""
+    """The manifest of every registered dataset, sorted by name. An unreadable one is listed with
+    `loadable` False and the `reason`, as is one whose processed files do not open."""
     out = []
     for path in sorted(cache_dir("datasets").glob(f"*/{MANIFEST}")):
         if path.parent.name.startswith("."):
             continue
         try:
-            manifest = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
+            manifest = _read_manifest(path)
+            reason = probe_dataset(path.parent)
+            if reason:
+                reason = f"{reason}; register it again"
+        except DataError as exc:
+            manifest, reason = {"kind": "?", "description": "unreadable registration"}, str(exc)
         manifest["name"] = path.parent.name
-        manifest["loadable"] = (path.parent / "meta.json").is_file()
+        manifest["loadable"] = not reason
+        manifest["reason"] = reason
         out.append(manifest)
     return out
 
 
 def manifest(name: str) -> dict | None:
-    path = folder_of(name) / MANIFEST if _NAME.match(name or "") else None
-    if path is None or not path.is_file():
+    """The manifest of registered dataset `name`, None when there is none; DataError naming the
+    file when it exists but cannot be read."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name == PROCESSED:
         return None
-    return json.loads(path.read_text())
+    path = folder_of(name) / MANIFEST
+    if not path.is_file():
+        return None
+    return _read_manifest(path)
 
 
 def register(name: str, kind: str, dataset: Dataset, options: dict, source: dict, description: str,
@@ -96,7 +119,10 @@ def load(name: str, options: dict, rebuild: Callable[[Path, dict, dict], Dataset
     if unknown:
         raise DataError(f"dataset {name!r} ({doc['kind']}) takes options {sorted(stored)}, not {unknown}")
     if all(options[k] == stored[k] for k in options):
-        dataset = read_dataset(folder)
+        try:
+            dataset = read_dataset(folder)
+        except CorruptFile as exc:
+            raise DataError(f"dataset {name!r}: {exc}; register it again (its files are left as they are)") from None
         dataset.info["cache"] = "hit"
         return dataset
     return rebuild(folder, doc, {**stored, **options})

@@ -17,6 +17,7 @@ import pandas as pd
 
 from lego_core.data.arrays import offsets_from_sizes
 from lego_core.data.cache import fingerprint
+from lego_core.data.io import int_option
 from lego_core.data.schema import Dataset, Impressions
 from lego_core.errors import DataError
 
@@ -28,6 +29,7 @@ _VOWELS = list("aeiou")
 PREFERRED_SHARE = 0.9  # share of history clicks on preferred topics
 CLICK_PREFERRED, CLICK_OTHER = 0.8, 0.03  # click probability of a candidate by topic
 PREFERRED_CANDIDATES = 0.4  # share of (non-forced) candidates drawn from preferred topics
+MAX_ROWS = 20_000_000  # cap on generated rows per array (candidates, history clicks, title words): memory
 
 
 def _pseudo_words(count: int, rng: np.random.Generator) -> np.ndarray:
@@ -52,15 +54,24 @@ def generate(n_items: int = 2000, n_users: int = 500, n_topics: int = 8, history
              name: str = "synthetic") -> Dataset:
     """A synthetic Dataset: `n_impressions` train impressions and `n_eval_impressions` (default
     n_impressions // 4, at least 1) each for valid and test, of `impression_size` candidates."""
-    for label, value, low in (("n_items", n_items, 2), ("n_users", n_users, 1), ("n_topics", n_topics, 2),
-                              ("history_len", history_len, 1), ("n_impressions", n_impressions, 1),
-                              ("impression_size", impression_size, 2), ("words_per_topic", words_per_topic, 1),
-                              ("title_len", title_len, 1)):
-        if int(value) < low:
-            raise DataError(f"synthetic option {label} must be >= {low}, got {value}")
+    checked = {label: int_option(value, label, low, high, "synthetic") for label, value, low, high in (
+        ("n_items", n_items, 2, 2_000_000), ("n_users", n_users, 1, 2_000_000), ("n_topics", n_topics, 2, 1_000),
+        ("history_len", history_len, 1, 1_000), ("n_impressions", n_impressions, 1, 10_000_000),
+        ("impression_size", impression_size, 2, 1_000), ("seed", seed, 0, 2**63 - 1),
+        ("words_per_topic", words_per_topic, 1, 10_000), ("title_len", title_len, 1, 200))}
+    n_items, n_users, n_topics, history_len, n_impressions, impression_size, seed, words_per_topic, title_len = \
+        checked.values()
+    if not isinstance(name, str) or not name.strip():
+        raise DataError(f"synthetic option name must be a non-empty string, got {name!r}")
     if n_items < n_topics:
         raise DataError(f"synthetic: n_items ({n_items}) must be >= n_topics ({n_topics})")
-    n_eval = max(1, n_impressions // 4) if n_eval_impressions is None else int(n_eval_impressions)
+    n_eval = max(1, n_impressions // 4) if n_eval_impressions is None else \
+        int_option(n_eval_impressions, "n_eval_impressions", 0, 10_000_000, "synthetic")
+    for what, size in (("(n_impressions + 2 * n_eval_impressions) * impression_size",
+                        (n_impressions + 2 * n_eval) * impression_size),
+                       ("n_users * history_len", n_users * history_len), ("n_items * title_len", n_items * title_len)):
+        if size > MAX_ROWS:
+            raise DataError(f"synthetic: {what} = {size:,} exceeds {MAX_ROWS:,}; lower these options")
     options = dict(n_items=n_items, n_users=n_users, n_topics=n_topics, history_len=history_len,
                    n_impressions=n_impressions, impression_size=impression_size, seed=seed,
                    n_eval_impressions=n_eval, words_per_topic=words_per_topic, title_len=title_len)

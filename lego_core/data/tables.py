@@ -15,8 +15,9 @@ import pandas as pd
 
 from lego_core.data.arrays import as_str_ids
 from lego_core.data.cache import cached_build
-from lego_core.data.io import check_columns, check_unique, line_of, read_table, text_column, to_unix_seconds
-from lego_core.data.leave_last_out import split_log
+from lego_core.data.io import (check_columns, check_scalars, check_unique, line_of, read_table, text_column,
+                               to_unix_seconds)
+from lego_core.data.leave_last_out import check_options, split_log
 from lego_core.data.schema import Dataset
 from lego_core.errors import DataError
 
@@ -62,6 +63,7 @@ def read_items(path: Path, mapping: TableMapping) -> tuple[pd.DataFrame, list[st
     """Items DataFrame (`item_id` first, then the named columns as strings) and its text fields."""
     frame = read_table(path)
     check_columns(frame, [mapping.item_id], path, "name the id column in the mapping (item_id=...)")
+    check_scalars(frame[mapping.item_id], path, mapping.item_id, header=True)
     if frame[mapping.item_id].isna().any() or (frame[mapping.item_id].astype(str).str.strip() == "").any():
         row = int(np.flatnonzero((frame[mapping.item_id].isna() |
                                   (frame[mapping.item_id].astype(str).str.strip() == "")).to_numpy())[0])
@@ -86,6 +88,8 @@ def read_clicks(path: Path, mapping: TableMapping) -> tuple[np.ndarray, np.ndarr
     frame = read_table(path)
     needed = [mapping.user, mapping.item, mapping.timestamp] + ([mapping.label] if mapping.label else [])
     check_columns(frame, needed, path, "name the user/item/timestamp(/label) columns in the mapping")
+    for col in needed:
+        check_scalars(frame[col], path, col, header=True)
     for col in (mapping.user, mapping.item):
         empty = frame[col].isna() | (frame[col].astype(str).str.strip() == "")
         if empty.any():
@@ -111,6 +115,7 @@ def load_tables(items_file: Path, interactions_file: Path, mapping: "dict | Tabl
                 name: str = "tables", negatives: int = 99, seed: int = 0, cache: bool = True) -> Dataset:
     """A Dataset from an items table and an interactions table (leave-last-out, cached)."""
     mapping = TableMapping.from_dict(mapping)
+    negatives, seed = check_options(negatives, seed, name)
     items_file, interactions_file = Path(items_file), Path(interactions_file)
 
     def build() -> Dataset:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import json
 import os
 import re
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +19,12 @@ import numpy as np
 import pandas as pd
 
 from lego_core.data.arrays import offsets_from_sizes
+from lego_core.data.cache import CorruptFile, discard, expect, read_file
+from lego_core.data.io import int_option, warn
 from lego_core.data.schema import Dataset
 from lego_core.data.text import default_fields, item_texts
-from lego_core.errors import DataError, ModelNotAvailableError
+from lego_core.errors import ModelNotAvailableError
+from lego_core.fileio import atomic_write_bytes
 from lego_core.paths import cache_dir
 
 PAD, UNK = "<pad>", "<unk>"
@@ -75,18 +78,20 @@ def _cache_key(dataset: Dataset, fields: list[str], max_len: int, use_glove: boo
 def word_tokens(dataset: Dataset, fields: list[str] | None = None, max_len: int = 30, glove: bool = True,
                 max_vocab: int = 50_000, seed: int = 0, cache: bool = True) -> TokenTable:
     """Tokenize the items' `fields` (default: the dataset's text fields) to [N, max_len] ids."""
-    if int(max_len) < 1:
-        raise DataError(f"max_len must be >= 1, got {max_len}")
+    max_len = int_option(max_len, "max_len", 1, 10_000, "word tokens")
+    max_vocab = int_option(max_vocab, "max_vocab", 0, 10_000_000, "word tokens")
+    seed = int_option(seed, "seed", 0, 2**63 - 1, "word tokens")
     fields = list(fields) if fields else default_fields(dataset)
     texts = item_texts(dataset, fields)
-    key = _cache_key(dataset, fields, int(max_len), bool(glove), int(max_vocab), texts, seed)
+    key = _cache_key(dataset, fields, max_len, bool(glove), max_vocab, texts, seed)
     path = cache_dir("tokens") / f"{key}.npz"
-    if cache and path.is_file():
+    if cache and os.path.lexists(path):
         try:
-            return _read(path)
-        except (OSError, ValueError, KeyError):
-            path.unlink(missing_ok=True)
-    table = _tokenize(texts, int(max_len), int(max_vocab), bool(glove), seed)
+            return _read(path, len(texts), max_len, bool(glove))
+        except CorruptFile as exc:
+            warn(f"token cache: {exc}; rebuilding it")
+            discard(path)
+    table = _tokenize(texts, max_len, max_vocab, bool(glove), seed)
     if cache:
         _write(path, table)
     return table
@@ -130,15 +135,29 @@ def _glove_vectors(vocab: list[str], seed: int) -> np.ndarray:
 
 
 def _write(path: Path, table: TokenTable) -> None:
-    tmp = path.with_name(f".{path.stem}-{uuid.uuid4().hex[:8]}.npz")
     arrays = {"tokens": table.tokens, "mask": table.mask, "vocab": np.asarray(table.vocab, dtype=str)}
     if table.vectors is not None:
         arrays["vectors"] = table.vectors
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue(), fsync=False)
 
 
-def _read(path: Path) -> TokenTable:
-    with np.load(path, allow_pickle=False) as data:
-        vectors = data["vectors"] if "vectors" in data.files else None
-        return TokenTable(tokens=data["tokens"], mask=data["mask"], vocab=data["vocab"].tolist(), vectors=vectors)
+def _read(path: Path, n: int, max_len: int, use_glove: bool) -> TokenTable:
+    """The stored table, checked against what was asked (CorruptFile naming the file otherwise)."""
+    def load(path: Path) -> TokenTable:
+        with np.load(path, allow_pickle=False) as data:
+            vectors = data["vectors"] if use_glove else None
+            return TokenTable(tokens=data["tokens"], mask=data["mask"], vocab=data["vocab"].tolist(), vectors=vectors)
+
+    table = read_file(path, load)
+    vocab = len(table.vocab)
+    expect(table.tokens.shape == (n, max_len) and table.tokens.dtype.kind in "iu", path,
+           f"tokens have shape {table.tokens.shape}, expected {(n, max_len)}")
+    expect(table.mask.shape == (n, max_len) and table.mask.dtype == np.bool_, path, "mask does not match the tokens")
+    expect(vocab >= 2 and table.vocab[:2] == [PAD, UNK], path, "vocabulary lacks <pad>/<unk>")
+    expect(table.tokens.size == 0 or (int(table.tokens.min()) >= 0 and int(table.tokens.max()) < vocab), path,
+           "token ids outside the vocabulary")
+    expect(table.vectors is None or table.vectors.shape == (vocab, GLOVE_DIM), path,
+           "vectors do not match the vocabulary")
+    return table

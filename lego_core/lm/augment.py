@@ -23,8 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lego_core.data.cache import CORRUPT_ERRORS, CorruptFile, discard, expect, open_diskcache, read_file
+from lego_core.data.io import warn
 from lego_core.data.schema import Dataset
 from lego_core.errors import DataError
+from lego_core.fileio import atomic_write_bytes
 from lego_core.paths import cache_dir
 
 STORE_VERSION = 1
@@ -34,7 +37,7 @@ INSTRUCTIONS = {  # built-in prompts by field name; the item's text fields are a
     "keywords": "List five comma-separated keywords for this item.",
     "better_title": "Rewrite this title to be more informative, in at most ten words.",
 }
-_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")  # used with fullmatch: no trailing newline
 
 
 def dataset_key(dataset: Dataset) -> str:
@@ -51,33 +54,66 @@ def _sidecar_dir(dataset: Dataset) -> Path:
 
 def augmented_fields(dataset: Dataset) -> list[str]:
     """Names of the generated fields saved for this dataset."""
-    return sorted(p.stem for p in _sidecar_dir(dataset).glob("*.parquet"))
+    return sorted(p.stem for p in _sidecar_dir(dataset).glob("*.parquet") if _FIELD.fullmatch(p.stem))
+
+
+def _read_sidecar(path: Path, field: str) -> dict[str, str]:
+    """item_id -> generated text of a sidecar; CorruptFile naming it when it cannot be used."""
+    side = read_file(path, pd.read_parquet)
+    expect("item_id" in side.columns and field in side.columns, path,
+           f"lacks column(s) {[c for c in ('item_id', field) if c not in side.columns]}")
+    return read_file(path, lambda _: dict(zip(side["item_id"].astype(str), side[field].astype(str))))
 
 
 def load_augmented(dataset: Dataset) -> Dataset:
     """`dataset` with every saved generated field joined into `items` by item_id ('' where an
-    item has none). Original columns are never replaced."""
+    item has none). Original columns are never replaced. A corrupt sidecar is reported in one line
+    and removed (the answers stay in the store: `augment` writes it again without regenerating)."""
     fields = [f for f in augmented_fields(dataset) if f not in dataset.items.columns]
     if not fields:
         return dataset
     items = dataset.items.copy()
     ids = items["item_id"].astype(str)
+    joined = []
     for field in fields:
-        side = pd.read_parquet(_sidecar_dir(dataset) / f"{field}.parquet")
-        values = dict(zip(side["item_id"].astype(str), side[field].astype(str)))
+        path = _sidecar_dir(dataset) / f"{field}.parquet"
+        try:
+            values = _read_sidecar(path, field)
+        except CorruptFile as exc:
+            warn(f"generated field {field!r}: {exc}; removed it, run `python -m lego_core augment {dataset.name} "
+                 f"--field {field}` again to restore it")
+            discard(path)
+            continue
         items[field] = ids.map(values).fillna("").astype(str).to_numpy()
-    info = {**dataset.info, "augmented": sorted(set(dataset.info.get("augmented", [])) | set(fields))}
+        joined.append(field)
+    if not joined:
+        return dataset
+    info = {**dataset.info, "augmented": sorted(set(dataset.info.get("augmented", [])) | set(joined))}
     return replace(dataset, items=items, info=info)
 
 
 def _save_sidecar(dataset: Dataset, field: str, values: list[str]) -> Path:
-    folder = _sidecar_dir(dataset)
-    path = folder / f"{field}.parquet"
-    tmp = folder / f".{field}.{time.time_ns()}.tmp"
+    path = _sidecar_dir(dataset) / f"{field}.parquet"
     frame = pd.DataFrame({"item_id": dataset.items["item_id"].astype(str).to_numpy(), field: values})
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(path)
+    atomic_write_bytes(path, frame.to_parquet(index=False))
     return path
+
+
+def _answer(store, key: str) -> str | None:
+    """The stored answer for `key`; None when absent or unusable (a non-text value is dropped)."""
+    if store is None:
+        return None
+    try:
+        value = store.get(key)
+        if value is None or isinstance(value, str):
+            return value
+    except CORRUPT_ERRORS:  # an unreadable entry (e.g. a pickled value): drop it and regenerate
+        pass
+    try:
+        del store[key]
+    except (KeyError, *CORRUPT_ERRORS):
+        pass
+    return None
 
 
 def _store_key(model_id: str, template: str, prompt: str, max_new_tokens: int, system: str | None) -> str:
@@ -132,7 +168,7 @@ class Generator:
 
 
 def _check_field(dataset: Dataset, field: str) -> None:
-    if not _FIELD.match(field or ""):
+    if not isinstance(field, str) or not _FIELD.fullmatch(field):
         raise DataError(f"augment field name {field!r} is not allowed; use letters, digits and _ (e.g. description)")
     if field in dataset.items.columns and field not in dataset.info.get("augmented", []):
         raise DataError(f"augment field {field!r} is already an item column of {dataset.name}; "
@@ -159,10 +195,10 @@ def augment(dataset: Dataset, field: str, template: str, model: str = DEFAULT_MO
     source = resolve(model)
     model_id = source.signature()
     keys = [_store_key(model_id, template, p, max_new_tokens, system) for p in prompts[:n]]
-    import diskcache
-
-    with diskcache.Cache(str(cache_dir("augment", "store"))) as store:
-        todo = [i for i in range(n) if keys[i] not in store]
+    store = open_diskcache(cache_dir("augment", "store"), "augment answer store")
+    try:
+        answers = [_answer(store, k) for k in keys]
+        todo = [i for i in range(n) if answers[i] is None]
         done = n - len(todo)
         if progress is not None:
             progress(done, n)
@@ -173,12 +209,17 @@ def augment(dataset: Dataset, field: str, template: str, model: str = DEFAULT_MO
                 for start in range(0, len(order), int(batch_size)):
                     batch = order[start:start + int(batch_size)]
                     for i, text in zip(batch, generate([prompts[i] for i in batch])):
-                        store.set(keys[i], text)
+                        answers[i] = str(text)
+                        if store is not None:
+                            store.set(keys[i], answers[i])
                     bar.update(len(batch))
                     done += len(batch)
                     if progress is not None:
                         progress(done, n)
-        values = [str(store.get(k, "")) for k in keys] + [""] * (len(prompts) - n)
+    finally:
+        if store is not None:
+            store.close()
+    values = [a or "" for a in answers] + [""] * (len(prompts) - n)
     items = dataset.items.copy()
     items[field] = np.asarray(values, dtype=object)
     info = {**dataset.info, "augmented": sorted(set(dataset.info.get("augmented", [])) | {field})}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from lego_core.data.cache import CorruptFile, discard, expect, read_file
+from lego_core.data.io import warn
 from lego_core.errors import RecipeError
 from lego_core.lm.stack import LayerStack
 from lego_core.paths import cache_dir
@@ -62,13 +65,25 @@ class LayerCache:
         return hidden, torch.from_numpy(np.ascontiguousarray(mask[:, :length])).to(device)
 
 
-def _open(folder: Path) -> LayerCache | None:
-    meta_path = folder / "meta.json"
-    if not meta_path.exists():
+def _open(folder: Path, shape: tuple[int, int, int] | None = None, boundary: int | None = None) -> LayerCache | None:
+    """The cache in `folder`, None when absent. CorruptFile (naming the file) when a file is
+    missing, truncated or garbage, or the stored shapes disagree with the meta or with `shape`
+    [items, length, hidden] / `boundary` when given."""
+    if not os.path.lexists(folder):
         return None
-    meta = json.loads(meta_path.read_text())
-    hidden = np.load(folder / "hidden.npy", mmap_mode="r")
-    mask = np.load(folder / "mask.npy")
+    meta_path, hidden_path, mask_path = folder / "meta.json", folder / "hidden.npy", folder / "mask.npy"
+    meta = read_file(meta_path, lambda path: json.loads(path.read_text()))
+    expect(isinstance(meta, dict) and all(isinstance(meta.get(k), int) for k in ("boundary", "items", "length", "hidden")),
+           meta_path, "not a layer-cache meta object")
+    stored = (meta["items"], meta["length"], meta["hidden"])
+    expect(shape is None or stored == tuple(shape), meta_path, f"describes states {stored}, expected {tuple(shape or ())}")
+    expect(boundary is None or meta["boundary"] == boundary, meta_path, f"boundary {meta['boundary']}, expected {boundary}")
+    hidden = read_file(hidden_path, lambda path: np.load(path, mmap_mode="r", allow_pickle=False))
+    expect(hidden.shape == stored and hidden.dtype == np.float16, hidden_path,
+           f"holds {hidden.dtype} {hidden.shape}, expected float16 {stored}")
+    mask = read_file(mask_path, lambda path: np.load(path, allow_pickle=False))
+    expect(mask.shape == stored[:2] and mask.dtype == np.bool_, mask_path,
+           f"holds {mask.dtype} {mask.shape}, expected bool {stored[:2]}")
     return LayerCache(folder, hidden, mask, int(meta["boundary"]))
 
 
@@ -95,7 +110,13 @@ def build_or_load(stack: LayerStack, input_ids: np.ndarray, mask: np.ndarray, bo
     `stack` (after the final norm when boundary is the last layer) for every row of `input_ids`."""
     root = cache_dir("lm_layers")
     folder = root / key
-    found = _open(folder)
+    shape = (int(input_ids.shape[0]), int(input_ids.shape[1]), int(stack.hidden_size))
+    try:
+        found = _open(folder, shape, boundary)
+    except CorruptFile as exc:
+        warn(f"layer cache: {exc}; recomputing it")
+        discard(folder)
+        found = None
     if found is not None:
         return found
     tmp = root / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
@@ -113,14 +134,14 @@ def build_or_load(stack: LayerStack, input_ids: np.ndarray, mask: np.ndarray, bo
             stack.train(was_training)
         hidden.flush()
         del hidden
-        np.save(tmp / "mask.npy", np.ascontiguousarray(mask, dtype=np.bool_))
-        (tmp / "meta.json").write_text(json.dumps({"key": key, "boundary": boundary, "items": n, "length": length,
-                                                   "hidden": stack.hidden_size, "dtype": "float16"}))
+        np.save(tmp / "mask.npy", np.ascontiguousarray(mask, dtype=np.bool_), allow_pickle=False)
+        (tmp / "meta.json").write_text(json.dumps({"key": key, "boundary": int(boundary), "items": n, "length": length,
+                                                   "hidden": int(stack.hidden_size), "dtype": "float16"}))
         try:
             tmp.rename(folder)
         except OSError:  # another process (e.g. a DDP rank) finished first
-            if _open(folder) is None:
+            if _open(folder, shape, boundary) is None:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return _open(folder)
+    return _open(folder, shape, boundary)
