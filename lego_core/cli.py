@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from lego_core.errors import LegoError
-
-
-def _load_recipe(spec: str, overrides: list[str]):
-    from lego_core.recipe import Recipe, presets
-
-    recipe = Recipe.preset(spec) if spec in presets() and not Path(spec).exists() else Recipe.from_yaml(Path(spec))
-    return (recipe.with_overrides(overrides) if overrides else recipe).validate()
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -22,19 +16,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lego_core.recipe import Recipe
 
     run_dir = Path(args.run_dir) if args.run_dir else None
-    if args.recipe is None:  # continue/run an existing run directory (what jobs launch does)
-        if run_dir is None or not (run_dir / "recipe.yaml").is_file():
-            raise LegoError("give a recipe (file or preset name), or --run-dir of a run that holds recipe.yaml")
-        run = runs.open(str(run_dir))
-        recipe = Recipe.from_yaml(run.path / "recipe.yaml")
-        recipe = (recipe.with_overrides(args.set) if args.set else recipe).validate()
+    if args.recipe is None:  # continue/run an existing run folder (what jobs launch does)
+        if run_dir is None:
+            raise LegoError("give a recipe (file or preset name), or --run-dir of an existing run to continue")
+        run = runs.open(run_dir)
+        recipe = train.recipe_for(run, args.set or [], resume=args.resume)
     else:
-        recipe = _load_recipe(args.recipe, args.set or [])
-        if run_dir is not None and (run_dir / "recipe.yaml").is_file():
-            run = runs.open(str(run_dir))
+        recipe = Recipe.load(args.recipe, args.set or []).check_runnable()
+        if run_dir is None:
+            run = runs.create(recipe)
         else:
-            run = runs.create(recipe, root=run_dir.parent if run_dir else None,
-                              run_id=run_dir.name if run_dir else None)
+            run = runs.create(recipe, root=run_dir.parent, run_id=run_dir.name)
     result = train.run(recipe, run, resume=args.resume, progress=not args.quiet)
     if result:
         print(json.dumps({"run": str(run.path), "test": result.get("test")}, indent=2))
@@ -43,10 +35,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from lego_core import runs
-
     from lego_core.rerun import evaluate_run
 
-    result = evaluate_run(runs.open(args.run_dir), cached=not args.uncached, splits=args.splits)
+    result = evaluate_run(runs.open(Path(args.run_dir)), cached=not args.uncached, splits=args.splits)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -84,12 +75,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
     except LegoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `... | head`: the reader left; say nothing more, like other CLI tools
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def one_line(exc: BaseException) -> str:
+    """An error message as the one line the CLI prints."""
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__

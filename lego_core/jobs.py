@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from lego_core import runs
+from lego_core import devices, runs
 from lego_core.errors import LegoError, RecipeError, RunError
 from lego_core.paths import PROJECT_ROOT
 
@@ -44,7 +44,6 @@ MAX_CONCURRENT_ENV = "LEGO_MAX_CONCURRENT"
 DEFAULT_CPU_SLOTS = 2
 DEFAULT_GPU_SLOTS = 1  # runs per GPU
 RESUMABLE_STATES = ("interrupted", "cancelled", "failed")
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 _CHILDREN: list[subprocess.Popen] = []  # supervisors started by this process, reaped in refresh()
 
 
@@ -120,6 +119,11 @@ def _run_pids(status: dict, scan: dict | None = None) -> builtins.list[int]:
     return pids
 
 
+def live_pids(status: dict) -> builtins.list[int]:
+    """Live pids of a run's processes (its token's, or the pids it recorded)."""
+    return _run_pids(status)
+
+
 def _vanished(status: dict, scan: dict | None) -> bool:
     """True when an active run's processes are gone (killed, crashed, machine rebooted)."""
     if status.get("host") not in (None, socket.gethostname()):
@@ -145,22 +149,17 @@ def _reap_children() -> None:
 
 
 # ---- devices and slots -------------------------------------------------------------------------
-def _cuda_count() -> int:
-    try:
-        import torch
-    except ImportError:
-        return 0
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
 def _resolve_device(device: str, recipe_device: str = "auto") -> str:
-    """'auto' defers to the recipe's device, then to CUDA when present, else CPU."""
-    if not _DEVICE.match(device):
-        raise RunError(f"device '{device}' is not one of auto, cpu, mps, cuda, cuda:N")
-    chosen = recipe_device if device == "auto" else device
-    if chosen == "auto":
-        chosen = "cuda" if _cuda_count() else "cpu"
-    return chosen
+    """'auto' defers to the recipe's device, then to CUDA when present, else CPU; a device that is
+    absent here is refused (RunError: it is the launch's choice, not the recipe's)."""
+    try:
+        devices.check_name(device, "device")
+        chosen = recipe_device if device == "auto" else device
+        if chosen == "auto":
+            return "cuda" if devices.cuda_count() else "cpu"
+        return devices.resolve(chosen, "device" if device != "auto" else "training.device")
+    except RecipeError as exc:
+        raise RunError(str(exc)) from None
 
 
 def _limit(device: str, explicit: int | None) -> int:
@@ -198,7 +197,7 @@ def _fit(status: dict, active: builtins.list[dict]) -> tuple[bool, builtins.list
     if _kind(device) != "cuda":
         busy = sum(1 for other in active if _kind(other.get("device")) == _kind(device))
         return busy < limit, None
-    use = {i: 0 for i in range(_cuda_count())}
+    use = {i: 0 for i in range(devices.cuda_count())}
     for other in active:
         if _kind(other.get("device")) == "cuda":
             for gpu in _gpus_in_use(other):
@@ -334,29 +333,6 @@ def _start(run: runs.Run, gpus: builtins.list[int] | None) -> dict:
 
 
 # ---- public API -------------------------------------------------------------------------------
-def _load_recipe(recipe: Any, overrides: dict | builtins.list[str] | None) -> Any:
-    """A validated Recipe from a Recipe, a mapping, YAML text, a path or a preset name."""
-    from lego_core.recipe import Recipe, presets
-
-    if isinstance(recipe, Recipe):
-        loaded = recipe
-    elif isinstance(recipe, dict):
-        loaded = Recipe.from_dict(recipe)
-    elif isinstance(recipe, (str, Path)):
-        text = str(recipe)
-        if isinstance(recipe, str) and "\n" not in text and not text.endswith((".yaml", ".yml")) \
-                and text.lower() in presets():
-            loaded = Recipe.preset(text)
-        else:
-            loaded = Recipe.from_yaml(recipe)
-    else:
-        raise RecipeError(f"a recipe must be a Recipe, a mapping, YAML text or a file, not {type(recipe).__name__}")
-    if overrides:
-        loaded = loaded.with_overrides(overrides)
-    loaded.validate()
-    return loaded
-
-
 def launch(recipe: Any, device: str = "auto", nproc: int = 1, nnodes: int = 1, node_rank: int = 0,
            rdzv_endpoint: str | None = None, root: str | os.PathLike | None = None,
            max_concurrent: int | None = None, overrides: dict | builtins.list[str] | None = None) -> str:
@@ -364,7 +340,11 @@ def launch(recipe: Any, device: str = "auto", nproc: int = 1, nnodes: int = 1, n
 
     A malformed recipe raises RecipeError before any folder or process exists.
     """
-    loaded = _load_recipe(recipe, overrides)
+    from lego_core import datasets
+    from lego_core.recipe import Recipe
+
+    loaded = Recipe.load(recipe, overrides)
+    datasets.check(loaded.dataset.name, loaded.dataset.options)
     nproc, nnodes, node_rank = int(nproc), int(nnodes), int(node_rank)
     if nproc < 1 or nnodes < 1:
         raise RunError(f"nproc ({nproc}) and nnodes ({nnodes}) must be at least 1")
@@ -375,7 +355,7 @@ def launch(recipe: Any, device: str = "auto", nproc: int = 1, nnodes: int = 1, n
         raise RunError(f"node_rank {node_rank} must be between 0 and nnodes-1 ({nnodes - 1})")
     resolved = _resolve_device(device, getattr(getattr(loaded, "training", None), "device", "auto"))
     if resolved.startswith("cuda"):
-        count = _cuda_count()
+        count = devices.cuda_count()
         wanted = int(resolved.split(":")[1]) + 1 if ":" in resolved else nproc
         if ":" in resolved and nproc > 1:
             raise RunError(f"device {resolved} names one GPU; use device 'cuda' for nproc={nproc}")
@@ -402,7 +382,7 @@ def cancel(run_id: str, timeout: float = 10, root: str | os.PathLike | None = No
     run = runs.open(run_id, root)
     base = run.path.parent
     with _scheduler_lock(base):  # no refresh may start it while we decide
-        status = run.status()
+        status = run.status_for_action()
         state = status.get("state")
         if state == "queued" and not status.get("token"):
             return run.set_status(state="cancelled", ended=runs.now(), error=None)
@@ -460,7 +440,7 @@ def resume(run_id: str, root: str | os.PathLike | None = None) -> str:
     run = runs.open(run_id, root)
     base = run.path.parent
     with _scheduler_lock(base):
-        status = run.status()
+        status = run.status_for_action()
         if status.get("state") not in RESUMABLE_STATES:
             raise RunError(f"run {run.id} is {status.get('state')}; only {', '.join(RESUMABLE_STATES)} runs "
                            "can be resumed")
@@ -626,17 +606,17 @@ def add_jobs_command(subparsers: Any) -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="all runs, newest first")
     p.set_defaults(func=_cmd_list)
     p = sub.add_parser("status", help="a run's status as JSON")
-    p.add_argument("run_id")
+    p.add_argument("run_id", type=runs.check_id)
     p.set_defaults(func=_cmd_status)
     p = sub.add_parser("cancel", help="stop a run (SIGTERM, then SIGKILL after --timeout)")
-    p.add_argument("run_id")
+    p.add_argument("run_id", type=runs.check_id)
     p.add_argument("--timeout", type=float, default=10.0)
     p.set_defaults(func=_cmd_cancel)
     p = sub.add_parser("resume", help="continue an interrupted, cancelled or failed run")
-    p.add_argument("run_id")
+    p.add_argument("run_id", type=runs.check_id)
     p.set_defaults(func=_cmd_resume)
     p = sub.add_parser("logs", help="a run's log")
-    p.add_argument("run_id")
+    p.add_argument("run_id", type=runs.check_id)
     p.add_argument("--tail", type=int, default=100)
     p.add_argument("--follow", "-f", action="store_true", help="keep printing until the run ends")
     p.set_defaults(func=_cmd_logs)
@@ -724,11 +704,13 @@ def main(argv: builtins.list[str] | None = None) -> int:
         return worker(argv[1], argv[3:])
     parser = argparse.ArgumentParser(prog="python -m lego_core.jobs")
     add_jobs_command(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
+    from lego_core.cli import one_line
+
     try:
+        args = parser.parse_args(argv)
         return args.func(args)
     except LegoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
 
 

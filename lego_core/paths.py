@@ -4,12 +4,26 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from lego_core.errors import LegoError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def cache_dir(*parts: str) -> Path:
     """A folder under the cache root (created on demand)."""
     root = Path(os.environ.get("LEGO_CACHE_DIR") or PROJECT_ROOT / "cache")
-    path = root.joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
+    what = "the cache folder ($LEGO_CACHE_DIR)" if os.environ.get("LEGO_CACHE_DIR") else "the cache folder"
+    return make_folder(root.joinpath(*parts), what)
+
+
+def make_folder(path: Path, what: str) -> Path:
+    """`path` created if absent; a path that cannot be a folder (a file, /proc, no permission) is a
+    one-line LegoError naming it and `what` it is for."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as exc:
+        raise LegoError(f"{what} {path} cannot be used ({exc.strerror or exc}); point it at a writable "
+                        "folder") from None
     return path

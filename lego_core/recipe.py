@@ -11,11 +11,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from lego_core.errors import RecipeError
+from lego_core import devices
+from lego_core.errors import LegoError, RecipeError
 from lego_core.operators.catalog import compatible, get as get_brick
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
-DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:\d+)?)$"
 VALIDATION_METRICS = ("auc", "gauc", "mrr", "ndcg@5", "ndcg@10", "hit@10")
 
 
@@ -44,7 +44,7 @@ class Training(_Strict):
     patience: int = Field(2, ge=0, le=1000, description="epochs without improvement before stopping")
     metric: str = Field("auc", description="validation metric for early stopping and the best checkpoint")
     seed: int = Field(2023, ge=0)
-    device: str = Field("auto", pattern=DEVICE_PATTERN)
+    device: str = Field("auto", pattern=devices.PATTERN)
     amp: bool = Field(True, description="mixed precision on CUDA (ignored elsewhere)")
     max_history: int = Field(50, ge=1, le=1000, description="most recent clicks fed to the behaviour brick")
     max_length: int = Field(30, ge=1, le=512, description="tokens per item text")
@@ -101,7 +101,12 @@ class Recipe(_Strict):
             path = Path(text_or_path)
             if not path.is_file():
                 raise RecipeError(f"recipe file {path} not found; give a path to a .yaml recipe or a preset name")
-            source, text = str(path), path.read_text(encoding="utf-8")
+            try:
+                source, text = str(path), path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                raise RecipeError(f"{path} is not UTF-8 text; save the recipe as UTF-8 YAML") from None
+            except OSError as exc:
+                raise RecipeError(f"recipe file {path} cannot be read ({exc.strerror}); check the path") from None
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
@@ -115,6 +120,24 @@ class Recipe(_Strict):
         if not path.is_file():
             raise RecipeError(f"unknown preset '{name}'; choose one of: {', '.join(presets())}")
         return cls.from_yaml(path)
+
+    @classmethod
+    def load(cls, spec: Any, overrides: dict[str, Any] | list[str] | None = None) -> "Recipe":
+        """The one loader at the edges (CLI, jobs, app): a Recipe, a mapping, YAML text, a .yaml
+        path or a preset name, with dotted overrides applied, validated."""
+        if isinstance(spec, Recipe):
+            loaded = spec
+        elif isinstance(spec, dict):
+            loaded = cls.from_dict(spec)
+        elif isinstance(spec, (str, Path)):
+            text = str(spec)
+            is_name = (isinstance(spec, str) and "\n" not in text and ":" not in text
+                       and not text.endswith((".yaml", ".yml")) and not Path(text).exists())
+            loaded = cls.preset(text) if is_name else cls.from_yaml(spec)
+        else:
+            raise RecipeError(f"a recipe must be a Recipe, a mapping, YAML text, a .yaml file or a preset name, "
+                              f"not {type(spec).__name__}")
+        return (loaded.with_overrides(overrides) if overrides else loaded).validate()
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -159,7 +182,42 @@ class Recipe(_Strict):
 
     def validate(self) -> "Recipe":  # type: ignore[override]
         """Raise RecipeError on any problem; return self for chaining."""
-        self.validate_bricks()
+        full = self.validate_bricks()
+        self._dry_build(full)
+        return self
+
+    def _dry_build(self, params: dict[str, dict]) -> None:
+        """Build the non-LM bricks on the meta device (no memory, no data), so parameters that
+        contradict each other (attention heads that do not divide training.dim, bad layer lists)
+        are refused when the recipe is checked, not minutes later in a background process. LM
+        bricks are skipped: checking them means loading their model."""
+        import torch
+
+        from lego_core.operators.base import LM_TOKENS, BuildContext
+
+        t = self.training
+        ctx = BuildContext(dim=t.dim, num_items=4, num_users=4, vocab_size=4, max_history=t.max_history)
+        for kind, choice in (("content", self.content), ("behavior", self.behavior), ("predictor", self.predictor)):
+            cls = get_brick(choice.name, kind).cls
+            if getattr(cls, "input_kind", None) == LM_TOKENS:
+                continue
+            try:
+                with torch.device("meta"):
+                    cls(ctx, **params[kind])
+            except LegoError:
+                raise
+            except (ValueError, TypeError, RuntimeError) as exc:
+                raise RecipeError(f"{kind} '{choice.name}' cannot be built with params {choice.params} and "
+                                  f"training.dim={t.dim}: {str(exc).splitlines()[0]}") from None
+
+    def check_runnable(self) -> "Recipe":
+        """Everything that can be checked before a run folder or process exists: the bricks (see
+        `validate`), the dataset name and its options, and that training.device exists here."""
+        from lego_core import datasets
+
+        self.validate()
+        datasets.check(self.dataset.name, self.dataset.options)
+        devices.resolve(self.training.device)
         return self
 
     @property

@@ -27,7 +27,7 @@ import yaml
 
 from lego_core.errors import RecipeError, RunError
 from lego_core.fileio import atomic_save_npy, atomic_write_json, atomic_write_text, json_default
-from lego_core.paths import cache_dir
+from lego_core.paths import cache_dir, make_folder
 
 if TYPE_CHECKING:  # pandas is imported lazily: job supervisors import this module and start fast
     import pandas as pd
@@ -48,9 +48,15 @@ def runs_root(root: str | os.PathLike | None = None) -> Path:
     """The folder holding all runs: `root`, else `cache/runs` (created on demand)."""
     if root is None:
         return cache_dir("runs")
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return make_folder(Path(root), "the runs folder")
+
+
+def check_id(run_id: str) -> str:
+    """`run_id` when it names a run inside the runs root (no '/', no leading '.'), else RunError."""
+    if not isinstance(run_id, str) or not _ID.fullmatch(run_id):
+        raise RunError(f"run id {run_id!r} is not valid: use letters, digits, '-', '_' and '.', starting with a "
+                       "letter or digit (list runs with `python -m lego_core jobs list`)")
+    return run_id
 
 
 def _slug(text: str) -> str:
@@ -152,6 +158,18 @@ class Run:
             return {"state": "unknown", "error": reason}
         data.setdefault("state", "unknown")
         return data
+
+    def status_for_action(self) -> dict:
+        """status.json for a decision (resume, cancel, train): a damaged file is a RunError naming it
+        and the fix; a missing one reads as 'interrupted' (nothing runs it; its checkpoints stay)."""
+        data, reason = self._read_status()
+        if data is not None:
+            data.setdefault("state", "unknown")
+            return data
+        if self.status_path.exists():
+            raise RunError(f"run {self.id}: {reason}; remove that file to resume the run from its checkpoints "
+                           f"(`python -m lego_core jobs resume {self.id}`), or delete the run folder")
+        return {"state": "interrupted", "error": f"{self.status_path} was missing"}
 
     @property
     def state(self) -> str:
@@ -296,11 +314,26 @@ class Run:
         atomic_save_npy(self.embeddings_dir / "top_items.npy", np.asarray(indices, dtype=np.int32))
         atomic_save_npy(self.embeddings_dir / "top_scores.npy", np.asarray(scores, dtype=np.float32))
 
+    def _damaged(self, path: Path, reason: str) -> RunError:
+        return RunError(f"run {self.id}: {path} is unreadable ({reason}); write it again with "
+                        f"`python -m lego_core train --run-dir {self.path} --resume` or retrain")
+
+    def _read_array(self, path: Path, mmap: bool = False) -> np.ndarray:
+        """A stored .npy table (never unpickled); a damaged file is a RunError naming it."""
+        try:
+            return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, EOFError) as exc:
+            raise self._damaged(path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+
     def _top_items(self, row: int) -> tuple[np.ndarray, np.ndarray] | None:
         paths = [self.embeddings_dir / f"top_{name}.npy" for name in ("items", "scores")]
         if not all(p.exists() for p in paths):
             return None
-        indices, scores = (np.load(p, mmap_mode="r") for p in paths)
+        indices, scores = (self._read_array(p, mmap=True) for p in paths)
+        if indices.ndim != 2 or indices.shape != scores.shape or row >= len(indices):
+            raise self._damaged(paths[0], f"shapes {indices.shape} and {scores.shape} do not match the user table")
         return np.asarray(indices[row], dtype=np.int64), np.asarray(scores[row], dtype=np.float64)
 
     def _load_table(self, name: str) -> tuple[list, np.ndarray]:
@@ -314,8 +347,15 @@ class Run:
         cached = self._cache.get(name)
         if cached and cached[0] == key:
             return cached[1]
-        ids = json.loads(ids_path.read_text(encoding="utf-8"))
-        array = np.load(array_path, allow_pickle=False)
+        try:
+            ids = json.loads(ids_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise self._damaged(ids_path, str(exc).splitlines()[0]) from None
+        if not isinstance(ids, builtins.list):
+            raise self._damaged(ids_path, "it does not hold a JSON list of ids")
+        array = self._read_array(array_path)
+        if array.ndim not in (2, 3) or not np.issubdtype(array.dtype, np.floating):
+            raise self._damaged(array_path, f"expected a float table [N, D], got {array.dtype} {array.shape}")
         if len(ids) != len(array):
             raise RunError(f"run {self.id}: {ids_path} lists {len(ids)} ids but {array_path} has {len(array)} rows")
         self._cache[name] = (key, (ids, array))
@@ -345,6 +385,8 @@ class Run:
             raise RunError(f"user {user_id!r} is not in run {self.id}'s user table ({len(user_ids)} users)")
         saved = self._top_items(row)
         if saved is not None:
+            if len(saved[0]) and (saved[0].min() < 0 or saved[0].max() >= len(item_ids)):
+                raise self._damaged(self.embeddings_dir / "top_items.npy", "it points past the item table")
             scores = np.full(len(item_ids), -np.inf)
             scores[saved[0]] = saved[1]
         else:
@@ -395,13 +437,19 @@ def create(recipe: Any, root: str | os.PathLike | None = None, run_id: str | Non
     text, data = _recipe_text(recipe)
     base = runs_root(root)
     if run_id is not None:
-        if not _ID.match(run_id):
-            raise RunError(f"run id {run_id!r} may only hold letters, digits, '-', '_' and '.'")
-        path = base / run_id
+        path = base / check_id(run_id)
+        if path.exists() and not path.is_dir():
+            raise RunError(f"{path} is a file, not a folder; choose another run folder")
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()  # an empty folder made beforehand holds nothing to lose
         try:
             path.mkdir()
         except FileExistsError:
-            raise RunError(f"run {run_id} already exists under {base}; choose another id") from None
+            raise RunError(f"{path} already exists; a recipe trains into a new folder: choose another run "
+                           f"folder, or continue that run with `python -m lego_core train --run-dir {path} "
+                           "--resume`") from None
+        except OSError as exc:
+            raise RunError(f"cannot create the run folder {path} ({exc.strerror}); choose a writable folder") from None
     else:
         label = _recipe_label(data)
         while True:
@@ -421,19 +469,20 @@ def create(recipe: Any, root: str | os.PathLike | None = None, run_id: str | Non
 
 
 def open(id_or_path: str | os.PathLike | Run, root: str | os.PathLike | None = None) -> Run:  # noqa: A001
-    """A run by id (under `root`, default cache/runs) or by its folder path."""
+    """A run by id (a folder name under `root`, default cache/runs) or by an explicit folder: a
+    `Path`, or an absolute path string. A relative string with '/' or a leading '.' is refused, so
+    an id typed by a user never reaches outside the runs root."""
     if isinstance(id_or_path, Run):
         return id_or_path
     text = os.fspath(id_or_path)
-    candidate = Path(text)
-    if isinstance(id_or_path, Path) or os.sep in text or text.startswith("."):
-        path = candidate
+    if isinstance(id_or_path, os.PathLike) or os.path.isabs(text):
+        path = Path(text)
     else:
-        path = runs_root(root) / text
+        path = runs_root(root) / check_id(text)
     if not path.is_dir():
         raise RunError(f"run {text!r} not found (no folder {path}); list runs with "
                        "`python -m lego_core jobs list`")
-    if not (path / "recipe.yaml").exists() and not (path / "status.json").exists():
+    if not (path / "recipe.yaml").is_file() and not (path / "status.json").is_file():
         raise RunError(f"{path} is not a run folder (no recipe.yaml or status.json)")
     return Run(path)
 

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from lego_core import jobs, runs
+from lego_core import devices, jobs, runs
 from lego_core.errors import RecipeError, RunError
 
 FAKE_TRAINER = r'''
@@ -264,7 +264,7 @@ def test_training_commands_for_one_and_several_processes(root, monkeypatch):
 
 
 def test_gpu_slots_are_assigned_per_gpu(monkeypatch):
-    monkeypatch.setattr(jobs, "_cuda_count", lambda: 2)
+    monkeypatch.setattr(devices, "cuda_count", lambda: 2)
     busy = [{"device": "cuda", "gpus": [0], "state": "running"}]
     assert jobs._fit({"device": "cuda", "nproc": 1}, busy) == (True, [1])
     assert jobs._fit({"device": "cuda", "nproc": 2}, busy) == (False, [1])
