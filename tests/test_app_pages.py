@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import sys
+import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -183,6 +186,136 @@ def test_upload_with_a_bad_timestamp_shows_one_line_and_saves_nothing():
 
     assert "broken-shop" not in [d["name"] for d in datasets.available()]
     assert at.session_state["dataset"] == "ml-100k"
+
+
+# ---- hostile or careless input (sharing the app on a network) ----------------------------------------
+def _upload_pair(at: AppTest, items: tuple[str, bytes], inter: tuple[str, bytes], name: str) -> AppTest:
+    at.text_input(key="tables-name").set_value(name)
+    at.file_uploader(key="tables-items").set_value((items[0], items[1], "text/csv"))
+    at.file_uploader(key="tables-inter").set_value((inter[0], inter[1], "text/csv"))
+    return at.run()
+
+
+def test_upload_names_are_never_used_as_paths(tmp_path, monkeypatch):
+    """Regression: `Path(tmp) / upload.name` wrote '../../x.csv' outside the temporary folder and let
+    two uploads of the same name overwrite each other."""
+    scratch = tmp_path / "outside" / "scratch"
+    scratch.mkdir(parents=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # a traversal from here lands in outside/
+    items, inter = _tables()
+    at = _upload_pair(start(), ("../../x.csv", items), ("../../x.csv", inter), "traversal-shop")
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    at.selectbox(key="map-item").set_value("iid").run()
+    button(at, "Register tables").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.session_state["dataset"] == "traversal-shop"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Items"] == "30" and metrics["Users"] == "10"  # the items table was not overwritten
+    assert [p.name for p in (tmp_path / "outside").rglob("*")] == ["scratch"]  # nothing written, nothing left
+
+
+@pytest.mark.parametrize("name, expected", [("items.exe", ".csv, .tsv or .parquet"), ("x\x00.csv", "control"),
+                                            ("", "empty"), ("items", ".csv, .tsv or .parquet")])
+def test_an_upload_with_an_unusable_name_gets_one_line(name, expected):
+    """Regression: a name outside the allow-list (sent by a client that skips the browser's filter)
+    raised inside Streamlit, a traceback instead of a message."""
+    at = start()
+    at.file_uploader(key="tables-items").set_value((name, b"id,name\n1,a\n", "text/csv"))
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.error) == 1 and "\n" not in at.error[0].value and expected in at.error[0].value
+    assert "Items table" in at.error[0].value
+
+
+def test_upload_limit_is_sane_and_stated_in_the_help():
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert 0 < config["server"]["maxUploadSize"] <= 200  # MB, each upload is held whole in memory
+    at = start()
+    for key in ("tables-items", "tables-inter"):
+        assert f"{config['server']['maxUploadSize']:,} MB" in at.file_uploader(key=key).help
+
+
+def test_an_oversize_upload_is_refused_in_one_line(monkeypatch):
+    from pages import _common
+
+    monkeypatch.setattr(_common, "max_upload_mb", lambda: 1)
+    at = start()
+    at.file_uploader(key="tables-items").set_value(("big.csv", b"id,name\n" + b"1,a\n" * 300_000, "text/csv"))
+    at.run()
+    assert not at.exception and len(at.error) == 1
+    assert "big.csv" in at.error[0].value and "1 MB upload limit" in at.error[0].value
+
+
+def test_errors_show_file_content_as_short_escaped_text():
+    """Regression: st.error rendered Markdown from file content (links, emphasis) and echoed it whole."""
+    items, inter = _tables()
+    inter = inter.replace(b"\nu3,", b"\nu3,i1,**[go](http://evil.example)**" + b"x" * 200 + b"\nu3,", 1)
+    at = _upload_pair(start(), ("items.csv", items), ("clicks.csv", inter), "escaped-shop")
+    at.selectbox(key="map-item").set_value("iid").run()
+    button(at, "Register tables").click().run()
+    assert not at.exception and len(at.error) == 1
+    error = at.error[0].value
+    assert r"\*\*\[go\](http:\/\/evil.example)" in error and "[go](" not in error
+    assert "“clicks.csv”" in error and "lego-upload" not in error  # named as uploaded, not by its temporary copy
+    assert "x" * 60 not in error and "…" in error
+
+
+def test_safe_text_helper():
+    from pages import _common as ui
+
+    assert ui.safe("**a** _b_ `c` [d](http://e.example) <b>f</b> & $g$ ~h~ i|j") == (
+        r"\*\*a\*\* \_b\_ \`c\` \[d\](http:\/\/e.example) &lt;b&gt;f&lt;/b&gt; &amp; \$g\$ \~h\~ i\|j")
+    assert ui.safe("- x") == r"\- x" and ui.safe("# x") == r"\# x" and ui.safe("1. x") == r"1\. x"
+    assert ui.safe("www.e.example me@e.example") == r"www\.e.example me\@e.example"
+    assert ui.message("first line\nsecond") == "first line"
+    assert ui.message(f"bad value '{'v' * 100}' here") == f"bad value '{'v' * 40}…' here"
+    assert ui.message("users' files aren't cut") == "users' files aren't cut"
+    assert len(ui.message("y" * 1000)) == ui.MESSAGE_CHARS
+    assert ui.one_line(ValueError("")) == "ValueError"
+
+
+def test_mind_folder_is_confined_to_the_data_roots(tmp_path, monkeypatch):
+    roots, elsewhere = tmp_path / "roots", tmp_path / "elsewhere"
+    roots.mkdir()
+    elsewhere.mkdir()
+    (roots / "escape").symlink_to(elsewhere)
+    monkeypatch.setenv("LEGO_DATA_ROOTS", f"{tmp_path / 'other'}{os.pathsep}{roots}")
+    at = start()
+    assert any("LEGO_DATA_ROOTS" in c.value.replace("\\", "") for c in at.caption)
+    at.text_input(key="mind-name").set_value("mind-x")
+    for folder in (elsewhere, f"{roots}/../elsewhere", roots / "escape", "/etc"):
+        at.text_input(key="mind-folder").set_value(str(folder))
+        button(at, "Load MIND folder").click().run()
+        assert not at.exception and len(at.error) == 1, folder
+        assert "LEGO\\_DATA\\_ROOTS" in at.error[0].value and "\n" not in at.error[0].value
+    at.text_input(key="mind-folder").set_value(str(roots))  # allowed: lego_core says what is wrong
+    button(at, "Load MIND folder").click().run()
+    assert len(at.error) == 1 and "not a MIND folder" in at.error[0].value
+
+
+def test_mind_folder_that_is_a_file_is_named_not_read(tmp_path):
+    secret = tmp_path / "notes.tsv"
+    secret.write_text("SECRET\tCONTENT\n")
+    at = start()
+    at.text_input(key="mind-name").set_value("mind-x")
+    at.text_input(key="mind-folder").set_value(str(secret))
+    button(at, "Load MIND folder").click().run()
+    assert not at.exception and len(at.error) == 1
+    assert "notes.tsv" in at.error[0].value and "is a file" in at.error[0].value
+    assert "SECRET" not in at.error[0].value
+
+
+def test_read_only_mode_hides_adding_and_launching(monkeypatch):
+    monkeypatch.setenv("LEGO_READ_ONLY", "1")
+    at = start(dataset="synthetic", synthetic_options=TINY)
+    assert not at.exception
+    assert not at.file_uploader and not [b for b in at.button if b.label == "Load MIND folder"]
+    assert any("LEGO_READ_ONLY" in i.value.replace("\\", "") for i in at.info)
+    show(at, "pages/builder.py")
+    assert "Launch" not in [b.label for b in at.button]
+    monkeypatch.setenv("LEGO_READ_ONLY", "0")
+    at.run()
+    assert not button(at, "Launch").disabled
 
 
 def test_builder_select_boxes_explain_incompatible_bricks_and_disable_launch():
