@@ -277,6 +277,7 @@ class Trainer:
                     # best.pt is written before the epoch counter moves on: continue after its epoch
                     self.state.update(epoch=max(self.state["epoch"], self.state["best_epoch"] + 1), step=0)
                     loaded, note = True, f"{note}; resuming from {best.name} (after epoch {self.state['epoch']})"
+                    self.save_checkpoint("last")  # a good last.pt again, should this attempt crash too
             except RunError:
                 note = f"{note}; {best.name} is unusable too"
             if not loaded:

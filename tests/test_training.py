@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lego_core import datasets, evaluate as ev, runs, train
+from lego_core import datasets, errors, evaluate as ev, runs, train
 from lego_core.batches import TrainingSamples
 from lego_core.cli import main as cli
 from lego_core.model import build, to_tensor
@@ -146,3 +146,149 @@ def test_recommendations_use_the_models_own_predictor(tmp_path):
     best = np.argsort(-expected, kind="stable")[:5]
     assert top["item_id"].tolist() == dataset.items["item_id"].iloc[best].astype(str).tolist()
     assert np.allclose(top["score"].to_numpy(), expected[best], atol=1e-5)
+
+
+# ---- damaged checkpoints and failed checkpoint writes -------------------------------------------
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A tiny 2-epoch run, trained once; tests work on copies (`_copy`)."""
+    recipe = tiny_recipe("cnn", "gru", "dot", epochs=2, patience=5)
+    run = runs.create(recipe, root=tmp_path_factory.mktemp("template"), run_id="template")
+    result = train.run(recipe, run, progress=False)
+    return recipe, run, result
+
+
+def _copy(finished_run, tmp_path, name="copy"):
+    import shutil
+
+    recipe, template, result = finished_run
+    shutil.copytree(template.path, tmp_path / name)
+    return recipe, runs.open(tmp_path / name), result
+
+
+def _no_unsafe_advice(run):
+    for text in (run.status_path.read_text(), run.log_path.read_text()):
+        assert "weights_only=False" not in text
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage" * 40, b"\x80\x02garbage" * 40, "truncated", "pickle-global",
+                                     "not-a-dict", "no-model"])
+def test_read_checkpoint_refuses_damaged_files_in_one_line(finished_run, tmp_path, content):
+    import pickle
+
+    good = finished_run[1].checkpoint_path("best").read_bytes()
+    data = {"truncated": good[: len(good) // 2], "pickle-global": pickle.dumps(print, protocol=2)}.get(content)
+    path = tmp_path / "best.pt"
+    if content == "not-a-dict":
+        torch.save(torch.zeros(3), path)
+    elif content == "no-model":
+        torch.save({"weights": {}}, path)
+    else:
+        path.write_bytes(content if data is None else data)
+    with pytest.raises(errors.RunError) as info:
+        train.read_checkpoint(path)
+    message = str(info.value)
+    assert str(path) in message and "\n" not in message and "weights_only" not in message
+    assert "resume" in message
+
+
+def test_resume_with_unreadable_last_continues_from_best_to_the_same_result(finished_run, tmp_path):
+    recipe, run, result = _copy(finished_run, tmp_path)
+    run.checkpoint_path("last").write_bytes(b"\x80\x02garbage" * 40)  # once advised weights_only=False
+    resumed = train.run(recipe, run, resume=True, progress=False)
+    assert run.status()["state"] == "succeeded" and run.status()["error"] is None
+    assert resumed["test"] == result["test"] and resumed["best_epoch"] == result["best_epoch"]
+    notes = [line for line in run.log_path.read_text().splitlines() if "last.pt is unreadable" in line]
+    assert len(notes) == 1 and "resuming from best.pt" in notes[0]
+    assert [r["epoch"] for r in run.history("epochs")] == [1, 2]
+    assert train.read_checkpoint(run.checkpoint_path("last"), need=train.CHECKPOINT_KEYS)["state"]["epoch"] == 2
+    _no_unsafe_advice(run)
+
+
+def test_resume_with_both_checkpoints_unreadable_starts_over_with_a_clean_history(finished_run, tmp_path):
+    recipe, run, result = _copy(finished_run, tmp_path)
+    good = run.checkpoint_path("last").read_bytes()
+    run.checkpoint_path("last").write_bytes(good[: len(good) // 3])  # truncated
+    run.checkpoint_path("best").write_bytes(b"")
+    resumed = train.run(recipe, run, resume=True, progress=False)
+    assert run.status()["state"] == "succeeded"
+    assert resumed["test"] == result["test"]
+    assert "best.pt is unusable too; starting from the beginning" in run.log_path.read_text()
+    assert [r["epoch"] for r in run.history("epochs")] == [1, 2]
+    steps = [r["global_step"] for r in run.history("steps")]
+    assert steps == sorted(set(steps))
+    _no_unsafe_advice(run)
+
+
+def test_resume_with_unusable_best_forgets_it_and_writes_a_new_one(finished_run, tmp_path):
+    recipe, template, _ = finished_run
+    one = recipe.with_overrides({"training.epochs": 1})
+    run = runs.create(one, root=tmp_path, run_id="half")
+    train.run(one, run, progress=False)
+    (run.path / "recipe.yaml").write_text(recipe.to_yaml())
+    run.checkpoint_path("best").write_bytes(b"not a checkpoint")
+    train.run(recipe, run, resume=True, progress=False)
+    assert run.status()["state"] == "succeeded"
+    assert "the best epoch so far is forgotten" in run.log_path.read_text()
+    assert train.read_checkpoint(run.checkpoint_path("best"))["model"]
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong-shape"])
+def test_load_model_of_a_damaged_best_checkpoint_is_one_line_naming_it(finished_run, tmp_path, damage):
+    from lego_core.rerun import load_model
+
+    recipe, run, _ = _copy(finished_run, tmp_path)
+    best = run.checkpoint_path("best")
+    if damage == "garbage":
+        best.write_bytes(b"\x80\x02garbage" * 40)
+    elif damage == "truncated":
+        best.write_bytes(best.read_bytes()[:1000])
+    else:  # a checkpoint of another recipe (dim 8 instead of 16)
+        other = tiny_recipe("cnn", "gru", "dot", dim=8)
+        model = build(other, datasets.load("synthetic", **TINY))
+        torch.save({"model": model.state_dict()}, best)
+    with pytest.raises(errors.RunError) as info:
+        load_model(run)
+    message = str(info.value)
+    assert str(best) in message and "\n" not in message and "weights_only" not in message
+    assert "--resume" in message and "train" in message
+
+
+def test_a_failed_checkpoint_write_keeps_the_previous_checkpoint(finished_run, tmp_path, monkeypatch):
+    import errno
+
+    from lego_core import fileio
+
+    recipe, run, _ = _copy(finished_run, tmp_path)
+    trainer = train.Trainer(recipe, run, progress=False)
+    trainer.setup()
+    last = run.checkpoint_path("last")
+    before = last.read_bytes()
+    real_fdopen = fileio.os.fdopen
+
+    class DiskFull:  # writes half of the bytes, then the disk is full
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def write(self, data):
+            view = memoryview(data).cast("B")
+            self.handle.write(view[: len(view) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fileio.os, "fdopen", lambda fd, *a, **k: DiskFull(real_fdopen(fd, *a, **k)))
+    with pytest.raises(errors.RunError) as info:
+        trainer.save_checkpoint("last")
+    monkeypatch.undo()
+    message = str(info.value)
+    assert str(last) in message and "No space left on device" in message and "resume" in message
+    assert "\n" not in message
+    assert last.read_bytes() == before and train.read_checkpoint(last, need=train.CHECKPOINT_KEYS)
+    assert sorted(p.name for p in last.parent.iterdir()) == ["best.pt", "last.pt"]  # no stray temp file
+    trainer.save_checkpoint("last")  # space again: the write goes through
+    assert train.read_checkpoint(last)["state"]["epoch"] == 0
