@@ -120,11 +120,14 @@ def data_roots() -> list[Path] | None:
     return [Path(part).expanduser().resolve() for part in parts]
 
 
-def shown_name(name: Any, limit: int = 60) -> str:
-    """A visitor-supplied file or folder name for a message: control characters as '?', cut to
-    `limit` characters (still to be escaped, e.g. by message())."""
+def shown_name(name: Any, limit: int = 80) -> str:
+    """A visitor-supplied file or folder name for a message, in “ ” (quotes that message() does not
+    shorten): control characters as '?', the middle cut when longer than `limit` characters so the
+    end (the file name) stays; still to be escaped, e.g. by message()."""
     text = re.sub(r"[\x00-\x1f\x7f]", "?", str(name))
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    if len(text) > limit:
+        text = text[:limit // 3] + "…" + text[-(limit - limit // 3 - 1):]
+    return f"“{text}”"
 
 
 def data_folder(text: str) -> Path:
@@ -132,20 +135,20 @@ def data_folder(text: str) -> Path:
     one-line reason (naming the folder, not its content) when it may not or cannot be read."""
     shown = shown_name(text.strip())
     if re.search(r"[\x00-\x1f\x7f]", text):
-        raise ValueError(f"Folder '{shown}' contains control characters; type the folder's path.")
+        raise ValueError(f"Folder {shown} contains control characters; type the folder's path.")
     try:
         path = Path(text.strip()).expanduser().resolve()
     except (OSError, RuntimeError, ValueError):
-        raise ValueError(f"Folder '{shown}' is not a usable path on this machine.") from None
+        raise ValueError(f"Folder {shown} is not a usable path on this machine.") from None
     roots = data_roots()
     if roots is not None and not any(path == root or path.is_relative_to(root) for root in roots):
         listed = os.pathsep.join(str(root) for root in roots)
-        raise ValueError(f"Folder '{shown}' is outside the folders this app may read ({DATA_ROOTS_ENV}={listed}); "
+        raise ValueError(f"Folder {shown} is outside the folders this app may read ({DATA_ROOTS_ENV}={listed}); "
                          "put the MIND folder under one of them.")
     if path.is_file():
-        raise ValueError(f"'{shown}' is a file, not a folder: give the folder holding train/ and dev/.")
+        raise ValueError(f"{shown} is a file, not a folder: give the folder holding train/ and dev/.")
     if not path.is_dir():
-        raise ValueError(f"Folder '{shown}' does not exist on this machine.")
+        raise ValueError(f"Folder {shown} does not exist on this machine.")
     return path
 
 

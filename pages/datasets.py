@@ -116,13 +116,13 @@ def _upload_problem(label: str, upload: Any) -> str | None:
     """Why an upload is not read (name, type or size), as a one-line message; None when it is fine."""
     shown = ui.shown_name(re.split(r"[\\/]", upload.name)[-1] or upload.name)
     if not upload.name.strip() or _CONTROL.search(upload.name):
-        return (f"{label} '{shown}': the file name is empty or holds control characters; "
+        return (f"{label} {shown}: the file name is empty or holds control characters; "
                 "rename the file and upload it again.")
     if _suffix(upload.name) not in UPLOAD_SUFFIXES:
-        return f"{label} '{shown}' is not a .csv, .tsv or .parquet file; save it as one of those and upload it again."
+        return f"{label} {shown} is not a .csv, .tsv or .parquet file; save it as one of those and upload it again."
     limit = ui.max_upload_mb()
     if upload.size > limit * 2**20:
-        return (f"{label} '{shown}' is {upload.size / 2**20:,.1f} MB, over the {limit} MB upload limit; "
+        return (f"{label} {shown} is {upload.size / 2**20:,.1f} MB, over the {limit} MB upload limit; "
                 "register larger tables from Python (lego_core.datasets.register_tables).")
     return None
 
@@ -139,9 +139,8 @@ def _saved(upload: Any, stem: str) -> Iterator[Path]:
 
 def _as_uploaded(text: str, shown: dict[str, str]) -> str:
     """A message about the temporary copies, naming the files as uploaded (stem -> shown name)."""
-    folder = re.escape(tempfile.gettempdir()) + r"[\\/]lego-upload-[^\\/\s]*[\\/]"
-    return re.sub(folder + r"(items|interactions|table)\.(csv|tsv|parquet)",
-                  lambda m: f"'{shown.get(m.group(1), m.group(1))}'", text)
+    copy = r"[^\s'\"“”]*lego-upload-[^\\/\s]*[\\/](items|interactions|table)\.(csv|tsv|parquet)"
+    return re.sub(copy, lambda m: shown.get(m.group(1), m.group(1)), text)
 
 
 def _registered(name: str, notes: list[str]) -> None:
@@ -209,7 +208,8 @@ def _add_tables() -> None:
             return viz.table_preview(path)
 
     previews, uploads = {}, {}
-    for key, label, upload in (("items", "Items table", items_file), ("interactions", "Interactions table", inter_file)):
+    for key, label, upload in (("items", "Items table", items_file),
+                               ("interactions", "Interactions table", inter_file)):
         if upload is None:
             continue
         if problem := _upload_problem(label, upload):
