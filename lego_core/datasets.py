@@ -76,17 +76,24 @@ def _load_source(name_or_path: str | Path, **options) -> Dataset:
 def _rebuild(folder: Path, doc: dict, options: dict) -> Dataset:
     """A registered dataset re-derived from its sources with other options."""
     name = folder.name
+    try:
+        seed = options["seed"]
+        if doc["kind"] == "tables":
+            sources, negatives = doc["source"], options["negatives"]
+            items_file = folder / "sources" / sources["items_copy"]
+            interactions_file = folder / "sources" / sources["interactions_copy"]
+            mapping = sources["mapping"]
+        elif doc["kind"] == "mind":
+            root = Path(doc["source"]["folder"])
+    except (KeyError, TypeError) as exc:
+        raise DataError(f"{folder / registry.MANIFEST} lacks entry {exc}; register dataset {name!r} again") from None
     if doc["kind"] == "tables":
-        sources = doc["source"]
-        return tables.load_tables(folder / "sources" / sources["items_copy"],
-                                  folder / "sources" / sources["interactions_copy"], sources["mapping"],
-                                  name=name, negatives=options["negatives"], seed=options["seed"])
+        return tables.load_tables(items_file, interactions_file, mapping, name=name, negatives=negatives, seed=seed)
     if doc["kind"] == "mind":
-        root = Path(doc["source"]["folder"])
         if not mind.is_mind_folder(root):
             raise DataError(f"dataset {name!r}: its MIND folder {root} is gone; load it without options or "
                             "register it again")
-        return mind.load_mind(root, seed=options["seed"], name=name)
+        return mind.load_mind(root, seed=seed, name=name)
     raise DataError(f"dataset {name!r} has unknown kind {doc['kind']!r}; register it again")
 
 

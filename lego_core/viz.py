@@ -252,9 +252,10 @@ def cached_umap(run_id: str, vectors: np.ndarray, params: dict | None = None) ->
             if value is None:
                 return None
             rows = len(_as_matrix(vectors))
-            if not isinstance(value, bytes) or len(value) != rows * 2 * 4:
-                raise ValueError(f"stored value is {type(value).__name__} of {len(value) if isinstance(value, bytes) else '?'}"
-                                 f" bytes, expected {rows * 8}")
+            if not isinstance(value, bytes):
+                raise TypeError(f"stored value is {type(value).__name__}, not float32 bytes")
+            if len(value) != rows * 2 * 4:
+                raise ValueError(f"stored value has {len(value)} bytes, expected {rows * 2 * 4}")
             return np.frombuffer(value, dtype=np.float32).reshape(rows, 2).copy()
         except CORRUPT_ERRORS as exc:
             warn(f"UMAP cache {cache_dir('umap')}: the map of run {run_id} is unreadable ({describe(exc)}); "

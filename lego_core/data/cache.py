@@ -15,6 +15,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import struct
@@ -61,9 +62,12 @@ def describe(exc: BaseException) -> str:
         return "empty or truncated"
     if isinstance(exc, zipfile.BadZipFile):
         return "truncated or not a zip archive"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {exc.start})"
     text = " ".join(str(exc).split())
-    if "pickle" in text:
-        return "not a numpy array file"
+    text = re.sub(r"^Could not open Parquet input source '[^']*': ", "", text)  # the path is named already
+    if "allow_pickle" in text:  # numpy's words for an object array or a file that is not .npy/.npz
+        return "not a plain numpy file (pickled objects or garbage; refused)"
     if isinstance(exc, json.JSONDecodeError):
         return f"not valid JSON: {text}"
     if isinstance(exc, KeyError):

@@ -6,6 +6,7 @@ timestamp problems are reported the same way everywhere.
 from __future__ import annotations
 
 import csv
+import re
 import warnings
 from pathlib import Path
 
@@ -90,20 +91,29 @@ def read_delimited(path: Path, sep: str, *, header: bool, names: list[str] | Non
     quoting = csv.QUOTE_NONE if sep in ("\t", "|") else csv.QUOTE_MINIMAL
     try:
         with open(path, "rb") as raw, tqdm.wrapattr(raw, "read", total=size, desc=desc or path.name,
-                                                    disable=size < PROGRESS_MIN_BYTES) as handle:
+                                                    disable=size < PROGRESS_MIN_BYTES) as handle, \
+                warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)  # else a long first row is cut silently
             frame = pd.read_csv(handle, sep=sep, header=0 if header else None, names=names,
                                 dtype=str, keep_default_na=False, na_filter=False,
                                 quoting=quoting, encoding=encoding, index_col=False)
+    except pd.errors.ParserWarning:
+        raise DataError(f"{path} line {2 if header else 1} has more {_sep_name(sep)} fields than the "
+                        f"{'header line' if header else 'column names'}; every row needs the same number") from None
     except UnicodeDecodeError:
         raise encoding_error(path) from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty: it needs {'a header line and ' if header else ''}data rows") from None
     except pd.errors.ParserError as exc:
-        raise DataError(f"{path}: {str(exc).strip()}; every row needs the same number of "
-                        f"{'tab' if sep == chr(9) else repr(sep)}-separated fields") from None
+        raise DataError(f"{path}: {' '.join(str(exc).split())}; every row needs the same number of "
+                        f"{_sep_name(sep)} fields") from None
     if len(frame) == 0:
         raise DataError(f"{path} has no data rows")
     return frame
+
+
+def _sep_name(sep: str) -> str:
+    return "tab-separated" if sep == "\t" else f"{sep!r}-separated"
 
 
 def first_short_line(path: Path, sep: str, fields: int) -> int:
@@ -135,7 +145,8 @@ def read_table(path: Path, desc: str | None = None) -> pd.DataFrame:
         try:
             frame = pd.read_parquet(path)
         except Exception as exc:  # pyarrow raises several unrelated types for a corrupt file
-            raise DataError(f"{path} is not a readable Parquet file ({type(exc).__name__}: {exc})") from None
+            reason = re.sub(r"^Could not open Parquet input source '[^']*': ", "", " ".join(str(exc).split()))
+            raise DataError(f"{path} is not a readable Parquet file ({type(exc).__name__}: {reason})") from None
         if len(frame) == 0:
             raise DataError(f"{path} has no rows")
         frame.columns = [str(c) for c in frame.columns]

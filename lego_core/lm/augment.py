@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lego_core.data.cache import CORRUPT_ERRORS, CorruptFile, discard, expect, open_diskcache, read_file
+from lego_core.data.cache import (CORRUPT_ERRORS, CorruptFile, describe, discard, expect, open_diskcache,
+                                  read_file)
 from lego_core.data.io import warn
 from lego_core.data.schema import Dataset
 from lego_core.errors import DataError
@@ -99,21 +100,31 @@ def _save_sidecar(dataset: Dataset, field: str, values: list[str]) -> Path:
     return path
 
 
-def _answer(store, key: str) -> str | None:
-    """The stored answer for `key`; None when absent or unusable (a non-text value is dropped)."""
+def _stored_answers(store, keys: list[str]) -> list[str | None]:
+    """The stored answer of each key, None when absent. An unusable entry (not text, or pickled)
+    is dropped with one warning for all, so it is generated again."""
+    out: list[str | None] = [None] * len(keys)
     if store is None:
-        return None
-    try:
-        value = store.get(key)
-        if value is None or isinstance(value, str):
-            return value
-    except CORRUPT_ERRORS:  # an unreadable entry (e.g. a pickled value): drop it and regenerate
-        pass
-    try:
-        del store[key]
-    except (KeyError, *CORRUPT_ERRORS):
-        pass
-    return None
+        return out
+    bad, reason = 0, ""
+    for i, key in enumerate(keys):
+        try:
+            value = store.get(key)
+            if value is None or isinstance(value, str):
+                out[i] = value
+                continue
+            reason = f"a {type(value).__name__} instead of text"
+        except CORRUPT_ERRORS as exc:
+            reason = describe(exc)
+        bad += 1
+        try:
+            del store[key]
+        except (KeyError, *CORRUPT_ERRORS):
+            pass
+    if bad:
+        warn(f"augment answer store {store.directory}: {bad} stored answer(s) unreadable ({reason}); generating "
+             "them again")
+    return out
 
 
 def _store_key(model_id: str, template: str, prompt: str, max_new_tokens: int, system: str | None) -> str:
@@ -197,7 +208,7 @@ def augment(dataset: Dataset, field: str, template: str, model: str = DEFAULT_MO
     keys = [_store_key(model_id, template, p, max_new_tokens, system) for p in prompts[:n]]
     store = open_diskcache(cache_dir("augment", "store"), "augment answer store")
     try:
-        answers = [_answer(store, k) for k in keys]
+        answers = _stored_answers(store, keys)
         todo = [i for i in range(n) if answers[i] is None]
         done = n - len(todo)
         if progress is not None:
