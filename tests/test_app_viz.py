@@ -161,3 +161,21 @@ def test_find_users_can_keep_only_users_with_test_impressions(dataset):
     assert viz.find_users(dataset) == ["u0", "u1"]
     assert viz.find_users(dataset, split="test") == ["u1"]
     assert viz.find_users(dataset, "0", split="test") == []
+
+
+def test_umap_store_holds_no_pickles(tmp_path, monkeypatch):
+    """The UMAP store keeps raw bytes only: storing another type is refused and a pickled value
+    planted by another writer is dropped and recomputed, never unpickled."""
+    import diskcache
+
+    monkeypatch.setenv("LEGO_CACHE_DIR", str(tmp_path))
+    vectors = np.random.default_rng(2).normal(size=(10, 4)).astype(np.float32)
+    params = {"n_neighbors": 60}
+    with viz._store() as store, pytest.raises(TypeError, match="str, bytes or numbers"):
+        store.set("x", np.zeros(3))
+    with diskcache.Cache(str(tmp_path / "umap")) as plain:
+        plain.set(viz.umap_key("r", vectors, params), np.zeros((10, 2), np.float32))  # pickled by diskcache
+    with pytest.warns(UserWarning, match="pickled"):
+        assert viz.cached_umap("r", vectors, params) is None
+    out = viz.umap_2d("r", vectors, params)
+    np.testing.assert_array_equal(viz.cached_umap("r", vectors, params), out)

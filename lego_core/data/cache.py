@@ -125,7 +125,8 @@ def open_diskcache(folder: Path, what: str):
                 raise
             return store
         except (diskcache.Timeout, *CORRUPT_ERRORS) as exc:
-            busy = isinstance(exc, diskcache.Timeout) or "locked" in str(exc)
+            # locked, read-only or not permitted: the store may be fine, so it is left as it is
+            busy = isinstance(exc, (diskcache.Timeout, PermissionError, sqlite3.OperationalError))
             if attempt or busy:
                 warn(f"{what} {folder} cannot be opened ({describe(exc)}); working without it")
                 return None
