@@ -165,3 +165,29 @@ def add_datasets_command(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("names", nargs="*", metavar="NAME_OR_PATH", help="dataset names or MIND/GroupLens folders")
     parser.set_defaults(func=main_datasets)
     return parser
+
+
+def check(name_or_path: str | Path, options: dict) -> None:
+    """Refuse an unknown dataset or options it does not take, without loading it (DataError).
+    Recipes call this before any run folder or background process exists."""
+    from lego_core.data.leave_last_out import check_options as check_leave_last_out
+
+    name = str(name_or_path)
+    if name == "ml-100k":
+        _check_options("ml-100k", options, _LEAVE_LAST_OUT_OPTIONS)
+        check_leave_last_out(options.get("negatives", 99), options.get("seed", 0), "ml-100k")
+    elif name == "synthetic":
+        synthetic.check_options(options)
+    elif registry.manifest(name) is not None:
+        stored = registry.manifest(name).get("options", {})
+        _check_options(f"dataset {name!r}", options, tuple(stored))
+    else:
+        path = Path(name_or_path).expanduser()
+        if path.is_dir() and mind.is_mind_folder(path):
+            _check_options("a MIND folder", options, _MIND_OPTIONS)
+        elif path.is_dir() and movielens.is_grouplens_folder(path):
+            _check_options("a GroupLens ml-100k folder", options, _LEAVE_LAST_OUT_OPTIONS)
+        else:
+            names = [d["name"] for d in available()]
+            raise DataError(f"dataset.name {name!r} is unknown: use one of {names} or a path to a MIND or "
+                            "GroupLens folder")

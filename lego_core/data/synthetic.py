@@ -48,33 +48,52 @@ def _topic_names(n_topics: int) -> np.ndarray:
     return np.array(names, dtype=object)
 
 
+def check_options(options: dict) -> dict:
+    """`generate`'s options (defaults filled in) as checked ints, or a DataError naming the option;
+    recipes check them before any run exists, `generate` before any array is made."""
+    import inspect
+
+    defaults = {k: p.default for k, p in inspect.signature(generate).parameters.items()}
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise DataError(f"synthetic takes options {list(defaults)}, not {unknown}")
+    o = {**defaults, **options}
+    checked = {label: int_option(o[label], label, low, high, "synthetic") for label, low, high in (
+        ("n_items", 2, 2_000_000), ("n_users", 1, 2_000_000), ("n_topics", 2, 1_000),
+        ("history_len", 1, 1_000), ("n_impressions", 1, 10_000_000),
+        ("impression_size", 2, 1_000), ("seed", 0, 2**63 - 1))}
+    if not isinstance(o["name"], str) or not o["name"].strip():
+        raise DataError(f"synthetic option name must be a non-empty string, got {o['name']!r}")
+    if checked["n_items"] < checked["n_topics"]:
+        raise DataError(f"synthetic: n_items ({checked['n_items']}) must be >= n_topics ({checked['n_topics']})")
+    n_impressions = checked["n_impressions"]
+    checked["n_eval_impressions"] = max(1, n_impressions // 4) if o["n_eval_impressions"] is None else \
+        int_option(o["n_eval_impressions"], "n_eval_impressions", 0, 10_000_000, "synthetic")
+    checked["words_per_topic"] = int_option(o["words_per_topic"], "words_per_topic", 1, 10_000, "synthetic")
+    checked["title_len"] = int_option(o["title_len"], "title_len", 1, 200, "synthetic")
+    for what, size in (("(n_impressions + 2 * n_eval_impressions) * impression_size",
+                        (n_impressions + 2 * checked["n_eval_impressions"]) * checked["impression_size"]),
+                       ("n_users * history_len", checked["n_users"] * checked["history_len"]),
+                       ("n_items * title_len", checked["n_items"] * checked["title_len"])):
+        if size > MAX_ROWS:
+            raise DataError(f"synthetic: {what} = {size:,} exceeds {MAX_ROWS:,}; lower these options")
+    checked["name"] = o["name"]
+    return checked
+
+
 def generate(n_items: int = 2000, n_users: int = 500, n_topics: int = 8, history_len: int = 20,
              n_impressions: int = 2000, impression_size: int = 10, seed: int = 0,
              n_eval_impressions: int | None = None, words_per_topic: int = 30, title_len: int = 8,
              name: str = "synthetic") -> Dataset:
     """A synthetic Dataset: `n_impressions` train impressions and `n_eval_impressions` (default
     n_impressions // 4, at least 1) each for valid and test, of `impression_size` candidates."""
-    checked = {label: int_option(value, label, low, high, "synthetic") for label, value, low, high in (
-        ("n_items", n_items, 2, 2_000_000), ("n_users", n_users, 1, 2_000_000), ("n_topics", n_topics, 2, 1_000),
-        ("history_len", history_len, 1, 1_000), ("n_impressions", n_impressions, 1, 10_000_000),
-        ("impression_size", impression_size, 2, 1_000), ("seed", seed, 0, 2**63 - 1),
-        ("words_per_topic", words_per_topic, 1, 10_000), ("title_len", title_len, 1, 200))}
-    n_items, n_users, n_topics, history_len, n_impressions, impression_size, seed, words_per_topic, title_len = \
-        checked.values()
-    if not isinstance(name, str) or not name.strip():
-        raise DataError(f"synthetic option name must be a non-empty string, got {name!r}")
-    if n_items < n_topics:
-        raise DataError(f"synthetic: n_items ({n_items}) must be >= n_topics ({n_topics})")
-    n_eval = max(1, n_impressions // 4) if n_eval_impressions is None else \
-        int_option(n_eval_impressions, "n_eval_impressions", 0, 10_000_000, "synthetic")
-    for what, size in (("(n_impressions + 2 * n_eval_impressions) * impression_size",
-                        (n_impressions + 2 * n_eval) * impression_size),
-                       ("n_users * history_len", n_users * history_len), ("n_items * title_len", n_items * title_len)):
-        if size > MAX_ROWS:
-            raise DataError(f"synthetic: {what} = {size:,} exceeds {MAX_ROWS:,}; lower these options")
-    options = dict(n_items=n_items, n_users=n_users, n_topics=n_topics, history_len=history_len,
-                   n_impressions=n_impressions, impression_size=impression_size, seed=seed,
-                   n_eval_impressions=n_eval, words_per_topic=words_per_topic, title_len=title_len)
+    options = check_options(dict(n_items=n_items, n_users=n_users, n_topics=n_topics, history_len=history_len,
+                                 n_impressions=n_impressions, impression_size=impression_size, seed=seed,
+                                 n_eval_impressions=n_eval_impressions, words_per_topic=words_per_topic,
+                                 title_len=title_len, name=name))
+    name = options.pop("name")
+    n_items, n_users, n_topics, history_len, n_impressions, impression_size, seed, n_eval, words_per_topic, \
+        title_len = options.values()
     rng = np.random.default_rng(seed)
 
     # Items: a topic each (every topic used), titles mostly from the topic's vocabulary.
