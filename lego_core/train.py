@@ -278,6 +278,8 @@ class Trainer:
                     self.state.update(epoch=max(self.state["epoch"], self.state["best_epoch"] + 1), step=0)
                     loaded, note = True, f"{note}; resuming from {best.name} (after epoch {self.state['epoch']})"
                     self.save_checkpoint("last")  # a good last.pt again, should this attempt crash too
+                else:
+                    note = f"{note}; there is no {best.name} either"
             except RunError:
                 note = f"{note}; {best.name} is unusable too"
             if not loaded:
@@ -287,21 +289,26 @@ class Trainer:
             self._log(f"resumed at epoch {self.state['epoch'] + 1}, step {self.state['step']}" if loaded
                       else "no checkpoint yet; starting from the beginning")
             if loaded and self.state["best_epoch"] >= 0:
-                self._forget_unusable_best()
+                self._repair_unusable_best()
         self._drop_history_after_checkpoint()
         if self.dist.main:  # temp files of checkpoint writes cut short by a crash
             for stray in last.parent.glob("*.tmp"):
                 stray.unlink(missing_ok=True)
 
-    def _forget_unusable_best(self) -> None:
-        """last.pt is fine but best.pt is not: forget the best epoch so the next validation writes a
-        new best.pt (finish() would otherwise fail at the very end)."""
+    def _repair_unusable_best(self) -> None:
+        """last.pt is fine but best.pt is not. When the best epoch is the one last.pt ends, last.pt holds
+        the very same weights: write best.pt again from it. Otherwise forget the best epoch, so the next
+        validation writes a new best.pt (with no epoch left, finish() says to train again)."""
         best = self.run.checkpoint_path("best")
         try:
             check_weights(self.model, read_checkpoint(best, "cpu", fix="")["model"], best, fix="")
         except RunError as exc:
-            self.state.update(best=None, best_epoch=-1, bad_epochs=0)
-            self._log(f"{exc}; the best epoch so far is forgotten, the next validation writes a new {best.name}")
+            if self.state["step"] == 0 and self.state["best_epoch"] == self.state["epoch"] - 1:
+                self.save_checkpoint("best")
+                self._log(f"{exc}; rewritten from last.pt, which holds the same weights (epoch {self.state['epoch']})")
+            else:
+                self.state.update(best=None, best_epoch=-1, bad_epochs=0)
+                self._log(f"{exc}; the best epoch so far is forgotten, the next validation writes a new {best.name}")
 
     def _drop_history_after_checkpoint(self) -> None:
         """Steps and epochs logged after the checkpoint will be replayed: keep the record unique."""
@@ -389,7 +396,7 @@ class Trainer:
         """Reload the best checkpoint, evaluate valid and test, save metrics and embedding tables."""
         if not self.dist.main:
             return {}
-        self.load_checkpoint("best", full=False, fix="train the run again")
+        self.load_checkpoint("best", full=False, fix="train the recipe again into a new --run-dir")
         result = {split: ev.evaluate(self.model, self.dataset, split, batch_size=self.t.eval_batch_size,
                                      progress=self.progress) for split in ("valid", "test")}
         pop = ev.popularity(self.dataset)

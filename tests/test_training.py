@@ -220,17 +220,49 @@ def test_resume_with_both_checkpoints_unreadable_starts_over_with_a_clean_histor
     _no_unsafe_advice(run)
 
 
-def test_resume_with_unusable_best_forgets_it_and_writes_a_new_one(finished_run, tmp_path):
-    recipe, template, _ = finished_run
+def test_resume_with_unusable_best_rewrites_it_from_last_when_they_hold_the_same_epoch(finished_run, tmp_path):
+    recipe, _, result = finished_run
     one = recipe.with_overrides({"training.epochs": 1})
     run = runs.create(one, root=tmp_path, run_id="half")
     train.run(one, run, progress=False)
     (run.path / "recipe.yaml").write_text(recipe.to_yaml())
     run.checkpoint_path("best").write_bytes(b"not a checkpoint")
-    train.run(recipe, run, resume=True, progress=False)
+    resumed = train.run(recipe, run, resume=True, progress=False)
+    assert run.status()["state"] == "succeeded"
+    assert "best.pt is unreadable" in run.log_path.read_text()
+    assert "rewritten from last.pt" in run.log_path.read_text()
+    assert resumed["test"] == result["test"]  # as if nothing had happened
+
+
+def _pretend_best_epoch_was_the_first(run):
+    path = run.checkpoint_path("last")
+    payload = torch.load(path, weights_only=True)
+    payload["state"].update(best_epoch=0, bad_epochs=1)
+    torch.save(payload, path)
+    run.checkpoint_path("best").write_bytes(b"not a checkpoint")
+
+
+def test_resume_with_unusable_best_of_an_earlier_epoch_forgets_it(finished_run, tmp_path):
+    recipe, run, _ = _copy(finished_run, tmp_path)
+    _pretend_best_epoch_was_the_first(run)
+    longer = recipe.with_overrides({"training.epochs": 3})
+    (run.path / "recipe.yaml").write_text(longer.to_yaml())
+    train.run(longer, run, resume=True, progress=False)
     assert run.status()["state"] == "succeeded"
     assert "the best epoch so far is forgotten" in run.log_path.read_text()
-    assert train.read_checkpoint(run.checkpoint_path("best"))["model"]
+    assert train.read_checkpoint(run.checkpoint_path("best"))["state"]["best_epoch"] == 2  # epoch 3's
+
+
+def test_a_finished_run_whose_best_is_lost_says_to_train_again(finished_run, tmp_path):
+    recipe, run, _ = _copy(finished_run, tmp_path)
+    _pretend_best_epoch_was_the_first(run)
+    last = run.checkpoint_path("last").read_bytes()
+    with pytest.raises(errors.RunError) as info:
+        train.run(recipe, run, resume=True, progress=False)
+    message = str(info.value)
+    assert "best.pt" in message and "train the recipe again" in message and "\n" not in message
+    assert run.status()["state"] == "failed" and run.status()["error"] == message
+    assert run.checkpoint_path("last").read_bytes() == last  # nothing lost
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong-shape"])
