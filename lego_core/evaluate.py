@@ -137,25 +137,3 @@ def test_user_states(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
     if imps is not None and len(imps):
         np.minimum.at(ends, imps.users, imps.history_end)
     return np.arange(dataset.num_users), ends
-
-
-@torch.no_grad()
-def top_items(model: Legommender, dataset: Dataset, users: np.ndarray, ends: np.ndarray, items: torch.Tensor,
-              user_table_: torch.Tensor, k: int = 200, cells: int = 20_000) -> tuple[np.ndarray, np.ndarray]:
-    """Each user's k best items over the whole catalogue, scored by the model's own predictor
-    (not a dot-product stand-in): (item indices [U, k], scores [U, k]). Users are scored in
-    batches of about `cells` (user, item) pairs to bound memory."""
-    device, h, n = items.device, model.recipe.training.max_history, items.shape[0]
-    k = min(k, n)
-    step = max(1, cells // n)
-    out_idx, out_scores = [], []
-    for start in range(0, len(users), step):
-        u, e = users[start:start + step], ends[start:start + step]
-        hist, mask = dataset.gather_histories(u, e, h)
-        hist_t, mask_t = to_tensor(hist, device), to_tensor(mask, device)
-        candidates = items.unsqueeze(0).expand(len(u), -1, -1)
-        scores = model.score(user_table_[start:start + step], candidates, items[hist_t], mask_t).float()
-        best = torch.topk(scores, k, dim=1)
-        out_idx.append(best.indices.cpu().numpy())
-        out_scores.append(best.values.cpu().numpy())
-    return np.concatenate(out_idx), np.concatenate(out_scores)

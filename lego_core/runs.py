@@ -20,7 +20,7 @@ import socket
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import yaml
@@ -28,9 +28,6 @@ import yaml
 from lego_core.errors import RecipeError, RunError
 from lego_core.fileio import atomic_save_npy, atomic_write_json, atomic_write_text, json_default
 from lego_core.paths import cache_dir, make_folder
-
-if TYPE_CHECKING:  # pandas is imported lazily: job supervisors import this module and start fast
-    import pandas as pd
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
 ACTIVE_STATES = ("queued", "running")
@@ -308,33 +305,18 @@ class Run:
             atomic_save_npy(folder / f"{name}s.npy", vectors)
             atomic_write_json(folder / f"{name}_ids.json", ids, indent=None)
 
-    def save_top_items(self, indices: np.ndarray, scores: np.ndarray) -> None:
-        """Store each user's best items as scored by the model's own predictor: indices into the
-        item table [U, k] and their scores, rows in user-table order. `recommend` prefers these."""
-        atomic_save_npy(self.embeddings_dir / "top_items.npy", np.asarray(indices, dtype=np.int32))
-        atomic_save_npy(self.embeddings_dir / "top_scores.npy", np.asarray(scores, dtype=np.float32))
-
     def _damaged(self, path: Path, reason: str) -> RunError:
         return RunError(f"run {self.id}: {path} is unreadable ({reason}); write it again with "
                         f"`python -m lego_core train --run-dir {self.path} --resume` or retrain")
 
-    def _read_array(self, path: Path, mmap: bool = False) -> np.ndarray:
+    def _read_array(self, path: Path) -> np.ndarray:
         """A stored .npy table (never unpickled); a damaged file is a RunError naming it."""
         try:
-            return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+            return np.load(path, allow_pickle=False)
         except FileNotFoundError:
             raise
         except (OSError, ValueError, EOFError) as exc:
             raise self._damaged(path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
-
-    def _top_items(self, row: int) -> tuple[np.ndarray, np.ndarray] | None:
-        paths = [self.embeddings_dir / f"top_{name}.npy" for name in ("items", "scores")]
-        if not all(p.exists() for p in paths):
-            return None
-        indices, scores = (self._read_array(p, mmap=True) for p in paths)
-        if indices.ndim != 2 or indices.shape != scores.shape or row >= len(indices):
-            raise self._damaged(paths[0], f"shapes {indices.shape} and {scores.shape} do not match the user table")
-        return np.asarray(indices[row], dtype=np.int64), np.asarray(scores[row], dtype=np.float64)
 
     def _load_table(self, name: str) -> tuple[list, np.ndarray]:
         array_path = self.embeddings_dir / f"{name}s.npy"
@@ -368,67 +350,6 @@ class Run:
     def user_embeddings(self) -> tuple[list, np.ndarray]:
         """(user ids, vectors [U, D] or [U, K, D] for multi-interest behaviour bricks)."""
         return self._load_table("user")
-
-    def recommend(self, user_id: Any, k: int = 10, exclude: Iterable | None = None) -> pd.DataFrame:
-        """Top-k items for a user: the model's own scores saved at the end of training when the
-        catalogue was small enough (`top_items.npy`), else a dot product of the cached tables (max
-        over interests for [U, K, D]), which is exact for dot-product predictors.
-
-        `exclude` drops item ids (e.g. the user's history). Columns: item_id, score, rank (1 = best).
-        """
-        import pandas as pd
-
-        item_ids, items = self.item_embeddings()
-        user_ids, users = self.user_embeddings()
-        row = _find(user_ids, user_id)
-        if row is None:
-            raise RunError(f"user {user_id!r} is not in run {self.id}'s user table ({len(user_ids)} users)")
-        saved = self._top_items(row)
-        if saved is not None:
-            if len(saved[0]) and (saved[0].min() < 0 or saved[0].max() >= len(item_ids)):
-                raise self._damaged(self.embeddings_dir / "top_items.npy", "it points past the item table")
-            scores = np.full(len(item_ids), -np.inf)
-            scores[saved[0]] = saved[1]
-        else:
-            user = users[row]
-            scores = items @ user.T if user.ndim == 2 else items @ user  # [N, K] or [N]
-            if scores.ndim == 2:
-                scores = scores.max(axis=1)
-            scores = scores.astype(np.float64)
-        keep = np.isfinite(scores)
-        if exclude is not None:
-            lookup = _index(item_ids)
-            for item in exclude:
-                pos = _find(item_ids, item, lookup)
-                if pos is not None:
-                    keep[pos] = False
-        candidates = np.flatnonzero(keep)
-        order = candidates[np.argsort(-scores[candidates], kind="stable")][: max(int(k), 0)]
-        ids_array = np.asarray(item_ids, dtype=object)
-        return pd.DataFrame({"item_id": ids_array[order].tolist(), "score": scores[order],
-                             "rank": np.arange(1, len(order) + 1)})
-
-
-def _index(ids: list) -> dict:
-    lookup: dict = {}
-    for pos, value in enumerate(ids):
-        lookup.setdefault(value, pos)
-        lookup.setdefault(str(value), pos)
-    return lookup
-
-
-def _find(ids: list, value: Any, lookup: dict | None = None) -> int | None:
-    """Position of `value` in `ids`, matching ints and their string forms ('7' finds 7)."""
-    lookup = lookup if lookup is not None else _index(ids)
-    if isinstance(value, np.generic):
-        value = value.item()
-    try:
-        if value in lookup:
-            return lookup[value]
-    except TypeError:
-        return None
-    return lookup.get(str(value))
-
 
 # ---- module functions ------------------------------------------------------------------
 def create(recipe: Any, root: str | os.PathLike | None = None, run_id: str | None = None,

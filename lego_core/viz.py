@@ -195,7 +195,9 @@ def recommendations(run: Any, dataset: Dataset, user_id: Any, k: int = 10, exclu
     exclude = None
     if exclude_history:  # items seen before the test impressions; the test clicks stay rankable
         exclude = [i for i in user_history(dataset, user_id)["item_id"] if i not in clicked]
-    recs = run.recommend(str(user_id), k=k, exclude=exclude)
+    from lego_core.recommend import recommend
+
+    recs = recommend(run, str(user_id), k=k, exclude=exclude)
     items = item_frame(dataset).drop_duplicates("item_id").set_index("item_id")
     recs["item_id"] = recs["item_id"].astype(str)
     recs = recs.join(items, on="item_id")

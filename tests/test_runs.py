@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from lego_core import fileio, runs
+from lego_core import fileio, recommend, runs
 from lego_core.errors import RecipeError, RunError
 from lego_core.paths import PROJECT_ROOT
 
@@ -143,15 +143,15 @@ def test_recommend_matches_hand_computed_dot_products(tmp_path):
     assert ids == ["N1", "N2", "N3", "N4"] and table.shape == (4, 2) and table.dtype == np.float32
     assert run.user_embeddings()[0] == [10, 20]
     # user 10: scores N1=2, N2=1, N3=3, N4=0
-    top = run.recommend(10, k=3)
+    top = recommend.from_tables(run, 10, k=3)
     assert list(top.columns) == ["item_id", "score", "rank"]
     assert top["item_id"].tolist() == ["N3", "N1", "N2"]
     assert top["score"].tolist() == [3.0, 2.0, 1.0] and top["rank"].tolist() == [1, 2, 3]
-    assert run.recommend("10", k=2, exclude=["N3", "missing"])["item_id"].tolist() == ["N1", "N2"]
+    assert recommend.from_tables(run, "10", k=2, exclude=["N3", "missing"])["item_id"].tolist() == ["N1", "N2"]
     # user 20: scores N1=0, N2=-1, N3=-1, N4=-2 (ties keep table order)
-    assert run.recommend(np.int64(20), k=10)["item_id"].tolist() == ["N1", "N2", "N3", "N4"]
+    assert recommend.from_tables(run, np.int64(20), k=10)["item_id"].tolist() == ["N1", "N2", "N3", "N4"]
     with pytest.raises(RunError, match="not in run"):
-        run.recommend(99)
+        recommend.from_tables(run, 99)
     assert not [p for p in run.embeddings_dir.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -160,12 +160,12 @@ def test_recommend_multi_interest_users_take_the_max_over_interests(tmp_path):
     items = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.6]], dtype=np.float32)
     users = np.array([[[1.0, 0.0], [0.0, 0.9]]], dtype=np.float32)  # [U=1, K=2, D=2]
     run.save_embeddings([1, 2, 3], items, ["u"], users)
-    top = run.recommend("u", k=3)
+    top = recommend.from_tables(run, "u", k=3)
     # item 1: max(1, 0) = 1; item 2: max(0, .9) = .9; item 3: max(.6, .54) = .6
     assert top["item_id"].tolist() == [1, 2, 3]
     assert np.allclose(top["score"], [1.0, 0.9, 0.6])
     run.save_embeddings([1, 2, 3], items * 2, ["u"], users)  # rewritten tables are reloaded
-    assert np.allclose(run.recommend("u", k=1)["score"], [2.0])
+    assert np.allclose(recommend.from_tables(run, "u", k=1)["score"], [2.0])
     with pytest.raises(ValueError):
         run.save_embeddings([1, 2], items)
 

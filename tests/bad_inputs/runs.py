@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lego_core import jobs, runs
+from lego_core import jobs, recommend, runs
 from lego_core.errors import RunError
 from tests.bad_inputs import Case, CliResult, cache_root, cli
 
@@ -67,13 +67,12 @@ def _existing_run(state: str = "succeeded", checkpoint: bool = True, recipe: str
 
 
 def _run_with_tables(damage: str | None = None, content: bytes = b"garbage"):
-    """A run with item/user tables and model-scored top items; `damage` names a file to overwrite."""
+    """A run with item and user tables; `damage` names a file to overwrite."""
     def arrange(tmp: Path) -> dict:
         run = runs.create(TINY, state="succeeded")
         rng = np.random.default_rng(0)
         run.save_embeddings([f"i{k}" for k in range(6)], rng.normal(size=(6, 4)),
                             ["u0", "u1"], rng.normal(size=(2, 4)))
-        run.save_top_items(np.array([[0, 1, 2], [3, 4, 5]]), np.array([[3.0, 2.0, 1.0], [3.0, 2.0, 1.0]]))
         if damage is not None:
             (run.embeddings_dir / damage).write_bytes(content)
         return {"run": run, "file": damage}
@@ -374,7 +373,7 @@ def _listed(ctx: dict, result: CliResult, state: str) -> None:
 
 # ---- run tables (embeddings, top items, metrics) ---------------------------------------------------
 def _recommend(ctx):
-    return ctx["run"].recommend("u0", k=3)
+    return recommend.from_tables(ctx["run"], "u0", k=3)
 
 
 TABLE_DAMAGE = {
@@ -390,11 +389,9 @@ TABLE_DAMAGE = {
     "item-ids-wrong-length": ("item_ids.json", b'["i0"]', lambda ctx: ctx["run"].item_embeddings()),
     "users-garbage": ("users.npy", b"\x93NUMPY garbage", lambda ctx: ctx["run"].user_embeddings()),
     "users-garbage-recommend": ("users.npy", b"garbage", _recommend),
-    "top-items-garbage": ("top_items.npy", b"garbage", _recommend),
-    "top-items-truncated": ("top_items.npy", _npy_bytes(np.zeros((2, 3), np.int32))[:100], _recommend),
-    "top-scores-garbage": ("top_scores.npy", b"", _recommend),
-    "top-items-past-the-table": ("top_items.npy", _npy_bytes(np.full((2, 3), 99, np.int32)), _recommend),
-    "top-items-wrong-shape": ("top_items.npy", _npy_bytes(np.zeros((2, 5), np.int32)), _recommend),
+    "items-garbage-recommend": ("items.npy", b"\x93NUMPY\x01\x00garbage", _recommend),
+    "user-ids-garbage-recommend": ("user_ids.json", b"{", _recommend),
+    "users-one-dimensional": ("users.npy", _npy_bytes(np.ones(2, np.float32)), lambda ctx: ctx["run"].user_embeddings()),
 }
 for label, (name, content, act) in TABLE_DAMAGE.items():
     api_case(f"runs-table-{label}", _run_with_tables(name, content), act, RunError,
@@ -404,8 +401,10 @@ CASES += [
     Case("runs-metrics-garbage", _existing_run(), lambda ctx: (ctx["run"].metrics_path.write_text("{oops"),
                                                                ctx["run"].metrics())[1],
          raises=RunError, names="metrics.json"),
-    Case("runs-recommend-unknown-user", _run_with_tables(), lambda ctx: ctx["run"].recommend("nobody"),
+    Case("runs-recommend-unknown-user", _run_with_tables(), lambda ctx: recommend.from_tables(ctx["run"], "nobody"),
          raises=RunError, names="nobody", keep=lambda ctx: [ctx["run"].embeddings_dir]),
+    Case("runs-recommend-before-best-checkpoint", _run_with_tables(), lambda ctx: recommend.recommend(ctx["run"], "u0"),
+         raises=RunError, names="best", keep=lambda ctx: [ctx["run"].path]),
     Case("runs-history-torn-line-is-skipped", _existing_run(), lambda ctx: _torn(ctx)),
 ]
 
