@@ -22,28 +22,16 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from lego_core import datasets, evaluate as ev, fileio, metrics as metric_fns
+from lego_core import datasets, devices, evaluate as ev, fileio, metrics as metric_fns
 from lego_core.batches import TrainingSamples
-from lego_core.errors import LegoError, RecipeError, RunError
+from lego_core.errors import LegoError, RunError
 from lego_core.model import Legommender, build, to_tensor
 from lego_core.recipe import Recipe
 
-TOP_ITEMS_MAX_PAIRS = 50_000_000  # score every (user, item) pair with the model up to this many
-
 
 def pick_device(name: str) -> torch.device:
-    """`auto` picks CUDA, then MPS, then CPU; an explicit device that is absent is an error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RecipeError(f"training.device is '{name}' but no CUDA GPU is visible; use 'auto' or 'cpu'")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise RecipeError("training.device is 'mps' but MPS is not available; use 'auto' or 'cpu'")
-    return torch.device(name)
+    """The torch device for a recipe's device name; an absent device is a RecipeError."""
+    return devices.torch_device(name)
 
 
 @dataclass
@@ -414,9 +402,6 @@ class Trainer:
         table = ev.user_table(self.model, self.dataset, users, ends, items, self.t.eval_batch_size)
         self.run.save_embeddings(self.dataset.items["item_id"].astype(str).tolist(), items.cpu().numpy(),
                                  [str(u) for u in self.dataset.users], table.cpu().numpy())
-        if len(users) * len(items) <= TOP_ITEMS_MAX_PAIRS:  # the Users page then shows the model's own scores
-            k = min(len(items), 200 + self.t.max_history)
-            self.run.save_top_items(*ev.top_items(self.model, self.dataset, users, ends, items, table, k))
 
     def fit(self, resume: bool = False) -> dict:
         started = time.time()
@@ -429,7 +414,9 @@ class Trainer:
         self._log(f"training {self.recipe.summary()} on {self.device} ({self.dist.world} process(es)); "
                   f"{len(self.samples)} samples, {self.steps_per_epoch} steps/epoch, "
                   f"{self.model.parameter_count():,} parameters")
-        for epoch in range(self.state["epoch"], self.t.epochs):
+        # a run that stopped early and was resumed (to rewrite its exports) only finishes
+        first = self.t.epochs if self.state["bad_epochs"] > self.t.patience else self.state["epoch"]
+        for epoch in range(first, self.t.epochs):
             if self.state["step"] == 0:  # a fresh epoch starts from a known RNG state (exact resume)
                 torch.manual_seed(self.t.seed * 1000 + epoch + self.dist.rank)
             loss = self.train_epoch(epoch)
@@ -476,3 +463,31 @@ def environment() -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__, "numpy": np.__version__, "host": socket.gethostname(),
             "cpus": os.cpu_count(), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def recipe_for(run, overrides: list[str], resume: bool) -> Recipe:
+    """The recipe to train an existing run folder with: its own recipe.yaml, where overrides may only
+    move it to another device (as the job launcher does), since one folder never mixes two recipes.
+    Refuses a run another process is training, and a started run without `resume`."""
+    from lego_core import jobs
+
+    stored = run.recipe()
+    recipe = stored.with_overrides(overrides) if overrides else stored
+    before, after = stored.model_dump(mode="json"), recipe.model_dump(mode="json")
+    before["training"].pop("device"), after["training"].pop("device")
+    if before != after:
+        raise RunError(f"{run.recipe_path} holds another recipe than the overrides ask for; a run folder keeps "
+                       "one recipe: train the changed recipe into a new --run-dir")
+    recipe.check_runnable()
+    status = run.status_for_action()
+    token = status.get("token")
+    if token and os.environ.get(jobs.TOKEN_ENV) == token:
+        return recipe  # the job launcher started this process for this run
+    others = [pid for pid in jobs.live_pids(status) if pid != os.getpid()]
+    if status.get("state") in ("queued", "running") and others:
+        raise RunError(f"run {run.id} is being trained by process {others[0]}; cancel it first "
+                       f"(`python -m lego_core jobs cancel {run.id}`)")
+    if not resume and status.get("state") != "queued":
+        raise RunError(f"run {run.id} is {status.get('state')}; continue it with `--resume`, or train into a "
+                       "new --run-dir (a run folder keeps its checkpoints)")
+    return recipe

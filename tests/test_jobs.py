@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from lego_core import devices, jobs, runs
+from lego_core import devices, jobs, recommend, runs
 from lego_core.errors import RecipeError, RunError
 
 FAKE_TRAINER = r'''
@@ -361,7 +361,7 @@ def test_real_run_succeeds_in_the_background_with_metrics_and_embeddings(real_ro
     item_ids, items = run.item_embeddings()
     user_ids, users = run.user_embeddings()
     assert items.shape == (200, 16) and len(item_ids) == 200 and users.shape[-1] == 16
-    top = run.recommend(user_ids[0], k=5)
+    top = recommend.recommend(run, user_ids[0], k=5)
     assert len(top) == 5 and top["score"].is_monotonic_decreasing
     assert [r["epoch"] for r in run.history("epochs")] == [1, 2]
 

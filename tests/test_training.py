@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lego_core import datasets, errors, evaluate as ev, runs, train
+from lego_core import datasets, errors, evaluate as ev, recommend, runs, train
 from lego_core.batches import TrainingSamples
 from lego_core.cli import main as cli
 from lego_core.model import build, to_tensor
@@ -142,7 +142,7 @@ def test_recommendations_use_the_models_own_predictor(tmp_path):
     hist, mask = dataset.gather_histories(users[user:user + 1], ends[user:user + 1], 10)
     with torch.no_grad():
         expected = model.score(table, items[None], items[torch.as_tensor(hist)], torch.as_tensor(mask))[0].numpy()
-    top = run.recommend(str(dataset.users[user]), k=5)
+    top = recommend.recommend(run, str(dataset.users[user]), k=5)
     best = np.argsort(-expected, kind="stable")[:5]
     assert top["item_id"].tolist() == dataset.items["item_id"].iloc[best].astype(str).tolist()
     assert np.allclose(top["score"].to_numpy(), expected[best], atol=1e-5)
@@ -324,3 +324,14 @@ def test_a_failed_checkpoint_write_keeps_the_previous_checkpoint(finished_run, t
     assert sorted(p.name for p in last.parent.iterdir()) == ["best.pt", "last.pt"]  # no stray temp file
     trainer.save_checkpoint("last")  # space again: the write goes through
     assert train.read_checkpoint(last)["state"]["epoch"] == 0
+
+
+def test_resuming_an_early_stopped_run_only_finishes(tmp_path):
+    recipe = tiny_recipe("pooling", "pooling", "dot", epochs=4, patience=0, lr=1e-12, lr_pretrained=1e-12)
+    run = runs.create(recipe, root=tmp_path)
+    first = train.run(recipe, run, progress=False)
+    epochs = run.history("epochs")
+    assert len(epochs) == 2  # an unchanged metric is no improvement: stops after the second epoch
+    again = train.run(recipe, run, resume=True, progress=False)
+    assert run.history("epochs") == epochs
+    assert again["test"] == first["test"]
