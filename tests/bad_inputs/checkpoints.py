@@ -7,6 +7,7 @@ each case copies it (shutil.copytree) and damages its copy, so a case takes a fr
 """
 from __future__ import annotations
 
+import atexit
 import io
 import pickle
 import shutil
@@ -36,7 +37,9 @@ def _template() -> Path:
         from lego_core.recipe import Recipe
 
         recipe = Recipe.from_yaml(RECIPE)
-        run = runs.create(recipe, root=tempfile.mkdtemp(prefix="lego-ckpt-template-"), run_id="template")
+        root = tempfile.mkdtemp(prefix="lego-ckpt-template-")
+        atexit.register(shutil.rmtree, root, True)
+        run = runs.create(recipe, root=root, run_id="template")
         train.run(recipe, run, progress=False)
         assert run.status()["state"] == "succeeded", run.status()
         _TEMPLATE["path"] = run.path
