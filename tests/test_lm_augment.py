@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lego_core.augment_cli import add_augment_command
+from lego_core.data import generated
 from lego_core.data.schema import Dataset
 from lego_core.errors import DataError
 from lego_core.lm import augment as aug
@@ -109,8 +111,8 @@ def test_interrupted_run_resumes_with_the_rest(counting, tiny):
 def test_sidecar_is_merged_into_a_loaded_dataset(counting, tiny):
     data = _dataset()
     out = aug.augment(data, "blurb", TEMPLATE, model=tiny, max_new_tokens=4, batch_size=4, limit=2)
-    assert aug.augmented_fields(data) == ["blurb"]
-    merged = aug.load_augmented(_dataset())
+    assert generated.augmented_fields(data) == ["blurb"]
+    merged = generated.load_augmented(_dataset())
     assert merged.items["blurb"].tolist() == out.items["blurb"].tolist()
     assert merged.info["augmented"] == ["blurb"] and merged.text_fields == ["title", "genres"]
     from lego_core.data.text import item_texts
@@ -136,10 +138,10 @@ def test_cli_command_generates_and_prints(counting, tiny, monkeypatch, capsys):
 
     monkeypatch.setattr(datasets, "load", lambda name, **kw: _dataset())
     parser = argparse.ArgumentParser()
-    aug.add_augment_command(parser.add_subparsers(dest="command"))
+    add_augment_command(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["augment", "tiny", "--field", "description", "--limit", "2",
                               "--max-new-tokens", "4", "--batch-size", "2", "--model", tiny])
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "description: 2 items" in out and "description.parquet" in out
-    assert aug.load_augmented(_dataset()).items["description"].tolist()[2:] == ["", "", "", ""]
+    assert generated.load_augmented(_dataset()).items["description"].tolist()[2:] == ["", "", "", ""]

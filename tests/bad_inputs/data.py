@@ -823,9 +823,10 @@ def _augment_module():
 
 def _sidecars(how: str):
     def arrange(tmp: Path) -> dict:
-        aug = _augment_module()
+        from lego_core.data.generated import sidecar_dir
+
         dataset = _small()
-        folder = aug._sidecar_dir(dataset)
+        folder = sidecar_dir(dataset)
         ids = dataset.items["item_id"].astype(str)
         pd.DataFrame({"item_id": ids, "keywords": "kw " + ids}).to_parquet(folder / "keywords.parquet", index=False)
         path = folder / "description.parquet"
@@ -902,7 +903,9 @@ def _check_augment(ctx: dict, result) -> None:
 
 def _augment_cases() -> list[Case]:
     def load_it(ctx):
-        return _augment_module().load_augmented(ctx["dataset"])
+        from lego_core.data.generated import load_augmented
+
+        return load_augmented(ctx["dataset"])
 
     out = [Case(id=f"data-augment-sidecar-{how}", arrange=_sidecars(how), act=load_it, names=names,
                 check=_check_sidecar)

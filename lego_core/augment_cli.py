@@ -1,0 +1,49 @@
+"""The `python -m lego_core augment DATASET --field NAME` subcommand: load a dataset by name or
+path, generate one item field with the LLM of `lego_core.lm.augment`, and say where it was saved
+(`lego_core.data.generated`). It sits above both, since loading by name is `lego_core.datasets`."""
+from __future__ import annotations
+
+import argparse
+import time
+
+from lego_core.data.generated import field_path, load_augmented
+from lego_core.errors import DataError
+from lego_core.lm import augment as generation
+
+
+def cmd_augment(args: argparse.Namespace) -> int:
+    """CLI handler: load the dataset, generate the field, print where it went and a few examples."""
+    from lego_core import datasets
+
+    dataset = load_augmented(datasets.load(args.dataset))
+    template = args.template or generation.default_template(dataset, args.field)
+    if not template:
+        raise DataError(f"augment needs --template for field {args.field!r} (e.g. \"Describe {{title}} in one "
+                        f"sentence.\"); built-in prompts exist for {sorted(generation.INSTRUCTIONS)}")
+    start = time.perf_counter()
+    out = generation.augment(dataset, args.field, template, model=args.model, max_new_tokens=args.max_new_tokens,
+                             batch_size=args.batch_size, limit=args.limit)
+    seconds = time.perf_counter() - start
+    n = out.num_items if args.limit is None else min(args.limit, out.num_items)
+    print(f"{args.field}: {n} items in {seconds:.1f} s -> {field_path(out, args.field)}")
+    for i in range(min(3, n)):
+        print(f"  {out.items['item_id'].iloc[i]}: {out.items[args.field].iloc[i]}")
+    return 0
+
+
+def add_augment_command(subparsers) -> argparse.ArgumentParser:
+    """Register `augment DATASET --field NAME --template TEXT [--model] [--limit N] [--batch-size]`."""
+    p = subparsers.add_parser("augment", help="generate a new item field with a local instruct LLM",
+                              description="Generate a new item field from existing ones with a local instruct model; "
+                                          "answers are stored, so a repeated or interrupted run resumes.")
+    p.add_argument("dataset", help="dataset name or path (see `datasets`)")
+    p.add_argument("--field", required=True, help="name of the new item field, e.g. description")
+    p.add_argument("--template", help="prompt with item fields in braces, e.g. \"Describe {title} ({genres}).\"; "
+                                      f"built-in prompts exist for {', '.join(sorted(generation.INSTRUCTIONS))}")
+    p.add_argument("--model", default=generation.DEFAULT_MODEL,
+                   help="instruct model: smollm2 (packaged) or a local folder")
+    p.add_argument("--limit", type=int, default=None, help="only the first N items")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.set_defaults(func=cmd_augment)
+    return p
