@@ -65,7 +65,7 @@ def main() -> None:
 
     dataset = datasets.load("ml-100k")
     texts = item_texts(dataset, template=TEMPLATE)[: args.items]
-    ctx = BuildContext(dim=64, num_items=len(texts), num_users=1, extra={"item_texts": texts, "device": str(device)})
+    ctx = BuildContext(dim=64, num_items=len(texts), num_users=1, item_texts=texts, device=str(device))
     spec = get_brick("lm_decoder", "content")
     print(f"machine: {machine()}")
     print(f"SmolLM2-135M, tuning=top {args.top} layers, {len(texts)} items, batch {args.batch}, "

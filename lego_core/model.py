@@ -27,7 +27,7 @@ class Legommender(nn.Module):
         content_spec = get_brick(recipe.content.name, "content")
         self.input_kind = content_spec.cls.input_kind
         ctx = BuildContext(dim=t.dim, num_items=dataset.num_items, num_users=dataset.num_users,
-                           max_history=t.max_history, extra={"device": str(device)})
+                           max_history=t.max_history, device=str(device), max_length=t.max_length)
         fields = t.fields or dataset.text_fields
         if self.input_kind == WORD_TOKENS:
             from lego_core.data.tokenize import word_tokens
@@ -39,8 +39,7 @@ class Legommender(nn.Module):
         elif self.input_kind == LM_TOKENS:
             from lego_core.data.text import item_texts
 
-            ctx.extra["item_texts"] = item_texts(dataset, fields or None, t.template)
-            ctx.extra["max_length"] = t.max_length
+            ctx.item_texts = item_texts(dataset, fields or None, t.template)
         self.content = content_spec.cls(ctx, **params["content"])
         self.behavior = get_brick(recipe.behavior.name, "behavior").cls(ctx, **params["behavior"])
         predictor_spec = get_brick(recipe.predictor.name, "predictor")

@@ -9,6 +9,7 @@ import torch
 
 from lego_core.lm import layer_cache, models
 from lego_core.lm.stack import LayerStack
+from lego_core.lm.states import tokenize
 from lego_core.operators.base import BuildContext
 from lego_core.operators.content.lm_decoder import LMDecoder
 from lego_core.operators.content.lm_encoder import LMEncoder
@@ -22,7 +23,7 @@ CASES = [(LMEncoder, "minilm", "load_encoder"), (LMDecoder, "smollm2", "load_dec
 
 
 def _ctx(texts=TEXTS) -> BuildContext:
-    return BuildContext(dim=8, num_items=len(texts), num_users=2, extra={"item_texts": list(texts)})
+    return BuildContext(dim=8, num_items=len(texts), num_users=2, item_texts=list(texts))
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def references(tmp_path_factory):
         mp.setenv("LEGO_CACHE_DIR", str(tmp_path_factory.mktemp("lm-cache")))
         for cls, name, loader in CASES:
             net, tok = getattr(models, loader)(name)
-            ids, mask = cls._tokenize(tok, TEXTS, 32)
+            ids, mask = tokenize(tok, TEXTS, 32)
             with torch.no_grad():
                 base = net.base_model
                 hidden = base(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask).long())
@@ -96,7 +97,7 @@ def test_cache_files_float16_memmap_reused_and_keyed(monkeypatch):
 def test_crash_while_filling_leaves_no_cache(monkeypatch):
     net, tok = models.load_encoder("minilm")
     stack = LayerStack(net)
-    ids, mask = LMEncoder._tokenize(tok, TEXTS, 32)
+    ids, mask = tokenize(tok, TEXTS, 32)
     real_run = stack.run
     calls = {"n": 0}
 

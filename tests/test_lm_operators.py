@@ -15,7 +15,7 @@ TEXTS = [f"Title: movie number {i}. Genres: {g}" for i, g in
 
 
 def _ctx(dim: int = 16) -> BuildContext:
-    return BuildContext(dim=dim, num_items=len(TEXTS), num_users=3, extra={"item_texts": TEXTS, "device": "cpu"})
+    return BuildContext(dim=dim, num_items=len(TEXTS), num_users=3, item_texts=TEXTS, device="cpu")
 
 
 def _build(name: str, **params):
@@ -39,7 +39,6 @@ def _steps(op, n: int = 3, lr: float = 1e-2) -> None:
 def test_catalog_entries_declare_lm_tokens_and_defaults():
     enc, dec = get_brick("lm_encoder", "content"), get_brick("lm_decoder", "content")
     assert enc.needs == (LM_TOKENS,) and dec.needs == (LM_TOKENS,)
-    assert enc.cls.cacheable and dec.cls.cacheable
     assert enc.defaults()["model"] == "minilm" and dec.defaults()["model"] == "smollm2"
     assert enc.defaults()["pooling"] == "mean" and dec.defaults()["pooling"] == "last"
     names = {p.name for p in enc.params}

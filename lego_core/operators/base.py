@@ -7,8 +7,8 @@ checks compatibility from them, so neither the app nor the trainer has special c
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -34,7 +34,9 @@ class BuildContext:
     vocab_size: int = 0  # word vocabulary size (index 0 = padding, 1 = unknown)
     word_vectors: np.ndarray | None = None  # [vocab_size, E] pretrained rows (e.g. GloVe) or None
     max_history: int = 50
-    extra: dict[str, Any] = field(default_factory=dict)  # LM bricks: item_texts, max_length, device
+    item_texts: list[str] | None = None  # one text per item (item index order), for LM_TOKENS bricks
+    device: str = "cpu"  # a lego_core.devices name; LM bricks load their model there
+    max_length: int = 32  # LM tokens per item text (the recipe's training.max_length)
 
 
 class ContentOperator(nn.Module):
@@ -42,14 +44,11 @@ class ContentOperator(nn.Module):
 
     Each operator uses the inputs its `input_kind` names and ignores the others: WORD_TOKENS
     operators get word-vocabulary tokens; ITEM_ID and LM_TOKENS operators get `tokens=mask=None`
-    (an LM operator tokenizes `ctx.extra["item_texts"]` itself at build time and indexes its own
-    token table, or its layer cache, by item id). `cacheable`
-    says whether its output for an item is fixed once weights are (true for all but stochastic
-    ones); evaluation then encodes every item once.
+    (an LM operator tokenizes `ctx.item_texts` itself at build time and indexes its own token
+    table, or its layer cache, by item id).
     """
 
     input_kind: ClassVar[str] = WORD_TOKENS
-    cacheable: ClassVar[bool] = True
 
     def forward(self, tokens: torch.Tensor | None, mask: torch.Tensor | None,
                 item_ids: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,7 @@ operator, trained jointly with the recommender (ONCE/Legommenders style)."""
 from __future__ import annotations
 
 from lego_core.lm.models import DEFAULT_DECODER, load_decoder
-from lego_core.lm.operator import LMContentOperator, lm_params
+from lego_core.operators.lm_base import LMContentOperator, lm_params
 from lego_core.operators.catalog import register
 
 
