@@ -16,7 +16,7 @@ from lego_core.batches import impression_batches, padded_candidates
 from lego_core.data.schema import Dataset, Impressions
 from lego_core.model import Legommender, to_tensor
 
-REPORTED = ("auc", "gauc", "mrr", "ndcg@5", "ndcg@10", "hit@10")
+REPORTED = metric_fns.DEFAULT_METRICS  # what every evaluation reports
 
 
 def _device(model: Legommender) -> torch.device:

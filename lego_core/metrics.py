@@ -36,6 +36,8 @@ _NEEDS_K = ("hit", "recall")  # without a cut-off they are 1 for every impressio
 _RANKING = ("mrr", "ndcg", "hit", "recall")
 _LOWER_IS_BETTER = ("logloss",)
 DEFAULT_METRICS: tuple[str, ...] = ("auc", "gauc", "mrr", "ndcg@5", "ndcg@10", "hit@10")
+"""The one list of reported metric names: what evaluation reports (`evaluate.REPORTED`), what a
+recipe may validate on (`recipe.VALIDATION_METRICS`) and what the app and benches show."""
 
 
 class MetricError(LegoError):

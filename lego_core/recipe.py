@@ -11,12 +11,12 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from lego_core import devices
+from lego_core import devices, metrics
 from lego_core.errors import LegoError, RecipeError
 from lego_core.operators.catalog import compatible, get as get_brick
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
-VALIDATION_METRICS = ("auc", "gauc", "mrr", "ndcg@5", "ndcg@10", "hit@10")
+VALIDATION_METRICS = metrics.DEFAULT_METRICS  # selectable as training.metric: the reported metrics
 
 
 class _Strict(BaseModel):
