@@ -50,11 +50,6 @@ def item_frame(dataset: Dataset) -> pd.DataFrame:
                          "category": category.to_numpy()})
 
 
-def item_index(dataset: Dataset) -> dict[str, int]:
-    """Original item id (as str) -> item index."""
-    return {str(v): i for i, v in enumerate(dataset.items["item_id"].tolist())}
-
-
 def user_index(dataset: Dataset, user_id: Any) -> int:
     """Index of a user id in the dataset; KeyError with the id when unknown."""
     hits = np.flatnonzero(dataset.users.astype(str) == str(user_id))

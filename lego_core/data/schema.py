@@ -119,12 +119,6 @@ class Dataset:
         items = np.where(mask, self.seq_items[idx] if len(self.seq_items) else 0, 0)
         return items.astype(np.int64), mask
 
-    def item_text(self, index: int, fields: list[str] | None = None) -> str:
-        """Human-readable text of one item (for hover labels and user pages)."""
-        row = self.items.iloc[int(index)]
-        fields = fields or self.text_fields or [c for c in self.items.columns if c != "item_id"]
-        return " | ".join(str(row[f]) for f in fields if f in row and str(row[f]) not in ("", "nan"))
-
     def summary(self) -> dict:
         """Counts shown by `python -m lego_core datasets` and the app."""
         out = {"name": self.name, "items": self.num_items, "users": self.num_users,

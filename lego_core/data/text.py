@@ -1,4 +1,5 @@
-"""The text of every item, from chosen fields or a template, as content operators consume it."""
+"""The text of every item, from chosen fields or a template: the item-text builder that content
+operators, word tokens and LLM prompts read (`item_texts`)."""
 from __future__ import annotations
 
 import string
@@ -51,6 +52,8 @@ def item_texts(dataset: Dataset, fields: list[str] | None = None, template: str 
         except (ValueError, IndexError) as exc:
             raise DataError(f"template {template!r} cannot be filled ({exc}); use plain fields like {{title}}") from None
     fields = list(fields) if fields else default_fields(dataset)
+    if not fields:  # items with nothing but an id
+        return [""] * dataset.num_items
     cols = _columns(dataset, fields, "fields")
     rows = zip(*(cols[f] for f in fields))
     return [SEPARATOR.join(v for v in row if v.strip()) for row in rows]

@@ -42,10 +42,6 @@ class TokenTable:
     vocab: list[str]  # 0 = <pad>, 1 = <unk>
     vectors: np.ndarray | None  # [V, 50] float32 aligned to vocab (GloVe), or None
 
-    @property
-    def lengths(self) -> np.ndarray:
-        return self.mask.sum(axis=1)
-
 
 @functools.lru_cache(maxsize=1)
 def glove() -> tuple[np.ndarray, pd.Index]:

@@ -28,19 +28,6 @@ def freeze(module: nn.Module, frozen: bool = True) -> None:
         p.requires_grad_(not frozen)
 
 
-def transformer_layers(model: nn.Module) -> nn.ModuleList:
-    """The list of transformer blocks of a BERT-like or Llama-like model (or of a LayerStack)."""
-    stack = model if isinstance(model, LayerStack) else LayerStack(model)
-    return stack.layers
-
-
-def trainable_counts(module: nn.Module) -> dict:
-    """{"trainable", "total", "percent"} parameter counts (for logs and the app)."""
-    total = sum(p.numel() for p in module.parameters())
-    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
-    return {"trainable": trainable, "total": total, "percent": round(100.0 * trainable / max(total, 1), 3)}
-
-
 def default_lora_targets(stack: LayerStack) -> list[str]:
     """The attention query/value projections, named as this model names them."""
     names = {name.rsplit(".", 1)[-1] for name, _ in stack.layers.named_modules()}
