@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from lego_core.errors import LegoError
+from lego_core.errors import LegoError, one_line
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -91,8 +91,3 @@ def main(argv: list[str] | None = None) -> int:
             pass
         return 0
 
-
-def one_line(exc: BaseException) -> str:
-    """An error message as the one line the CLI prints."""
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__

@@ -19,3 +19,9 @@ class ModelNotAvailableError(LegoError):
 
 class RunError(LegoError):
     """A run directory is missing, malformed, or in a state that forbids the action."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An error message as the one line the CLI prints (whitespace and newlines folded)."""
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__

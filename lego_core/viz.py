@@ -15,7 +15,7 @@ import re
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -183,16 +183,19 @@ def test_candidates(dataset: Dataset, user_id: Any, split: str = "test") -> list
     return dataset.items["item_id"].astype(str).to_numpy()[sub.items].tolist()
 
 
-def recommendations(run: Any, dataset: Dataset, user_id: Any, k: int = 10, exclude_history: bool = True) -> pd.DataFrame:
+def recommendations(run: Any, dataset: Dataset, user_id: Any, k: int = 10, exclude_history: bool = True,
+                    scorer: Callable | None = None) -> pd.DataFrame:
     """Top-k items of `run` for a user joined with item text, plus whether the user clicked them in
-    the test impressions: columns rank, item_id, score, text, category, clicked_in_test."""
+    the test impressions: columns rank, item_id, score, text, category, clicked_in_test. Scores
+    come from the run's model (`recommend.recommend`) unless another `scorer` is given (such as
+    `recommend.from_tables`, the saved tables' dot product)."""
+    from lego_core import recommend
+
     clicked = set(test_clicks(dataset, user_id))
     exclude = None
     if exclude_history:  # items seen before the test impressions; the test clicks stay rankable
         exclude = [i for i in user_history(dataset, user_id)["item_id"] if i not in clicked]
-    from lego_core.recommend import recommend
-
-    recs = recommend(run, str(user_id), k=k, exclude=exclude)
+    recs = (scorer or recommend.recommend)(run, str(user_id), k=k, exclude=exclude)
     items = item_frame(dataset).drop_duplicates("item_id").set_index("item_id")
     recs["item_id"] = recs["item_id"].astype(str)
     recs = recs.join(items, on="item_id")
