@@ -1,19 +1,13 @@
 """Plot- and table-ready data for the app, computed from datasets and runs (no UI code here).
 
 The Streamlit pages only render what these functions return, so everything that touches arrays
-(projections, lookups, joins of recommendations with item text) is testable without a browser.
-UMAP projections are slow (numba, tens of seconds the first time), so they are cached on disk in a
-diskcache store under `cache/umap`, keyed by run id, parameters and a hash of the embedding table,
-and can be computed in a background thread while the page shows the PCA view.
+(lookups, joins of recommendations with item text, run tables) is testable without a browser.
+Item maps (PCA, UMAP) live in `lego_core.maps`.
 """
 from __future__ import annotations
 
-import hashlib
 import html
-import json
 import re
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -21,10 +15,7 @@ import numpy as np
 import pandas as pd
 
 from lego_core.data.schema import Dataset
-from lego_core.paths import cache_dir
 
-UMAP_DEFAULTS = {"n_neighbors": 15, "min_dist": 0.1, "metric": "cosine", "seed": 0}
-MAX_CATEGORIES = 12  # colours on a map; the rest are grouped as "other"
 
 
 # ---- text -------------------------------------------------------------------------------
@@ -203,155 +194,6 @@ def recommendations(run: Any, dataset: Dataset, user_id: Any, k: int = 10, exclu
     return recs[["rank", "item_id", "score", "text", "category", "clicked_in_test"]]
 
 
-# ---- projections ------------------------------------------------------------------------
-def _as_matrix(vectors: np.ndarray) -> np.ndarray:
-    arr = np.asarray(vectors, dtype=np.float32)
-    return arr.reshape(len(arr), -1) if arr.ndim != 2 else arr
-
-
-def pca_2d(vectors: np.ndarray, seed: int = 0) -> np.ndarray:
-    """[N, D] -> [N, 2] principal components (instant; the view shown while UMAP computes)."""
-    from sklearn.decomposition import PCA
-
-    arr = _as_matrix(vectors)
-    if len(arr) < 2 or arr.shape[1] < 2:
-        return np.zeros((len(arr), 2), dtype=np.float32)
-    out = PCA(n_components=2, random_state=seed).fit_transform(arr)
-    return out.astype(np.float32)
-
-
-def umap_key(run_id: str, vectors: np.ndarray, params: dict | None = None) -> str:
-    """Cache key: run id + UMAP parameters + a hash of the table (a retrained run gets a new map)."""
-    arr = np.ascontiguousarray(_as_matrix(vectors))
-    digest = hashlib.sha1(arr.tobytes()).hexdigest()[:16]
-    full = {**UMAP_DEFAULTS, **(params or {})}
-    return f"umap:{run_id}:{json.dumps(full, sort_keys=True)}:{arr.shape}:{digest}"
-
-
-def _store():
-    """The UMAP diskcache (no pickles); a corrupt one is cleared with a one-line warning. None when
-    it cannot be opened at all: maps are then computed but not stored."""
-    from lego_core.data.cache import open_diskcache
-
-    return open_diskcache(cache_dir("umap"), "UMAP cache")
-
-
-def cached_umap(run_id: str, vectors: np.ndarray, params: dict | None = None) -> np.ndarray | None:
-    """The stored UMAP projection for this run + parameters + table, or None (also when the
-    stored value is unreadable or not [N, 2] float32 for this table: it is dropped, to be recomputed)."""
-    from lego_core.data.cache import CORRUPT_ERRORS, describe
-    from lego_core.data.io import warn
-
-    key = umap_key(run_id, vectors, params)
-    store = _store()
-    if store is None:
-        return None
-    with store:
-        try:
-            value = store.get(key)
-            if value is None:
-                return None
-            rows = len(_as_matrix(vectors))
-            if not isinstance(value, bytes):
-                raise TypeError(f"stored value is {type(value).__name__}, not float32 bytes")
-            if len(value) != rows * 2 * 4:
-                raise ValueError(f"stored value has {len(value)} bytes, expected {rows * 2 * 4}")
-            return np.frombuffer(value, dtype=np.float32).reshape(rows, 2).copy()
-        except CORRUPT_ERRORS as exc:
-            warn(f"UMAP cache {cache_dir('umap')}: the map of run {run_id} is unreadable ({describe(exc)}); "
-                 "recomputing it")
-            try:
-                store.delete(key)
-            except CORRUPT_ERRORS:
-                pass
-            return None
-
-
-def umap_2d(run_id: str, vectors: np.ndarray, params: dict | None = None) -> np.ndarray:
-    """[N, D] -> [N, 2] UMAP projection, computed once per (run, parameters, table) and stored."""
-    found = cached_umap(run_id, vectors, params)
-    if found is not None:
-        return found
-    full = {**UMAP_DEFAULTS, **(params or {})}
-    arr = _as_matrix(vectors)
-    if len(arr) <= max(3, int(full["n_neighbors"])):  # UMAP needs more points than neighbours
-        out = pca_2d(arr)
-    else:
-        import umap
-
-        reducer = umap.UMAP(n_neighbors=int(full["n_neighbors"]), min_dist=float(full["min_dist"]),
-                            metric=str(full["metric"]), random_state=int(full["seed"]), n_jobs=1)
-        out = reducer.fit_transform(arr).astype(np.float32)
-    store = _store()
-    if store is not None:
-        from lego_core.data.cache import CORRUPT_ERRORS, describe
-        from lego_core.data.io import warn
-
-        with store:  # raw float32 bytes, not a pickle
-            try:
-                store.set(umap_key(run_id, vectors, params), np.ascontiguousarray(out, dtype=np.float32).tobytes())
-            except CORRUPT_ERRORS as exc:  # not stored: only costs a recomputation next time
-                warn(f"UMAP cache {cache_dir('umap')} cannot store the map of run {run_id} ({describe(exc)})")
-    return out
-
-
-_EXECUTOR: ThreadPoolExecutor | None = None
-_PENDING: dict[str, Future] = {}
-_LOCK = threading.Lock()
-
-
-def start_umap(run_id: str, vectors: np.ndarray, params: dict | None = None) -> Future:
-    """Compute the UMAP projection in a background thread (one at a time); the same request while
-    it runs returns the same future, so page reruns do not queue duplicates."""
-    global _EXECUTOR
-    key = umap_key(run_id, vectors, params)
-    with _LOCK:
-        future = _PENDING.get(key)
-        if future is None or (future.done() and future.exception() is not None):
-            if _EXECUTOR is None:
-                _EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lego-umap")
-            future = _EXECUTOR.submit(umap_2d, run_id, np.array(vectors, copy=True), params)
-            _PENDING[key] = future
-        return future
-
-
-def embedding_map(run: Any, dataset: Dataset, method: str = "pca", params: dict | None = None) -> pd.DataFrame | None:
-    """Item map of a run: item_id, x, y, text, category (top categories, others as "other").
-
-    `method` "pca" always answers; "umap" answers from the cache and returns None when the
-    projection is not computed yet (start it with `start_umap`)."""
-    ids, vectors = run.item_embeddings()
-    if method == "pca":
-        xy = pca_2d(vectors)
-    elif method == "umap":
-        xy = cached_umap(run.id, vectors, params)
-        if xy is None:
-            return None
-    else:
-        raise ValueError(f"unknown projection {method!r}; use 'pca' or 'umap'")
-    frame = pd.DataFrame({"item_id": [str(i) for i in ids], "x": xy[:, 0], "y": xy[:, 1]})
-    items = item_frame(dataset).drop_duplicates("item_id").set_index("item_id")
-    frame = frame.join(items, on="item_id")
-    frame["text"] = frame["text"].fillna("")
-    frame["category"] = group_categories(frame["category"].fillna(""))
-    return frame
-
-
-def group_categories(category: pd.Series, limit: int = MAX_CATEGORIES) -> pd.Series:
-    """Keep the `limit` most frequent categories, name the rest "other" (a readable legend)."""
-    category = category.astype(str).replace("", "unknown")
-    top = category.value_counts().index[:limit]
-    return category.where(category.isin(top), "other")
-
-
-def highlight(frame: pd.DataFrame, history: Iterable[str] = (), recommended: Iterable[str] = ()) -> pd.DataFrame:
-    """Rows of a map frame for a user's history and recommendations, with a `role` column."""
-    history, recommended = [str(i) for i in history], [str(i) for i in recommended]
-    parts = [frame[frame["item_id"].isin(history)].assign(role="history"),
-             frame[frame["item_id"].isin(recommended)].assign(role="recommended")]
-    return pd.concat(parts, ignore_index=True)
-
-
 # ---- runs -------------------------------------------------------------------------------
 def _recipe_parts(run: Any) -> dict:
     try:
@@ -461,25 +303,6 @@ def model_size(recipe: Any, dataset: Dataset) -> dict:
     net = model.build(recipe, dataset)
     return {"parameters": int(net.parameter_count()), "trainable": int(net.parameter_count(trainable_only=True)),
             "memory_mb": float(net.memory_estimate_mb())}
-
-
-# ---- devices ----------------------------------------------------------------------------
-def devices() -> list[dict]:
-    """Training targets on this machine: CPU, each CUDA GPU, and all GPUs together (torchrun).
-    Each entry: label, device (recipe device string), nproc."""
-    options = [{"label": "CPU", "device": "cpu", "nproc": 1}]
-    try:
-        import torch
-
-        count = torch.cuda.device_count()
-        names = [torch.cuda.get_device_name(i) for i in range(count)]
-    except Exception:  # noqa: BLE001 - no usable CUDA runtime means CPU only
-        count, names = 0, []
-    for i, name in enumerate(names):
-        options.append({"label": f"GPU {i}: {name}", "device": f"cuda:{i}", "nproc": 1})
-    if count > 1:
-        options.append({"label": f"All {count} GPUs (torchrun, DDP)", "device": "cuda", "nproc": count})
-    return options
 
 
 def human_count(n: int | float | None) -> str:

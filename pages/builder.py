@@ -8,7 +8,7 @@ import json
 import streamlit as st
 from streamlit_sortables import sort_items
 
-from lego_core import viz
+from lego_core import devices, viz
 from lego_core.builder import QUICK, BuilderState, Widget
 from lego_core.errors import LegoError
 from lego_core.operators import catalog
@@ -201,7 +201,7 @@ if recipe is not None:
 
 # ---- launch -----------------------------------------------------------------------------------------
 st.subheader("Launch", divider="gray")
-targets = viz.devices()
+targets = devices.choices()
 lc1, lc2 = st.columns([2, 1], vertical_alignment="bottom")
 target = lc1.selectbox("Device", range(len(targets)), format_func=lambda i: targets[i]["label"], key="device")
 launch = False

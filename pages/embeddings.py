@@ -7,7 +7,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from lego_core import viz
+from lego_core import maps, viz
 from lego_core.errors import LegoError
 from pages import _common as ui
 
@@ -29,9 +29,9 @@ first, second, by_id = ui.pick_runs(finished, "emb", "Side by side with")
 o1, o2, o3 = st.columns([1, 1, 1])
 method = o1.radio("Projection", ["UMAP", "PCA"], horizontal=True, key="emb-method",
                   help="PCA is instant; UMAP keeps neighbourhoods and is cached once computed.")
-n_neighbors = o2.slider("UMAP neighbours", 5, 100, viz.UMAP_DEFAULTS["n_neighbors"], key="emb-neighbors",
+n_neighbors = o2.slider("UMAP neighbours", 5, 100, maps.UMAP_DEFAULTS["n_neighbors"], key="emb-neighbors",
                         disabled=method != "UMAP")
-min_dist = o3.slider("UMAP min distance", 0.0, 0.99, viz.UMAP_DEFAULTS["min_dist"], 0.01, key="emb-min-dist",
+min_dist = o3.slider("UMAP min distance", 0.0, 0.99, maps.UMAP_DEFAULTS["min_dist"], 0.01, key="emb-min-dist",
                      disabled=method != "UMAP")
 params = {"n_neighbors": int(n_neighbors), "min_dist": float(min_dist)}
 
@@ -62,7 +62,7 @@ def _map(run, frame, dataset_, key: str, title: str) -> None:
         except (KeyError, LegoError) as exc:
             st.warning(f"User {ui.safe(user)}: {ui.one_line(exc)}")
             history, recommended = [], []
-        marks = viz.highlight(frame, history, recommended)
+        marks = maps.highlight(frame, history, recommended)
         for role, symbol, colour in (("history", "circle-open", "#111111"), ("recommended", "star", "#F2B705")):
             part = marks[marks["role"] == role]
             fig.add_trace(go.Scatter(x=part["x"], y=part["y"], mode="markers", name=f"user {role}",
@@ -90,13 +90,13 @@ for run_id, column in zip([first, second] if second else [first], columns):
     with column:
         try:
             ds = dataset if run_id == first else ui.dataset_of_run(run)
-            frame = viz.embedding_map(run, ds, method.lower(), params) if method == "UMAP" else None
+            frame = maps.embedding_map(run, ds, method.lower(), params) if method == "UMAP" else None
             title = f"{run_id} · UMAP"
             if frame is None:
                 if method == "UMAP":
                     _, vectors = run.item_embeddings()
-                    pending.append(viz.start_umap(run.id, vectors, params))
-                frame = viz.embedding_map(run, ds, "pca")
+                    pending.append(maps.start_umap(run.id, vectors, params))
+                frame = maps.embedding_map(run, ds, "pca")
                 title = f"{run_id} · PCA" + (" (UMAP is computing…)" if method == "UMAP" else "")
             _map(run, frame, ds, key=f"map-{'a' if run_id == first else 'b'}", title=title)
         except LegoError as exc:

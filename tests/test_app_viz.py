@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lego_core import recommend, runs, viz
+from lego_core import devices, maps, recommend, runs, viz
 from lego_core.data.schema import Dataset, Impressions
 
 
@@ -91,25 +91,25 @@ def test_recommendations_leave_out_history_and_flag_test_clicks(dataset, run):
 
 
 def test_pca_map_and_highlight(dataset, run):
-    frame = viz.embedding_map(run, dataset, "pca")
+    frame = maps.embedding_map(run, dataset, "pca")
     assert len(frame) == 6 and frame[["x", "y"]].notna().all().all()
     assert frame.set_index("item_id").loc["c", "category"] == "y"
-    marks = viz.highlight(frame, ["a", "b"], ["c"])
+    marks = maps.highlight(frame, ["a", "b"], ["c"])
     assert marks.groupby("role")["item_id"].apply(list).to_dict() == {"history": ["a", "b"], "recommended": ["c"]}
-    assert viz.embedding_map(run, dataset, "umap") is None  # not computed yet
+    assert maps.embedding_map(run, dataset, "umap") is None  # not computed yet
 
 
 def test_umap_is_cached_by_run_and_params(tmp_path, monkeypatch):
     monkeypatch.setenv("LEGO_CACHE_DIR", str(tmp_path))
     vectors = np.random.default_rng(1).normal(size=(40, 5)).astype(np.float32)
     params = {"n_neighbors": 60}  # more neighbours than points: the fast PCA fallback, same caching
-    assert viz.cached_umap("r1", vectors, params) is None
-    out = viz.start_umap("r1", vectors, params).result(timeout=60)
+    assert maps.cached_umap("r1", vectors, params) is None
+    out = maps.start_umap("r1", vectors, params).result(timeout=60)
     assert out.shape == (40, 2)
-    np.testing.assert_allclose(viz.cached_umap("r1", vectors, params), out)
-    assert viz.cached_umap("r2", vectors, params) is None
-    assert viz.cached_umap("r1", vectors, {"n_neighbors": 59}) is None
-    assert viz.cached_umap("r1", vectors * 2, params) is None  # a new table is a new key
+    np.testing.assert_allclose(maps.cached_umap("r1", vectors, params), out)
+    assert maps.cached_umap("r2", vectors, params) is None
+    assert maps.cached_umap("r1", vectors, {"n_neighbors": 59}) is None
+    assert maps.cached_umap("r1", vectors * 2, params) is None  # a new table is a new key
     assert (tmp_path / "umap").is_dir()
 
 
@@ -131,7 +131,7 @@ def test_runs_table_curves_and_log(run):
 
 
 def test_devices_always_offer_cpu():
-    options = viz.devices()
+    options = devices.choices()
     assert options[0] == {"label": "CPU", "device": "cpu", "nproc": 1}
     assert viz.human_count(1234567) == "1.2M" and viz.human_count(999) == "999"
 
@@ -142,12 +142,12 @@ def test_real_umap_keeps_clusters_apart(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     centres = rng.normal(scale=10, size=(2, 16))
     vectors = np.concatenate([c + rng.normal(size=(40, 16)) for c in centres]).astype(np.float32)
-    out = viz.umap_2d("r", vectors, {"n_neighbors": 10})
+    out = maps.umap_2d("r", vectors, {"n_neighbors": 10})
     assert out.shape == (80, 2)
     a, b = out[:40].mean(0), out[40:].mean(0)
     spread = max(out[:40].std(0).max(), out[40:].std(0).max())
     assert np.linalg.norm(a - b) > 2 * spread
-    np.testing.assert_allclose(viz.cached_umap("r", vectors, {"n_neighbors": 10}), out)
+    np.testing.assert_allclose(maps.cached_umap("r", vectors, {"n_neighbors": 10}), out)
 
 
 def test_impression_stats(dataset):
@@ -171,11 +171,11 @@ def test_umap_store_holds_no_pickles(tmp_path, monkeypatch):
     monkeypatch.setenv("LEGO_CACHE_DIR", str(tmp_path))
     vectors = np.random.default_rng(2).normal(size=(10, 4)).astype(np.float32)
     params = {"n_neighbors": 60}
-    with viz._store() as store, pytest.raises(TypeError, match="str, bytes or numbers"):
+    with maps._store() as store, pytest.raises(TypeError, match="str, bytes or numbers"):
         store.set("x", np.zeros(3))
     with diskcache.Cache(str(tmp_path / "umap")) as plain:
-        plain.set(viz.umap_key("r", vectors, params), np.zeros((10, 2), np.float32))  # pickled by diskcache
+        plain.set(maps.umap_key("r", vectors, params), np.zeros((10, 2), np.float32))  # pickled by diskcache
     with pytest.warns(UserWarning, match="pickled"):
-        assert viz.cached_umap("r", vectors, params) is None
-    out = viz.umap_2d("r", vectors, params)
-    np.testing.assert_array_equal(viz.cached_umap("r", vectors, params), out)
+        assert maps.cached_umap("r", vectors, params) is None
+    out = maps.umap_2d("r", vectors, params)
+    np.testing.assert_array_equal(maps.cached_umap("r", vectors, params), out)

@@ -757,9 +757,9 @@ def _plain_store():
 
 def _umap_arrange(how: str):
     def arrange(tmp: Path) -> dict:
-        from lego_core import viz
+        from lego_core import maps
 
-        key = viz.umap_key("r1", VECTORS, PARAMS)
+        key = maps.umap_key("r1", VECTORS, PARAMS)
         folder = cache_root() / "umap"
         if how == "garbage-db":
             folder.mkdir(parents=True)
@@ -783,18 +783,18 @@ def _umap_arrange(how: str):
 
 
 def _umap_then_cached(ctx: dict):
-    from lego_core import viz
+    from lego_core import maps
 
-    first = viz.umap_2d("r1", VECTORS, PARAMS)
-    return first, viz.cached_umap("r1", VECTORS, PARAMS)
+    first = maps.umap_2d("r1", VECTORS, PARAMS)
+    return first, maps.cached_umap("r1", VECTORS, PARAMS)
 
 
 def _check_umap(ctx: dict, result) -> None:
-    from lego_core import viz
+    from lego_core import maps
 
     first, again = result
     assert first.shape == (12, 2) and np.isfinite(first).all()
-    np.testing.assert_allclose(first, viz.pca_2d(VECTORS), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(first, maps.pca_2d(VECTORS), rtol=1e-5, atol=1e-5)
     assert again is not None and np.array_equal(first, again), "the recomputed map is stored again"
 
 
@@ -806,7 +806,7 @@ def _umap_cases() -> list[Case]:
         Case(id="data-umap-garbage-db", arrange=_umap_arrange("garbage-db"), act=_umap_then_cached,
              names="UMAP cache", check=_check_umap),
         Case(id="data-umap-garbage-db-cached-only", arrange=_umap_arrange("garbage-db"),
-             act=lambda ctx: __import__("lego_core.viz", fromlist=["cached_umap"]).cached_umap("r1", VECTORS, PARAMS),
+             act=lambda ctx: __import__("lego_core.maps", fromlist=["cached_umap"]).cached_umap("r1", VECTORS, PARAMS),
              names="umap", check=lambda ctx, xy: xy is None),
         Case(id="data-umap-truncated-db", arrange=_umap_arrange("truncated-db"), act=_umap_then_cached,
              check=_check_umap),
