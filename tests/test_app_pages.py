@@ -383,7 +383,6 @@ def trained(tmp_path_factory):
     cache = tmp_path_factory.mktemp("app-cache")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LEGO_CACHE_DIR", str(cache))
-        patch.delenv(jobs.WORKER_COMMAND_ENV, raising=False)
         patch.setattr(app_test, "PagesManager", _NavigationPages)  # module scope: before the autouse one
         at = show(start(dataset="synthetic", synthetic_options=TINY), "pages/builder.py")
         at.toggle(key="quick").set_value(True).run()
@@ -490,11 +489,10 @@ time.sleep(60)
 def test_cancel_and_resume_from_the_training_page(tmp_path, monkeypatch):
     script = tmp_path / "stand_in.py"
     script.write_text(STAND_IN)
-    monkeypatch.setenv(jobs.WORKER_COMMAND_ENV, json.dumps([sys.executable, str(script), "{run_dir}"]))
     from lego_core.recipe import Recipe
 
     recipe = Recipe.preset("nrms").with_overrides({"dataset.name": "synthetic", "dataset.options": TINY})
-    run_id = jobs.launch(recipe, device="cpu")
+    run_id = jobs.launch(recipe, device="cpu", command=[sys.executable, str(script), "{run_dir}"])
     try:
         deadline = time.monotonic() + 30
         while runs.open(run_id).status().get("progress") != 0.25:  # the stand-in itself is running

@@ -36,7 +36,6 @@ def server(tmp_path):
     """`streamlit run app.py` on a free port with its own cache folder; stopped afterwards."""
     port = _free_port()
     env = {**os.environ, "LEGO_CACHE_DIR": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
-    env.pop("LEGO_WORKER_COMMAND", None)
     log = open(tmp_path / "streamlit.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless",
                              "true", "--server.address", "127.0.0.1", "--server.port", str(port)],

@@ -128,8 +128,7 @@ def lab(tmp_path_factory):
     base = tmp_path_factory.mktemp("faults")
     script = base / "faults.py"
     script.write_text(FAULTS)
-    env = {k: v for k, v in os.environ.items() if k not in (jobs.WORKER_COMMAND_ENV, jobs.TOKEN_ENV,
-                                                              "LEGO_MAX_CONCURRENT")}
+    env = {k: v for k, v in os.environ.items() if k not in (jobs.TOKEN_ENV, "LEGO_MAX_CONCURRENT")}
     env.update(LEGO_CACHE_DIR=str(base / "cache"), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
                PYTHONPATH=os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p))
     return {"base": base, "script": script, "env": env, "runs": base / "runs"}
@@ -245,7 +244,7 @@ def test_disk_full_during_a_checkpoint_write_fails_cleanly_and_resumes(crashes, 
 @pytest.fixture
 def job_root(lab, monkeypatch):
     """Background jobs (jobs.launch) with the same environment as the subprocesses above."""
-    for key in (jobs.WORKER_COMMAND_ENV, jobs.TOKEN_ENV, "LEGO_MAX_CONCURRENT"):
+    for key in (jobs.TOKEN_ENV, "LEGO_MAX_CONCURRENT"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("LEGO_CACHE_DIR", lab["env"]["LEGO_CACHE_DIR"])
     monkeypatch.setenv("OMP_NUM_THREADS", "1")

@@ -1,6 +1,6 @@
 """Background jobs: scheduling, cancel, vanished processes and resume.
 
-The first tests swap the trainer for a small stand-in script (LEGO_WORKER_COMMAND) to check the
+The first tests swap the trainer for a small stand-in script (`launch(command=...)`) to check the
 scheduler and the supervisor quickly; the tests at the end run the real training in the background
 (single process and 2-process torchrun with gloo) on a tiny synthetic dataset.
 """
@@ -9,20 +9,22 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sys
 import time
 
 import pytest
 
 from lego_core import devices, jobs, recommend, runs
+from lego_core.jobs import cli as jobs_cli, launcher
 from lego_core.errors import RecipeError, RunError
 
 FAKE_TRAINER = r'''
 import os, signal, sys, time
 from lego_core import runs
 run = runs.open(sys.argv[1])
-seconds, mode = float(sys.argv[2]), sys.argv[3]
 resumed = "--resume" in sys.argv
+seconds, mode = float(sys.argv[4] if resumed else sys.argv[2]), sys.argv[3]
 def handle(signum, frame):
     if mode != "ignore":
         run.set_status(state="cancelled", ended=time.time())
@@ -65,15 +67,22 @@ def _kill_all(base):
 
 
 @pytest.fixture
-def fake(tmp_path, monkeypatch):
-    """Use the stand-in trainer: fake(seconds, mode) with mode obey|ignore|fail (SIGTERM handling)."""
+def fake(tmp_path):
+    """The stand-in trainer's command for `launch(command=...)`: fake(seconds, mode, resumed=seconds)
+    with mode obey|ignore|fail (SIGTERM handling); a resumed run (--resume) lasts `resumed` seconds."""
     script = tmp_path / "fake_trainer.py"
     script.write_text(FAKE_TRAINER)
 
-    def use(seconds: float = 0.2, mode: str = "obey") -> None:
-        command = [sys.executable, str(script), "{run_dir}", str(seconds), mode, "{resume}"]
-        monkeypatch.setenv(jobs.WORKER_COMMAND_ENV, json.dumps(command))
-    return use
+    def command(seconds: float = 0.2, mode: str = "obey", resumed: float | None = None) -> list[str]:
+        return [sys.executable, str(script), "{run_dir}", str(seconds), mode,
+                str(seconds if resumed is None else resumed), "{resume}"]
+    return command
+
+
+def fake_by_default(monkeypatch, command):
+    """Launches that cannot pass `command` (the CLI) start the stand-in: this process's default argv."""
+    monkeypatch.setattr(launcher, "_trainer_argv",
+                        lambda run, launch, resume: launcher._fill_command(command, run, resume))
 
 
 def _recipe():
@@ -106,8 +115,7 @@ def wait_trainer(run_id, root, timeout=30.0):
 
 
 def test_launch_runs_in_the_background_and_records_the_trainer(root, fake):
-    fake(0.3)
-    run_id = jobs.launch(_recipe(), device="cpu", root=root)
+    run_id = jobs.launch(_recipe(), device="cpu", root=root, command=fake(0.3))
     run = runs.open(run_id, root)
     assert run.status()["state"] in ("running", "succeeded")
     status = wait_for(run_id, ("succeeded",), root)
@@ -121,8 +129,7 @@ def test_launch_runs_in_the_background_and_records_the_trainer(root, fake):
 
 
 def test_three_runs_with_a_limit_of_two_run_two_then_one(root, fake):
-    fake(1.5)
-    ids = [jobs.launch(_recipe(), device="cpu", root=root, max_concurrent=2) for _ in range(3)]
+    ids = [jobs.launch(_recipe(), device="cpu", root=root, max_concurrent=2, command=fake(1.5)) for _ in range(3)]
     states = [runs.open(i, root).status()["state"] for i in ids]
     assert states == ["running", "running", "queued"]
     finals = [wait_for(i, ("succeeded",), root) for i in ids]
@@ -131,10 +138,9 @@ def test_three_runs_with_a_limit_of_two_run_two_then_one(root, fake):
 
 
 def test_env_limit_and_cancel_of_queued_and_running_runs(root, fake, monkeypatch):
-    fake(30)
     monkeypatch.setenv("LEGO_MAX_CONCURRENT", "1")
-    first = jobs.launch(_recipe(), device="cpu", root=root)
-    second = jobs.launch(_recipe(), device="cpu", root=root)
+    first = jobs.launch(_recipe(), device="cpu", root=root, command=fake(30))
+    second = jobs.launch(_recipe(), device="cpu", root=root, command=fake(30))
     assert jobs.status(second, root)["state"] == "queued"
     final = jobs.cancel(second, root=root)
     assert final["state"] == "cancelled" and "token" not in final  # never started
@@ -151,15 +157,14 @@ def test_env_limit_and_cancel_of_queued_and_running_runs(root, fake, monkeypatch
 
 
 def test_cancel_kills_a_trainer_that_ignores_sigterm(root, fake):
-    fake(60, "ignore")
-    run_id = jobs.launch(_recipe(), device="cpu", root=root)
+    run_id = jobs.launch(_recipe(), device="cpu", root=root, command=fake(60, "ignore"))
     status = wait_trainer(run_id, root)
     started = time.monotonic()
     final = jobs.cancel(run_id, timeout=1, root=root)
     assert final["state"] == "cancelled" and time.monotonic() - started < 10
     assert jobs._run_pids(status) == []
     # without waiting: cancel returns at once and the supervisor escalates to SIGKILL itself
-    second = jobs.launch(_recipe(), device="cpu", root=root)
+    second = jobs.launch(_recipe(), device="cpu", root=root, command=fake(60, "ignore"))
     status = wait_trainer(second, root)
     started = time.monotonic()
     assert jobs.cancel(second, timeout=1, root=root, wait=False)["state"] == "running"
@@ -169,8 +174,7 @@ def test_cancel_kills_a_trainer_that_ignores_sigterm(root, fake):
 
 
 def test_a_killed_run_is_interrupted_and_resumes(root, fake):
-    fake(30)
-    run_id = jobs.launch(_recipe(), device="cpu", root=root)
+    run_id = jobs.launch(_recipe(), device="cpu", root=root, command=fake(30, resumed=0.2))
     wait_for(run_id, ("running",), root)
     run = runs.open(run_id, root)
     while not run.checkpoint_path("last").exists():
@@ -178,8 +182,7 @@ def test_a_killed_run_is_interrupted_and_resumes(root, fake):
     os.killpg(run.status()["pgid"], signal.SIGKILL)  # supervisor and trainer gone, like a crash
     status = wait_for(run_id, ("interrupted",), root)
     assert "vanished" in status["error"]
-    fake(0.2)
-    assert jobs.resume(run_id, root=root) == run_id
+    assert jobs.resume(run_id, root=root) == run_id  # the stand-in, resumed, lasts 0.2 s
     status = wait_for(run_id, ("succeeded",), root)
     assert status["resumes"] == 1 and status["resumed_from_checkpoint"] is True
     assert run.metrics()["resumed"] is True  # the trainer got --resume
@@ -188,8 +191,7 @@ def test_a_killed_run_is_interrupted_and_resumes(root, fake):
 
 
 def test_trainer_killed_alone_is_recorded_by_its_supervisor(root, fake):
-    fake(30)
-    run_id = jobs.launch(_recipe(), device="cpu", root=root)
+    run_id = jobs.launch(_recipe(), device="cpu", root=root, command=fake(30))
     os.kill(wait_trainer(run_id, root)["pid"], signal.SIGKILL)
     status = wait_for(run_id, ("interrupted",), root)
     assert "SIGKILL" in status["error"]
@@ -198,8 +200,7 @@ def test_trainer_killed_alone_is_recorded_by_its_supervisor(root, fake):
 
 
 def test_a_failing_trainer_is_failed_with_its_last_log_line(root, fake):
-    fake(0.1, "fail")
-    run_id = jobs.launch(_recipe(), device="cpu", root=root)
+    run_id = jobs.launch(_recipe(), device="cpu", root=root, command=fake(0.1, "fail"))
     status = wait_for(run_id, ("failed",), root)
     assert status["exit_code"] == 3 and "boom: the data loader broke" in status["error"]
 
@@ -207,7 +208,7 @@ def test_a_failing_trainer_is_failed_with_its_last_log_line(root, fake):
 def test_stale_states_are_detected_without_a_daemon(root):
     dead = runs.create(_recipe(), root=root)
     dead.set_status(state="running", token=f"{dead.id}:gone", supervisor_pid=os.getpid(),
-                    host=jobs.socket.gethostname())  # our pid, but not carrying the token: reused
+                    host=socket.gethostname())  # our pid, but not carrying the token: reused
     foreground_dead = runs.create(_recipe(), root=root)
     foreground_dead.set_status(state="running", pid=2 ** 22 + 12345, started=time.time())
     foreground_live = runs.create(_recipe(), root=root)
@@ -230,24 +231,40 @@ def test_stale_states_are_detected_without_a_daemon(root):
 
 
 def test_malformed_recipes_are_refused_before_anything_starts(root, fake):
-    fake(0.1)
+    command = fake(0.1)
     bad_brick = _recipe().model_dump(mode="json")
     bad_brick["content"]["name"] = "no-such-brick"
     for recipe in (bad_brick, "content: [unclosed\n", {"content": {"name": "attention"}},
                    _recipe().model_dump(mode="json") | {"training": {"epochs": 0}}):
         with pytest.raises(RecipeError):
-            jobs.launch(recipe, device="cpu", root=root)
+            jobs.launch(recipe, device="cpu", root=root, command=command)
     with pytest.raises(RunError, match="device"):
-        jobs.launch(_recipe(), device="tpu", root=root)
+        jobs.launch(_recipe(), device="tpu", root=root, command=command)
     with pytest.raises(RunError, match="rdzv_endpoint"):
-        jobs.launch(_recipe(), device="cpu", nnodes=2, root=root)
+        jobs.launch(_recipe(), device="cpu", nnodes=2, root=root, command=command)
     with pytest.raises(RunError, match="max_concurrent"):
-        jobs.launch(_recipe(), device="cpu", max_concurrent=0, root=root)
+        jobs.launch(_recipe(), device="cpu", max_concurrent=0, root=root, command=command)
     assert not root.exists()  # no run folder (and so no process) was created
 
 
-def test_training_commands_for_one_and_several_processes(root, monkeypatch):
-    monkeypatch.delenv(jobs.WORKER_COMMAND_ENV, raising=False)
+def test_a_command_template_is_checked_stored_and_filled(root):
+    for bad in ("python train.py", [], ["python", ""], ["python", 3], {"argv": ["python"]}):
+        with pytest.raises(RunError, match="command"):
+            jobs.launch(_recipe(), device="cpu", root=root, command=bad)
+    assert not root.exists()
+    template = ["prog", "--dir={run_dir}", "{resume}", "x"]
+    run = runs.create(_recipe(), root=root)
+    launch = {"device": "cpu", "nproc": 1, "command": template}
+    assert jobs._training_argv(run, launch, resume=False) == ["prog", f"--dir={run.path}", "x"]
+    assert jobs._training_argv(run, launch, resume=True) == ["prog", f"--dir={run.path}", "--resume", "x"]
+    run_id = jobs.launch(_recipe(), device="cpu", root=root, command=template)
+    status = runs.open(run_id, root).status()  # the store carries it to whichever process starts the run
+    assert status["launch"]["command"] == template
+    assert "starting: prog --dir=" in jobs.logs(run_id, root=root)
+    assert wait_for(run_id, ("failed",), root)["exit_code"] == 1  # no program "prog" here
+
+
+def test_training_commands_for_one_and_several_processes(root):
     run = runs.create(_recipe(), root=root)
     single = jobs._training_argv(run, {"device": "cpu", "nproc": 1}, resume=False)
     assert single == [sys.executable, "-m", "lego_core", "train", "--run-dir", str(run.path), "--quiet",
@@ -273,24 +290,24 @@ def test_gpu_slots_are_assigned_per_gpu(monkeypatch):
     assert jobs._fit({"device": "cpu", "nproc": 4}, busy) == (True, None)
 
 
-def test_cli_launch_list_status_cancel(root, fake, capsys):
-    fake(30)
-    assert jobs.main(["jobs", "launch", "nrms", "--device", "cpu", "--set", "training.epochs=1"]) == 0
+def test_cli_launch_list_status_cancel(root, fake, capsys, monkeypatch):
+    fake_by_default(monkeypatch, fake(30))
+    assert jobs_cli.main(["jobs", "launch", "nrms", "--device", "cpu", "--set", "training.epochs=1"]) == 0
     run_id = capsys.readouterr().out.split()[0]
     assert runs.open(run_id, root).recipe().training.epochs == 1
-    assert jobs.main(["jobs", "list"]) == 0
+    assert jobs_cli.main(["jobs", "list"]) == 0
     assert run_id in capsys.readouterr().out
-    assert jobs.main(["jobs", "status", run_id]) == 0
+    assert jobs_cli.main(["jobs", "status", run_id]) == 0
     assert json.loads(capsys.readouterr().out)["device"] == "cpu"
-    assert jobs.main(["jobs", "cancel", run_id]) == 0
+    assert jobs_cli.main(["jobs", "cancel", run_id]) == 0
     assert capsys.readouterr().out.split() == [run_id, "cancelled"]
-    fake(0.5)
-    assert jobs.main(["jobs", "launch", "nrms", "--device", "cpu"]) == 0
+    fake_by_default(monkeypatch, fake(0.5))
+    assert jobs_cli.main(["jobs", "launch", "nrms", "--device", "cpu"]) == 0
     followed = capsys.readouterr().out.split()[0]
-    assert jobs.main(["jobs", "logs", followed, "--follow"]) == 0  # returns once the run has ended
+    assert jobs_cli.main(["jobs", "logs", followed, "--follow"]) == 0  # returns once the run has ended
     assert "exited with code 0" in capsys.readouterr().out
     assert runs.open(followed, root).status()["state"] == "succeeded"
-    assert jobs.main(["jobs", "launch", "no-such-recipe.yaml"]) == 2
+    assert jobs_cli.main(["jobs", "launch", "no-such-recipe.yaml"]) == 2
     assert "not found" in capsys.readouterr().err
 
 
@@ -315,7 +332,6 @@ def real_root(tmp_path_factory):
     base = tmp_path_factory.mktemp("real") / "cache"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LEGO_CACHE_DIR", str(base))
-        patch.delenv(jobs.WORKER_COMMAND_ENV, raising=False)
         patch.delenv("LEGO_MAX_CONCURRENT", raising=False)
         yield base / "runs"
         _kill_all(base / "runs")

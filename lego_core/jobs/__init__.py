@@ -1,0 +1,202 @@
+"""Background training jobs: launch, schedule, cancel, resume and watch runs outside the caller.
+
+There is no daemon. The run folders are the state, and every entry point (launch, list, status,
+cancel, a finishing job) calls `refresh()`, which under a file lock (a) marks runs whose processes
+vanished as `interrupted` and (b) starts queued runs while the device has free slots.
+
+The package, one concern per module:
+- `process`: /proc inspection (run tokens, pid liveness, boot id, start ticks) and signals;
+- `scheduler`: `plan(statuses, devices)`, the pure decision of which queued runs start on which
+  GPUs, and `refresh()` around it;
+- `launcher`: a started run's command (the trainer, torchrun, or `launch(command=...)`), its
+  environment and its detached supervisor process;
+- `supervisor`: that `python -m lego_core.jobs worker RUN_DIR -- <training argv>` process: it runs
+  the training, forwards SIGTERM, records the end and starts the next run;
+- `cli`: `python -m lego_core jobs launch|list|status|cancel|resume|logs` (`add_jobs_command`,
+  `main`); it uses this package, which does not import it;
+- this module: the public API below.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+from typing import Any
+
+from lego_core import devices, runs
+from lego_core.errors import RecipeError, RunError
+# also re-exported for lego_core.train and the tests: _boot_id, _token_pids, _fit, _training_argv, plan, ...
+from lego_core.jobs.process import (TOKEN_ENV, _boot_id, _run_pids, _signal, _token_pids, _wait_gone,  # noqa: F401
+                                    live_pids)
+from lego_core.jobs.scheduler import (DEFAULT_CPU_SLOTS, DEFAULT_GPU_SLOTS, MAX_CONCURRENT_ENV, Devices,  # noqa: F401
+                                      _fit, _limit, _scheduler_lock, plan, refresh)
+from lego_core.jobs.launcher import _training_argv  # noqa: F401
+from lego_core.jobs.supervisor import _tail, worker  # noqa: F401
+
+RESUMABLE_STATES = ("interrupted", "cancelled", "failed")
+
+__all__ = ["launch", "cancel", "resume", "status", "list_runs", "delete", "logs", "refresh", "live_pids",
+           "plan", "Devices", "worker", "TOKEN_ENV", "MAX_CONCURRENT_ENV",
+           "DEFAULT_CPU_SLOTS", "DEFAULT_GPU_SLOTS", "RESUMABLE_STATES"]
+
+
+def _resolve_device(device: str, recipe_device: str = "auto") -> str:
+    """'auto' defers to the recipe's device, then to CUDA when present, else CPU; a device that is
+    absent here is refused (RunError: it is the launch's choice, not the recipe's)."""
+    try:
+        devices.check_name(device, "device")
+        chosen = recipe_device if device == "auto" else device
+        if chosen == "auto":
+            return "cuda" if devices.cuda_count() else "cpu"
+        return devices.resolve(chosen, "device" if device != "auto" else "training.device")
+    except RecipeError as exc:
+        raise RunError(str(exc)) from None
+
+
+def _check_command(command: Any) -> list[str]:
+    if (isinstance(command, (str, bytes)) or not isinstance(command, (list, tuple)) or not command
+            or not all(isinstance(part, str) and part for part in command)):
+        raise RunError(f"command must be a non-empty list of non-empty strings (an argv template with "
+                       f"\"{{run_dir}}\" and \"{{resume}}\"), got {command!r}")
+    return list(command)
+
+
+def launch(recipe: Any, device: str = "auto", nproc: int = 1, nnodes: int = 1, node_rank: int = 0,
+           rdzv_endpoint: str | None = None, root: str | os.PathLike | None = None,
+           max_concurrent: int | None = None, overrides: dict | list[str] | None = None,
+           command: list[str] | None = None) -> str:
+    """Validate the recipe, create its run (queued) and start it when a slot is free; returns the id.
+
+    A malformed recipe raises RecipeError before any folder or process exists. `command` replaces
+    the trainer with another program: an argv template where "{run_dir}" (also inside a part) is the
+    run folder and a "{resume}" part becomes "--resume" when the run continues from a checkpoint (or
+    is dropped). It is kept in the run's status (`launch.command`), so a resume, and a supervisor that
+    starts the run later, use it too. That program must record the run's end in its status, as
+    `python -m lego_core train` does.
+    """
+    from lego_core import datasets
+    from lego_core.recipe import Recipe
+
+    loaded = Recipe.load(recipe, overrides)
+    datasets.check(loaded.dataset.name, loaded.dataset.options)
+    nproc, nnodes, node_rank = int(nproc), int(nnodes), int(node_rank)
+    if nproc < 1 or nnodes < 1:
+        raise RunError(f"nproc ({nproc}) and nnodes ({nnodes}) must be at least 1")
+    if nnodes > 1 and not re.match(r"^\[?[\w.:-]+\]?:\d+$", str(rdzv_endpoint or "")):
+        raise RunError("a multi-node run needs rdzv_endpoint as host:port of node 0 (e.g. 10.0.0.1:29500), "
+                       "the same on every node")
+    if not 0 <= node_rank < nnodes:
+        raise RunError(f"node_rank {node_rank} must be between 0 and nnodes-1 ({nnodes - 1})")
+    resolved = _resolve_device(device, getattr(getattr(loaded, "training", None), "device", "auto"))
+    if resolved.startswith("cuda"):
+        count = devices.cuda_count()
+        wanted = int(resolved.split(":")[1]) + 1 if ":" in resolved else nproc
+        if ":" in resolved and nproc > 1:
+            raise RunError(f"device {resolved} names one GPU; use device 'cuda' for nproc={nproc}")
+        if count < wanted:
+            raise RunError(f"device {resolved} with nproc={nproc} needs {wanted} CUDA GPU(s); "
+                           f"this machine has {count}. Use device 'cpu' or fewer processes")
+    _limit(resolved, max_concurrent)  # a bad limit is refused before anything is created
+    launch_info = {"device": resolved, "nproc": nproc, "nnodes": nnodes, "node_rank": node_rank,
+                   "rdzv_endpoint": rdzv_endpoint, "resume": False}
+    if command is not None:
+        launch_info["command"] = _check_command(command)
+    base = runs.runs_root(root)
+    run = runs.create(loaded, root=base, device=resolved, nproc=nproc * nnodes, launch=launch_info,
+                      max_concurrent=max_concurrent, queued_at=runs.now())
+    refresh(base)
+    return run.id
+
+
+def cancel(run_id: str, timeout: float = 10, root: str | os.PathLike | None = None, wait: bool = True) -> dict:
+    """Stop a run: a queued one at once; a running one with SIGTERM (it checkpoints and stops), then
+    SIGKILL after `timeout` seconds. Returns the final status (state `cancelled`).
+
+    With `wait=False` (a UI button) it only sends SIGTERM and returns; the run's supervisor then
+    escalates to SIGKILL itself after `timeout` seconds.
+    """
+    run = runs.open(run_id, root)
+    base = run.path.parent
+    with _scheduler_lock(base):  # no refresh may start it while we decide
+        status = run.status_for_action()
+        state = status.get("state")
+        if state == "queued" and not status.get("token"):
+            return run.set_status(state="cancelled", ended=runs.now(), error=None)
+        if state == "cancelled":
+            return status
+        if state not in runs.ACTIVE_STATES:
+            raise RunError(f"run {run.id} is {state}; only queued or running runs can be cancelled")
+        if status.get("host") not in (None, socket.gethostname()):
+            raise RunError(f"run {run.id} runs on host {status['host']}; cancel it there")
+        run.set_status(cancel_requested=True, cancel_timeout=float(timeout))
+    supervisor = status.get("supervisor_pid")
+    pids = _run_pids(status)
+    if isinstance(supervisor, int) and supervisor in pids:
+        _signal([supervisor], signal.SIGTERM)  # the supervisor forwards it: one signal per process
+    else:
+        _signal(pids, signal.SIGTERM)
+    if not wait:
+        return run.status()
+    if not _wait_gone(status, timeout):
+        for _ in range(3):  # SIGKILL everything carrying the token (torchrun workers included)
+            _signal(_run_pids(status), signal.SIGKILL)
+            if _wait_gone(status, 5):
+                break
+
+    def finish(current: dict) -> dict | None:
+        if current.get("token") != status.get("token") or current.get("state") not in runs.ACTIVE_STATES:
+            return None  # the supervisor or trainer recorded the end (cancelled, or it had just finished)
+        return {"state": "cancelled", "ended": runs.now(), "error": None}
+    final = run.update_status(finish)
+    refresh(base)
+    return final
+
+
+def resume(run_id: str, root: str | os.PathLike | None = None) -> str:
+    """Queue an interrupted, cancelled or failed run again; it continues from checkpoints/last.pt."""
+    run = runs.open(run_id, root)
+    base = run.path.parent
+    with _scheduler_lock(base):
+        status = run.status_for_action()
+        if status.get("state") not in RESUMABLE_STATES:
+            raise RunError(f"run {run.id} is {status.get('state')}; only {', '.join(RESUMABLE_STATES)} runs "
+                           "can be resumed")
+        if _run_pids(status):
+            raise RunError(f"run {run.id} is still stopping (its processes have not exited); "
+                           "try again in a few seconds")
+        launch_info = dict(status.get("launch") or {"device": status.get("device") or "cpu",
+                                                    "nproc": status.get("nproc") or 1})
+        launch_info["resume"] = True
+        run.set_status(state="queued", launch=launch_info, token=None, pid=None, pgid=None,
+                       supervisor_pid=None, error=None, ended=None, cancel_requested=False,
+                       queued_at=runs.now(), resumes=int(status.get("resumes") or 0) + 1)
+    refresh(base)
+    return run.id
+
+
+def status(run_id: str, root: str | os.PathLike | None = None) -> dict:
+    """A run's status after refreshing the scheduler (so a vanished process shows `interrupted`)."""
+    run = runs.open(run_id, root)
+    refresh(run.path.parent)
+    return run.status()
+
+
+def list_runs(root: str | os.PathLike | None = None) -> list[runs.Run]:
+    """All runs, newest first, after refreshing the scheduler."""
+    refresh(root)
+    return runs.list(root)
+
+
+def delete(run_id: str, root: str | os.PathLike | None = None) -> None:
+    """Remove a run folder (refreshing first, so a vanished 'running' run can go); refuses live runs."""
+    run = runs.open(run_id, root)
+    refresh(run.path.parent)
+    with _scheduler_lock(run.path.parent):  # no refresh may start it while it is being removed
+        runs.delete(run.path)
+
+
+def logs(run_id: str, tail: int = 100, root: str | os.PathLike | None = None) -> str:
+    """The last `tail` lines of a run's log.txt ('' before it has started)."""
+    return _tail(runs.open(run_id, root).log_path, tail)
+

@@ -1,0 +1,121 @@
+"""The supervisor of one run: `python -m lego_core.jobs worker RUN_DIR -- <training argv>`.
+
+Started by `launcher._start` in its own process session, it runs the training, forwards SIGTERM to
+it (SIGKILL after the cancel's grace time), records how the run ended when the trainer could not
+(killed, crashed) and then starts the next queued run (`scheduler.refresh`).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from typing import Any
+
+from lego_core import runs
+from lego_core.jobs.process import TOKEN_ENV, _signal, _token_pids
+from lego_core.jobs.scheduler import refresh
+
+
+def _tail(path: os.PathLike | str, lines: int) -> str:
+    """The last `lines` lines of a log file ('' when it does not exist)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            block, data = 65536, b""
+            while size > 0 and data.count(b"\n") <= lines:
+                step = min(block, size)
+                size -= step
+                handle.seek(size)
+                data = handle.read(step) + data
+    except FileNotFoundError:
+        return ""
+    text = data.decode("utf-8", errors="replace").splitlines()
+    return "\n".join(text[-lines:] if lines > 0 else [])
+
+
+def _last_log_line(run: runs.Run) -> str:
+    for line in reversed(_tail(run.log_path, 20).splitlines()):
+        if line.strip() and not line.startswith("[jobs]"):
+            return line.strip()[:300]
+    return ""
+
+
+def _supervise(child: subprocess.Popen, run: runs.Run, received: list[int]) -> int:
+    """Wait for the training; once a stop signal came, SIGKILL what is left after the grace time."""
+    deadline = None
+    while True:
+        try:
+            return child.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            pass
+        if received and deadline is None:
+            grace = run.status().get("cancel_timeout")
+            deadline = time.monotonic() + (grace if isinstance(grace, (int, float)) else 30.0)
+        if deadline is not None and time.monotonic() > deadline:
+            print("[jobs] the training did not stop in time: killing it", flush=True)
+            scan = _token_pids() or {}
+            token = os.environ.get(TOKEN_ENV)
+            _signal([p for p in scan.get(token, []) if p != os.getpid()] if token else [child.pid], signal.SIGKILL)
+            deadline = time.monotonic() + 5.0
+
+
+def worker(run_dir: str, argv: list[str]) -> int:
+    """Supervise one run: start the training, forward SIGTERM, record the end, start the next run."""
+    run = runs.open(run_dir)
+    token = os.environ.get(TOKEN_ENV)
+    received: list[int] = []
+    child: subprocess.Popen | None = None
+
+    def forward(signum: int, frame: Any) -> None:
+        received.append(signum)
+        if child is not None and child.poll() is None:
+            try:
+                child.send_signal(signum)
+            except ProcessLookupError:
+                pass
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    code = 1
+    if not received:
+        try:
+            child = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+        except OSError as exc:
+            print(f"[jobs] could not start {argv[0]}: {exc}", flush=True)
+            child = None
+        if child is not None:
+            code = _supervise(child, run, received)
+    print(f"[jobs] {time.strftime('%Y-%m-%d %H:%M:%S')} training exited with code {code}", flush=True)
+    last_line = _last_log_line(run)
+    node_rank = int((run.status().get("launch") or {}).get("node_rank") or 0)
+
+    def finish(current: dict) -> dict | None:
+        if token and current.get("token") != token:
+            return None  # the run was resumed meanwhile: a newer start owns its status
+        fields: dict[str, Any] = {"exit_code": code}
+        if current.get("state") in runs.ACTIVE_STATES:
+            if current.get("cancel_requested") or received:
+                fields.update(state="cancelled", error=None)
+            elif code == 0:
+                fields.update(state="succeeded", error=None)
+                if node_rank:
+                    fields["note"] = "worker node: metrics and embeddings are written by node 0"
+            elif code < 0:
+                name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+                fields.update(state="interrupted",
+                              error=f"the training process was killed by {name}; resume it to continue")
+            else:
+                fields.update(state="failed", error=f"training exited with code {code}"
+                              + (f": {last_line}" if last_line else "; see log.txt"))
+        if not current.get("ended") or fields.get("state"):
+            fields["ended"] = runs.now()
+        return fields
+
+    run.update_status(finish)
+    try:
+        refresh(run.path.parent)
+    except Exception as exc:  # never lose the run's result over a scheduling problem
+        print(f"[jobs] could not start the next queued run: {exc}", flush=True)
+    return 0 if code == 0 else 1
