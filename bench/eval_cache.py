@@ -22,7 +22,7 @@ import torch
 from lego_core import datasets, evaluate as ev
 from lego_core.model import build
 from lego_core.recipe import Recipe
-from lego_core.train import pick_device
+from lego_core.devices import torch_device as pick_device
 
 
 def timed(fn) -> tuple[float, object]:

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from lego_core.errors import LegoError, one_line
+from lego_core.errors import LegoError, RunError, one_line
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -20,7 +20,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if run_dir is None:
             raise LegoError("give a recipe (file or preset name), or --run-dir of an existing run to continue")
         run = runs.open(run_dir)
-        recipe = train.recipe_for(run, args.set or [], resume=args.resume)
+        recipe = recipe_for(run, args.set or [], resume=args.resume)
     else:
         recipe = Recipe.load(args.recipe, args.set or []).check_runnable()
         if run_dir is None:
@@ -31,6 +31,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     if result:
         print(json.dumps({"run": str(run.path), "test": result.get("test")}, indent=2))
     return 0
+
+
+def recipe_for(run, overrides: list[str], resume: bool):
+    """The recipe for `train --run-dir RUN`: the run's own recipe.yaml, where overrides may only move
+    it to another device (as the job launcher does), since one folder never mixes two recipes.
+    Refuses a run another process is training, and a started run without `resume`."""
+    from lego_core import jobs
+
+    stored = run.recipe()
+    recipe = stored.with_overrides(overrides) if overrides else stored
+    before, after = stored.model_dump(mode="json"), recipe.model_dump(mode="json")
+    before["training"].pop("device"), after["training"].pop("device")
+    if before != after:
+        raise RunError(f"{run.recipe_path} holds another recipe than the overrides ask for; a run folder keeps "
+                       "one recipe: train the changed recipe into a new --run-dir")
+    recipe.check_runnable()
+    status = run.status_for_action()
+    token = status.get("token")
+    if token and os.environ.get(jobs.TOKEN_ENV) == token:
+        return recipe  # the job launcher started this process for this run
+    others = [pid for pid in jobs.live_pids(status) if pid != os.getpid()]
+    if status.get("state") in ("queued", "running") and others:
+        raise RunError(f"run {run.id} is being trained by process {others[0]}; cancel it first "
+                       f"(`python -m lego_core jobs cancel {run.id}`)")
+    if not resume and status.get("state") != "queued":
+        raise RunError(f"run {run.id} is {status.get('state')}; continue it with `--resume`, or train into a "
+                       "new --run-dir (a run folder keeps its checkpoints)")
+    return recipe
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

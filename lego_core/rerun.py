@@ -4,13 +4,12 @@ from __future__ import annotations
 from lego_core import datasets, evaluate as ev
 from lego_core.errors import RunError
 from lego_core.model import Legommender, build
-from lego_core.recipe import Recipe
-from lego_core.train import load_weights, read_checkpoint
+from lego_core.checkpoints import load_weights, read_checkpoint
 
 
 def load_model(run, device: str = "cpu") -> tuple[Legommender, object]:
     """(model with the run's best weights, dataset) for a run directory."""
-    recipe = Recipe.from_yaml(run.path / "recipe.yaml").validate()
+    recipe = run.recipe().validate()
     checkpoint = run.checkpoint_path("best")
     if not checkpoint.exists():
         raise RunError(f"run {run.id} has no best checkpoint ({checkpoint}); train it first or resume it")

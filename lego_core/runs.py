@@ -192,6 +192,10 @@ class Run:
             atomic_write_json(self.status_path, current)
         return current
 
+    def set_training_status(self, **fields: Any) -> dict:
+        """The trainer's fields of status.json (see `set_status`)."""
+        return self.set_status(**fields)
+
     def update_status(self, change: Callable[[dict], dict | None]) -> dict:
         """Read-modify-write under the status lock: `change(current)` returns the fields to merge
         (or None to leave the file alone); returns the resulting status."""

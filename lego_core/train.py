@@ -3,16 +3,11 @@ on a validation metric, exact resume from the last checkpoint, and DistributedDa
 started by torchrun (gloo on CPU, nccl on GPUs; rank 0 evaluates and writes)."""
 from __future__ import annotations
 
-import io
 import os
-import pickle
 import platform
 import signal
 import socket
-import struct
 import time
-import warnings
-import zipfile
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -22,9 +17,12 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from lego_core import datasets, devices, evaluate as ev, fileio, metrics as metric_fns
+from lego_core import datasets, devices, evaluate as ev, export, metrics as metric_fns
 from lego_core.batches import TrainingSamples
+from lego_core.checkpoints import (CHECKPOINT_KEYS, Checkpointer, RunCheckpointer, check_weights, load_weights,
+                                   rng_state, set_rng_state)
 from lego_core.errors import LegoError, RunError
+from lego_core.training_log import RunLog, TrainingLog
 from lego_core.model import Legommender, build, to_tensor
 from lego_core.recipe import Recipe
 
@@ -95,102 +93,32 @@ def loss_fn(logits: torch.Tensor, kind: str) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, labels)
 
 
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-# What torch.load raises for a corrupt, truncated or foreign file (zip reader: RuntimeError; pickle
-# stream: UnpicklingError/EOFError/ValueError/UnicodeDecodeError; weights_only refusals: UnpicklingError).
-_UNREADABLE = (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError,
-               KeyError, IndexError, TypeError, AttributeError, ImportError, struct.error, OverflowError,
-               MemoryError)
-CHECKPOINT_KEYS = ("model", "optimizer", "scaler", "rng", "state")  # what save_checkpoint writes
-
-
-def read_checkpoint(path, map_location="cpu", need: tuple[str, ...] = ("model",),
-                    fix: str = "resume the run or train it again") -> dict:
-    """The payload of a checkpoint file, loaded safely (weights_only=True: tensors and plain data
-    only, never arbitrary objects). A file that cannot be read, is not a checkpoint or lacks the
-    `need` keys is a one-line RunError naming the file and `fix`; PyTorch's own message is not
-    repeated (it advises unsafe loading)."""
-    try:
-        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise for a user
-            warnings.simplefilter("ignore")
-            payload = torch.load(path, map_location=map_location, weights_only=True)
-    except _UNREADABLE as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else \
-            f"corrupt, truncated or not a PyTorch file: {type(exc).__name__}"
-        raise RunError(f"checkpoint {path} is unreadable ({reason}){_then(fix)}") from None
-    missing = [key for key in need if key not in payload] if isinstance(payload, dict) else list(need)
-    if missing:
-        raise RunError(f"checkpoint {path} is not a checkpoint of this trainer (no {', '.join(missing)})"
-                       f"{_then(fix)}")
-    return payload
-
-
-def _then(fix: str) -> str:
-    return f"; {fix}" if fix else ""
-
-
-def check_weights(model: torch.nn.Module, weights, path, fix: str = "resume the run or train it again") -> None:
-    """RunError naming the file unless `weights` has exactly the model's names and shapes (a
-    checkpoint of another recipe); checked before loading, so a refused file leaves the model as it was."""
-    expected = model.state_dict()
-    if not isinstance(weights, dict):
-        raise RunError(f"checkpoint {path} holds no model weights{_then(fix)}")
-    missing = [k for k in expected if k not in weights]
-    extra = [k for k in weights if k not in expected]
-    wrong = [k for k, v in expected.items() if k in weights and torch.is_tensor(v)
-             and (not torch.is_tensor(weights[k]) or weights[k].shape != v.shape)]
-    if missing or extra or wrong:
-        first = (wrong or missing or extra)[0]
-        detail = (f"'{first}' is {tuple(getattr(weights[first], 'shape', ()))}, the model's is "
-                  f"{tuple(expected[first].shape)}" if wrong else f"'{first}' is {'missing' if missing else 'unknown'}")
-        raise RunError(f"checkpoint {path} does not fit this recipe's model ({len(missing) + len(extra) + len(wrong)} "
-                       f"mismatched weight(s); {detail}){_then(fix)}")
-
-
-def load_weights(model: torch.nn.Module, weights, path, fix: str = "resume the run or train it again") -> None:
-    """`check_weights`, then load them into `model`."""
-    check_weights(model, weights, path, fix)
-    model.load_state_dict(weights)
-
-
 class Trainer:
-    """Trains one recipe into one run directory (`lego_core.runs.Run`)."""
+    """Trains one recipe. Where it reports and checkpoints is up to its `log` and `checkpoints`
+    (a run folder in `run()`, memory in tests and benches); it never touches files itself."""
 
-    def __init__(self, recipe: Recipe, run, progress: bool = True):
-        self.recipe, self.run, self.progress = recipe.validate(), run, progress
+    def __init__(self, recipe: Recipe, log: TrainingLog, checkpoints: Checkpointer, progress: bool = True,
+                 dataset=None):
+        self.recipe, self.log, self.checkpoints, self.progress = recipe.validate(), log, checkpoints, progress
         self.t = recipe.training
+        self.dataset = dataset
         self.dist, self.device = init_distributed(self.t.device)
         self.stop = _Stop()
 
     # ---- setup --------------------------------------------------------------------------
     def _log(self, message: str) -> None:
         if self.dist.main:
-            with open(self.run.log_path, "a", encoding="utf-8") as fh:
-                fh.write(f"{time.strftime('%H:%M:%S')} {message}\n")
-            if not self.progress:
-                return
-            tqdm.write(message)
+            self.log.message(message)
 
     def _status(self, **fields) -> None:
         if self.dist.main:
-            self.run.set_status(**fields)
+            self.log.status(**fields)
 
     def setup(self) -> None:
         torch.manual_seed(self.t.seed)
         np.random.seed(self.t.seed % 2 ** 32)
-        self.dataset = datasets.load(self.recipe.dataset.name, **self.recipe.dataset.options)
+        if self.dataset is None:
+            self.dataset = datasets.load(self.recipe.dataset.name, **self.recipe.dataset.options)
         self.samples = TrainingSamples(self.dataset, self.t.negatives, self.t.max_history)
         self.model: Legommender = build(self.recipe, self.dataset, self.device).to(self.device)
         pretrained, other = self.model.parameter_groups()
@@ -212,64 +140,54 @@ class Trainer:
 
     # ---- checkpoints --------------------------------------------------------------------
     def save_checkpoint(self, name: str) -> None:
-        """Write checkpoints/<name>.pt atomically (fileio.atomic_write_bytes: temp file, fsync, rename):
-        a crash or a full disk mid-write leaves the previous checkpoint as it was."""
-        if not self.dist.main:
-            return
-        payload = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                   "scaler": self.scaler.state_dict(), "rng": _rng_state(), "state": dict(self.state)}
-        path = self.run.checkpoint_path(name)
-        buffer = io.BytesIO()
-        torch.save(payload, buffer)
-        try:
-            fileio.atomic_write_bytes(path, buffer.getbuffer())  # a view: no second copy of the bytes
-        except OSError as exc:
-            raise RunError(f"could not write checkpoint {path} ({exc.strerror or exc}); free disk space "
-                           "(or fix the folder's permissions) and resume the run: the previous checkpoint "
-                           "is kept") from None
+        """Everything an exact resume needs: weights, optimizer, scaler, RNG and loop state."""
+        if self.dist.main:
+            self.checkpoints.save(name, {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                                         "scaler": self.scaler.state_dict(), "rng": rng_state(),
+                                         "state": dict(self.state)})
 
     def load_checkpoint(self, name: str, full: bool = True, fix: str = "resume the run or train it again") -> bool:
-        """Load checkpoints/<name>.pt (weights only, or everything to resume with `full`); False when
-        it does not exist. An unreadable or foreign file is a RunError naming it, and leaves the
-        trainer as freshly set up."""
-        path = self.run.checkpoint_path(name)
-        if not path.exists():
+        """Load checkpoint `name` (weights only, or everything to resume with `full`); False when it
+        does not exist. An unreadable or foreign one is a RunError naming it, and leaves the trainer
+        as freshly set up."""
+        where = self.checkpoints.where(name)
+        payload = self.checkpoints.load(name, self.device, CHECKPOINT_KEYS if full else ("model",), fix)
+        if payload is None:
             return False
-        payload = read_checkpoint(path, self.device, CHECKPOINT_KEYS if full else ("model",), fix)
+        then = f"; {fix}" if fix else ""
         if full and not (isinstance(payload["state"], dict) and set(self.state) <= set(payload["state"])):
-            raise RunError(f"checkpoint {path} has no training state to resume from{_then(fix)}")
-        load_weights(self.model, payload["model"], path, fix)
+            raise RunError(f"checkpoint {where} has no training state to resume from{then}")
+        load_weights(self.model, payload["model"], where, fix)
         if full:
             try:
                 self.optimizer.load_state_dict(payload["optimizer"])
                 self.scaler.load_state_dict(payload["scaler"])
-                _set_rng_state(payload["rng"])
+                set_rng_state(payload["rng"])
             except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
                 self.setup()  # the weights went in already: start from a clean slate again
-                raise RunError(f"checkpoint {path} does not fit this recipe's optimizer "
-                               f"({type(exc).__name__}){_then(fix)}") from None
+                raise RunError(f"checkpoint {where} does not fit this recipe's optimizer "
+                               f"({type(exc).__name__}){then}") from None
             self.state = dict(payload["state"])
         return True
 
     def _resume(self) -> None:
-        """Continue from last.pt; if it is unreadable, say so and continue from best.pt (it holds the
-        same full payload, as of the best epoch), else start over with a clean history."""
-        last = self.run.checkpoint_path("last")
+        """Continue from last; if it is unreadable, say so and continue from best (it holds the same
+        full payload, as of the best epoch), else start over with a clean history."""
         try:
             loaded = self.load_checkpoint("last", fix="")
         except RunError as exc:
             loaded, note = False, str(exc)
-            best = self.run.checkpoint_path("best")
+            best = os.path.basename(self.checkpoints.where("best"))
             try:
                 if self.load_checkpoint("best", fix=""):
-                    # best.pt is written before the epoch counter moves on: continue after its epoch
+                    # best is written before the epoch counter moves on: continue after its epoch
                     self.state.update(epoch=max(self.state["epoch"], self.state["best_epoch"] + 1), step=0)
-                    loaded, note = True, f"{note}; resuming from {best.name} (after epoch {self.state['epoch']})"
-                    self.save_checkpoint("last")  # a good last.pt again, should this attempt crash too
+                    loaded, note = True, f"{note}; resuming from {best} (after epoch {self.state['epoch']})"
+                    self.save_checkpoint("last")  # a good last again, should this attempt crash too
                 else:
-                    note = f"{note}; there is no {best.name} either"
+                    note = f"{note}; there is no {best} either"
             except RunError:
-                note = f"{note}; {best.name} is unusable too"
+                note = f"{note}; {best} is unusable too"
             if not loaded:
                 note = f"{note}; starting from the beginning"
             self._log(note)
@@ -278,35 +196,42 @@ class Trainer:
                       else "no checkpoint yet; starting from the beginning")
             if loaded and self.state["best_epoch"] >= 0:
                 self._repair_unusable_best()
-        self._drop_history_after_checkpoint()
-        if self.dist.main:  # temp files of checkpoint writes cut short by a crash
-            for stray in last.parent.glob("*.tmp"):
-                stray.unlink(missing_ok=True)
+        if self.dist.main:  # records after the checkpoint replay; temp files of cut-short writes go
+            self.log.rewind(self.state["global_step"], self.state["epoch"])
+            self.checkpoints.clean()
 
     def _repair_unusable_best(self) -> None:
-        """last.pt is fine but best.pt is not. When the best epoch is the one last.pt ends, last.pt holds
-        the very same weights: write best.pt again from it. Otherwise forget the best epoch, so the next
-        validation writes a new best.pt (with no epoch left, finish() says to train again)."""
-        best = self.run.checkpoint_path("best")
+        """last is fine but best is not. When the best epoch is the one last ends, last holds the very
+        same weights: write best again from it. Otherwise forget the best epoch, so the next
+        validation writes a new best (with no epoch left, finish() says to train again)."""
+        where = self.checkpoints.where("best")
         try:
-            check_weights(self.model, read_checkpoint(best, "cpu", fix="")["model"], best, fix="")
+            payload = self.checkpoints.load("best", "cpu", ("model",), "")
+            if payload is None:
+                raise RunError(f"checkpoint {where} is missing")
+            check_weights(self.model, payload["model"], where, fix="")
         except RunError as exc:
             if self.state["step"] == 0 and self.state["best_epoch"] == self.state["epoch"] - 1:
                 self.save_checkpoint("best")
                 self._log(f"{exc}; rewritten from last.pt, which holds the same weights (epoch {self.state['epoch']})")
             else:
                 self.state.update(best=None, best_epoch=-1, bad_epochs=0)
-                self._log(f"{exc}; the best epoch so far is forgotten, the next validation writes a new {best.name}")
-
-    def _drop_history_after_checkpoint(self) -> None:
-        """Steps and epochs logged after the checkpoint will be replayed: keep the record unique."""
-        if self.dist.main:
-            steps = [r for r in self.run.history("steps") if r.get("global_step", 0) <= self.state["global_step"]]
-            self.run.rewrite_history("steps", steps)
-            epochs = [r for r in self.run.history("epochs") if r.get("epoch", 0) <= self.state["epoch"]]
-            self.run.rewrite_history("epochs", epochs)
+                self._log(f"{exc}; the best epoch so far is forgotten, the next validation writes a new "
+                          f"{os.path.basename(where)}")
 
     # ---- loop ---------------------------------------------------------------------------
+    def train_step(self, batch) -> float:
+        """One optimizer step on a batch of `TrainingSamples`; returns the loss."""
+        with _autocast(self.device, self.t.amp):
+            logits = self.net(to_tensor(batch.users, self.device), to_tensor(batch.history, self.device),
+                              to_tensor(batch.history_mask, self.device), to_tensor(batch.candidates, self.device))
+        loss = loss_fn(logits, self.recipe.loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return float(loss.detach())
+
     def train_epoch(self, epoch: int) -> float | None:
         """One epoch from self.state['step']; returns the mean loss, or None when cancelled."""
         order = self.samples.epoch_order(self.t.seed, epoch, self.dist.rank, self.dist.world)
@@ -319,16 +244,7 @@ class Trainer:
                 self.state["step"] = step
                 return None
             idx = order[step * self.t.batch_size:(step + 1) * self.t.batch_size]
-            batch = self.samples.batch(idx, self.t.seed, epoch, step)
-            with _autocast(self.device, self.t.amp):
-                logits = self.net(to_tensor(batch.users, self.device), to_tensor(batch.history, self.device),
-                                  to_tensor(batch.history_mask, self.device), to_tensor(batch.candidates, self.device))
-            loss = loss_fn(logits, self.recipe.loss)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            value = float(loss.detach())
+            value = self.train_step(self.samples.batch(idx, self.t.seed, epoch, step))
             if not np.isfinite(value):
                 raise LegoError(f"training diverged (loss {value}) at epoch {epoch + 1}, step {step + 1}; "
                                 "lower training.lr or training.lr_pretrained")
@@ -336,8 +252,8 @@ class Trainer:
             self.state["global_step"] += 1
             bar.set_postfix(loss=f"{value:.4f}")
             if self.dist.main and (step + 1) % self.t.log_every == 0:
-                self.run.append("steps", {"epoch": epoch, "step": step + 1, "global_step": self.state["global_step"],
-                                          "loss": float(np.mean(losses[-self.t.log_every:]))})
+                self.log.step({"epoch": epoch, "step": step + 1, "global_step": self.state["global_step"],
+                               "loss": float(np.mean(losses[-self.t.log_every:]))})
                 done = (epoch + (step + 1) / self.steps_per_epoch) / self.t.epochs
                 self._status(progress=round(done, 4), epoch=epoch)
         self.state["step"] = 0
@@ -373,7 +289,7 @@ class Trainer:
             else:
                 self.state["bad_epochs"] += 1
             stop = self.state["bad_epochs"] > self.t.patience
-            self.run.append("epochs", {"epoch": epoch + 1, "loss": loss, **{f"valid_{k}": v for k, v in result.items()}})
+            self.log.epoch({"epoch": epoch + 1, "loss": loss, **{f"valid_{k}": v for k, v in result.items()}})
             self._log(f"epoch {epoch + 1}: loss {loss:.4f}, valid {self.t.metric} {value:.4f}"
                       f"{' (best)' if better else ''}")
         self.state["epoch"] = epoch + 1
@@ -381,32 +297,21 @@ class Trainer:
         return self._broadcast_stop(stop)
 
     def finish(self) -> dict:
-        """Reload the best checkpoint, evaluate valid and test, save metrics and embedding tables."""
+        """Reload the best weights and evaluate valid and test (rank 0; {} elsewhere)."""
         if not self.dist.main:
             return {}
         self.load_checkpoint("best", full=False, fix="train the recipe again into a new --run-dir")
         result = {split: ev.evaluate(self.model, self.dataset, split, batch_size=self.t.eval_batch_size,
                                      progress=self.progress) for split in ("valid", "test")}
-        pop = ev.popularity(self.dataset)
-        result["popularity"] = {split: ev.evaluate_scores(self.dataset, split, pop) for split in ("valid", "test")}
+        result["popularity"] = export.popularity(self.dataset)
         result.update(best_epoch=self.state["best_epoch"] + 1, parameters=self.model.parameter_count(),
                       trainable_parameters=self.model.parameter_count(trainable_only=True))
-        self.save_embeddings()
         return result
 
-    @torch.no_grad()
-    def save_embeddings(self) -> None:
-        self.model.eval()
-        items = ev.item_table(self.model, self.t.eval_batch_size)
-        users, ends = ev.test_user_states(self.dataset)
-        table = ev.user_table(self.model, self.dataset, users, ends, items, self.t.eval_batch_size)
-        self.run.save_embeddings(self.dataset.items["item_id"].astype(str).tolist(), items.cpu().numpy(),
-                                 [str(u) for u in self.dataset.users], table.cpu().numpy())
-
-    def fit(self, resume: bool = False) -> dict:
-        started = time.time()
+    def fit(self, resume: bool = False) -> dict | None:
+        """Train to the end (or early stop) and evaluate the best weights; None when cancelled."""
         self._status(state="running", pid=os.getpid(), host=socket.gethostname(), device=str(self.device),
-                     nproc=self.dist.world, started=started, ended=None, error=None, progress=0.0,
+                     nproc=self.dist.world, started=time.time(), ended=None, error=None, progress=0.0,
                      environment=environment())
         self.setup()
         if resume:
@@ -424,30 +329,34 @@ class Trainer:
                 self.save_checkpoint("last")
                 self._status(state="cancelled", ended=time.time())
                 self._log("cancelled; checkpoint saved")
-                return {}
+                return None
             if self.validate(epoch, loss):
                 self._log(f"early stopping after epoch {epoch + 1}")
                 break
-        result = self.finish()
-        result["train_seconds"] = round(time.time() - started, 2)
-        if self.dist.main:
-            self.run.write_metrics(result)
-            self._status(state="succeeded", ended=time.time(), progress=1.0)
-            self._log(f"done: test {', '.join(f'{k} {v:.4f}' for k, v in result['test'].items() if isinstance(v, float))}")
-        return result
+        return self.finish()
 
 
 def run(recipe: Recipe, run, resume: bool = False, progress: bool = True) -> dict:
-    """Train `recipe` into `run`; on failure record the error in the run's status and re-raise."""
+    """Train `recipe` into the run folder `run`: the loop with a RunLog and a RunCheckpointer, then
+    the exports and metrics.json (rank 0). On failure the error goes into the run's status, re-raised."""
     trainer = None
+    started = time.time()
     try:
-        trainer = Trainer(recipe, run, progress)
-        return trainer.fit(resume)
+        trainer = Trainer(recipe, RunLog(run, echo=progress), RunCheckpointer(run), progress)
+        result = trainer.fit(resume)
+        if result is None or not trainer.dist.main:
+            return result or {}
+        export.save_tables(run, trainer.model, trainer.dataset, trainer.t.eval_batch_size)
+        result["train_seconds"] = round(time.time() - started, 2)
+        run.write_metrics(result)
+        trainer.log.status(state="succeeded", ended=time.time(), progress=1.0)
+        trainer.log.message(f"done: test {', '.join(f'{k} {v:.4f}' for k, v in result['test'].items() if isinstance(v, float))}")
+        return result
     except BaseException as exc:
         if trainer is None or trainer.dist.main:
             message = str(exc) if isinstance(exc, LegoError) else f"{type(exc).__name__}: {exc}"
-            run.set_status(state="failed" if not isinstance(exc, KeyboardInterrupt) else "cancelled",
-                           ended=time.time(), error=message.splitlines()[0] if message else type(exc).__name__)
+            run.set_training_status(state="failed" if not isinstance(exc, KeyboardInterrupt) else "cancelled",
+                                    ended=time.time(), error=message.splitlines()[0] if message else type(exc).__name__)
             with open(run.log_path, "a", encoding="utf-8") as fh:
                 fh.write(f"error: {message}\n")
         raise
@@ -468,31 +377,3 @@ def environment() -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers, "numpy": np.__version__, "host": socket.gethostname(),
             "cpus": os.cpu_count(), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-
-
-def recipe_for(run, overrides: list[str], resume: bool) -> Recipe:
-    """The recipe to train an existing run folder with: its own recipe.yaml, where overrides may only
-    move it to another device (as the job launcher does), since one folder never mixes two recipes.
-    Refuses a run another process is training, and a started run without `resume`."""
-    from lego_core import jobs
-
-    stored = run.recipe()
-    recipe = stored.with_overrides(overrides) if overrides else stored
-    before, after = stored.model_dump(mode="json"), recipe.model_dump(mode="json")
-    before["training"].pop("device"), after["training"].pop("device")
-    if before != after:
-        raise RunError(f"{run.recipe_path} holds another recipe than the overrides ask for; a run folder keeps "
-                       "one recipe: train the changed recipe into a new --run-dir")
-    recipe.check_runnable()
-    status = run.status_for_action()
-    token = status.get("token")
-    if token and os.environ.get(jobs.TOKEN_ENV) == token:
-        return recipe  # the job launcher started this process for this run
-    others = [pid for pid in jobs.live_pids(status) if pid != os.getpid()]
-    if status.get("state") in ("queued", "running") and others:
-        raise RunError(f"run {run.id} is being trained by process {others[0]}; cancel it first "
-                       f"(`python -m lego_core jobs cancel {run.id}`)")
-    if not resume and status.get("state") != "queued":
-        raise RunError(f"run {run.id} is {status.get('state')}; continue it with `--resume`, or train into a "
-                       "new --run-dir (a run folder keeps its checkpoints)")
-    return recipe

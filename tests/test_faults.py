@@ -203,7 +203,7 @@ def _assert_clean_finish(run: runs.Run, reference: dict) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(KILLS))
 def test_trainer_killed_resumes_to_identical_metrics(crashes, reference, lab, name):
-    from lego_core.train import read_checkpoint
+    from lego_core.checkpoints import read_checkpoint
 
     point, _, checkpointed = KILLS[name]
     run, done = crashes[name].result()
@@ -223,7 +223,7 @@ def test_trainer_killed_resumes_to_identical_metrics(crashes, reference, lab, na
 
 @pytest.mark.slow
 def test_disk_full_during_a_checkpoint_write_fails_cleanly_and_resumes(crashes, reference, lab):
-    from lego_core.train import read_checkpoint
+    from lego_core.checkpoints import read_checkpoint
 
     run, done = crashes["disk-full"].result()
     assert done.returncode == 2, done.stderr[-2000:]

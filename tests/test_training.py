@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from lego_core import datasets, errors, evaluate as ev, recommend, runs, train
-from lego_core.batches import TrainingSamples
+from lego_core import checkpoints, datasets, errors, evaluate as ev, recommend, runs, train
 from lego_core.cli import main as cli
 from lego_core.model import build, to_tensor
 from lego_core.operators import catalog, compatible
 from lego_core.recipe import Recipe
+from lego_core.training_log import MemoryLog, RunLog
 
 TINY = {"n_items": 120, "n_users": 60, "n_topics": 4, "n_impressions": 60, "seed": 3}
 
@@ -43,22 +43,18 @@ def tiny_dataset():
 def test_every_valid_combination_trains_and_evaluates(tiny_dataset):
     combos = valid_combinations()
     assert len(combos) > 100  # 6 content x (6 behaviour x 5 predictors + poly x miner)
-    samples = TrainingSamples(tiny_dataset, negatives=2, max_history=10)
-    order = samples.epoch_order(0, 0)
     for content, behavior, predictor in combos:
-        torch.manual_seed(0)
-        recipe = tiny_recipe(content, behavior, predictor, dim=8)
-        model = build(recipe, tiny_dataset)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        recipe = tiny_recipe(content, behavior, predictor, dim=8, negatives=2, lr=1e-2)
+        trainer = train.Trainer(recipe, MemoryLog(), checkpoints.MemoryCheckpointer(), progress=False,
+                                dataset=tiny_dataset)
+        trainer.setup()  # the shipping loop's model, optimizer and samples, in memory
+        model, order = trainer.model, trainer.samples.epoch_order(0, 0)
         for step in range(2):
-            batch = samples.batch(order[step * 16:(step + 1) * 16], 0, 0, step)
+            batch = trainer.samples.batch(order[step * 16:(step + 1) * 16], 0, 0, step)
             logits = model(*(to_tensor(a, torch.device("cpu")) for a in
                              (batch.users, batch.history, batch.history_mask, batch.candidates)))
             assert logits.shape == (16, 3), (content, behavior, predictor)
-            loss = train.loss_fn(logits, recipe.loss)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            assert np.isfinite(trainer.train_step(batch)), (content, behavior, predictor)
         scores = ev.score_split(model, tiny_dataset, "valid", batch_size=64)
         assert np.isfinite(scores).all(), (content, behavior, predictor)
 
@@ -186,7 +182,7 @@ def test_read_checkpoint_refuses_damaged_files_in_one_line(finished_run, tmp_pat
     else:
         path.write_bytes(content if data is None else data)
     with pytest.raises(errors.RunError) as info:
-        train.read_checkpoint(path)
+        checkpoints.read_checkpoint(path)
     message = str(info.value)
     assert str(path) in message and "\n" not in message and "weights_only" not in message
     assert "resume" in message
@@ -201,7 +197,7 @@ def test_resume_with_unreadable_last_continues_from_best_to_the_same_result(fini
     notes = [line for line in run.log_path.read_text().splitlines() if "last.pt is unreadable" in line]
     assert len(notes) == 1 and "resuming from best.pt" in notes[0]
     assert [r["epoch"] for r in run.history("epochs")] == [1, 2]
-    assert train.read_checkpoint(run.checkpoint_path("last"), need=train.CHECKPOINT_KEYS)["state"]["epoch"] == 2
+    assert checkpoints.read_checkpoint(run.checkpoint_path("last"), need=checkpoints.CHECKPOINT_KEYS)["state"]["epoch"] == 2
     _no_unsafe_advice(run)
 
 
@@ -250,7 +246,7 @@ def test_resume_with_unusable_best_of_an_earlier_epoch_forgets_it(finished_run, 
     train.run(longer, run, resume=True, progress=False)
     assert run.status()["state"] == "succeeded"
     assert "the best epoch so far is forgotten" in run.log_path.read_text()
-    assert train.read_checkpoint(run.checkpoint_path("best"))["state"]["best_epoch"] == 2  # epoch 3's
+    assert checkpoints.read_checkpoint(run.checkpoint_path("best"))["state"]["best_epoch"] == 2  # epoch 3's
 
 
 def test_a_finished_run_whose_best_is_lost_says_to_train_again(finished_run, tmp_path):
@@ -292,7 +288,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_checkpoint(finished_run, t
     from lego_core import fileio
 
     recipe, run, _ = _copy(finished_run, tmp_path)
-    trainer = train.Trainer(recipe, run, progress=False)
+    trainer = train.Trainer(recipe, RunLog(run, echo=False), checkpoints.RunCheckpointer(run), progress=False)
     trainer.setup()
     last = run.checkpoint_path("last")
     before = last.read_bytes()
@@ -320,10 +316,10 @@ def test_a_failed_checkpoint_write_keeps_the_previous_checkpoint(finished_run, t
     message = str(info.value)
     assert str(last) in message and "No space left on device" in message and "resume" in message
     assert "\n" not in message
-    assert last.read_bytes() == before and train.read_checkpoint(last, need=train.CHECKPOINT_KEYS)
+    assert last.read_bytes() == before and checkpoints.read_checkpoint(last, need=checkpoints.CHECKPOINT_KEYS)
     assert sorted(p.name for p in last.parent.iterdir()) == ["best.pt", "last.pt"]  # no stray temp file
     trainer.save_checkpoint("last")  # space again: the write goes through
-    assert train.read_checkpoint(last)["state"]["epoch"] == 0
+    assert checkpoints.read_checkpoint(last)["state"]["epoch"] == 0
 
 
 def test_resuming_an_early_stopped_run_only_finishes(tmp_path):
@@ -335,3 +331,16 @@ def test_resuming_an_early_stopped_run_only_finishes(tmp_path):
     again = train.run(recipe, run, resume=True, progress=False)
     assert run.history("epochs") == epochs
     assert again["test"] == first["test"]
+
+
+def test_the_loop_in_memory_equals_the_loop_into_a_run_folder(tmp_path):
+    recipe = tiny_recipe("cnn", "additive", "dot", epochs=2)
+    run = runs.create(recipe, root=tmp_path)
+    on_disk = train.run(recipe, run, progress=False)
+    log, saved = MemoryLog(), checkpoints.MemoryCheckpointer()
+    in_memory = train.Trainer(recipe, log, saved, progress=False).fit()
+    for key in ("valid", "test", "popularity", "best_epoch", "parameters"):
+        assert in_memory[key] == on_disk[key]
+    assert log.epochs == run.history("epochs") and log.steps == run.history("steps")
+    assert set(saved.files) == {"best", "last"} and not list(tmp_path.glob("*/checkpoints/*.tmp"))
+    assert log.state["state"] == "running" and log.state["epoch"] == 1 and log.state["device"] == "cpu"

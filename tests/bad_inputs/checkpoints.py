@@ -143,7 +143,7 @@ def _recovered(note: str):
         import json
 
         from lego_core import runs
-        from lego_core.train import CHECKPOINT_KEYS, read_checkpoint
+        from lego_core.checkpoints import CHECKPOINT_KEYS, read_checkpoint
 
         run = runs.open(ctx["run_dir"])
         status = run.status()
