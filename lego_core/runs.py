@@ -28,10 +28,8 @@ import yaml
 from lego_core.errors import RecipeError, RunError
 from lego_core.fileio import atomic_save_npy, atomic_write_json, atomic_write_text, json_default
 from lego_core.paths import cache_dir, make_folder
+from lego_core.status import ACTIVE_STATES, FINAL_STATES, STATES, JobPart, RunStatus, TrainingPart  # noqa: F401 (re-exported)
 
-STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
-ACTIVE_STATES = ("queued", "running")
-FINAL_STATES = ("succeeded", "failed", "cancelled", "interrupted")
 _KIND = re.compile(r"^[a-z][a-z0-9_]*$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -137,32 +135,36 @@ class Run:
     def status_path(self) -> Path:
         return self.path / "status.json"
 
-    def _read_status(self) -> tuple[dict | None, str]:
+    def _read_status(self) -> tuple[RunStatus | None, str]:
         try:
             data = json.loads(self.status_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None, f"{self.status_path} is missing"
         except (OSError, ValueError) as exc:
             return None, f"{self.status_path} is unreadable ({exc})"
-        if not isinstance(data, dict):
-            return None, f"{self.status_path} does not hold a JSON object"
-        return data, ""
+        try:
+            return RunStatus.from_json(data), ""
+        except ValueError as exc:
+            return None, f"{self.status_path} is not a run status ({exc})"
+
+    def status_model(self) -> RunStatus | None:
+        """The typed status (None when status.json is missing or damaged)."""
+        return self._read_status()[0]
 
     def status(self) -> dict:
-        """status.json as a dict; a missing or corrupt file gives state 'unknown' with the reason."""
-        data, reason = self._read_status()
-        if data is None:
+        """The flat view of status.json (`RunStatus.view`); a missing or damaged file gives state
+        'unknown' with the reason."""
+        model, reason = self._read_status()
+        if model is None:
             return {"state": "unknown", "error": reason}
-        data.setdefault("state", "unknown")
-        return data
+        return model.view()
 
     def status_for_action(self) -> dict:
-        """status.json for a decision (resume, cancel, train): a damaged file is a RunError naming it
+        """The view for a decision (resume, cancel, train): a damaged file is a RunError naming it
         and the fix; a missing one reads as 'interrupted' (nothing runs it; its checkpoints stay)."""
-        data, reason = self._read_status()
-        if data is not None:
-            data.setdefault("state", "unknown")
-            return data
+        model, reason = self._read_status()
+        if model is not None:
+            return model.view()
         if self.status_path.exists():
             raise RunError(f"run {self.id}: {reason}; remove that file to resume the run from its checkpoints "
                            f"(`python -m lego_core jobs resume {self.id}`), or delete the run folder")
@@ -182,32 +184,28 @@ class Run:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def set_status(self, **fields: Any) -> dict:
-        """Merge `fields` into status.json (atomic); returns the new status."""
-        if "state" in fields and fields["state"] not in STATES:
-            raise ValueError(f"unknown run state {fields['state']!r}; one of {STATES}")
+    def _change(self, part: str, change: Callable[[dict], dict | None]) -> dict:
+        """Read-modify-write of one part under the lock; `change(view)` gives that part's fields (or
+        None to leave the file alone). A damaged file is replaced by a clean one, not merged."""
         with self.locked():
-            current = self._read_status()[0] or {}  # a corrupt file is replaced, not merged
-            current.update(fields)
-            atomic_write_json(self.status_path, current)
-        return current
+            model = self._read_status()[0] or RunStatus(created=now(), host=socket.gethostname())
+            fields = change(model.view())
+            if fields:
+                model = _merged(model, part, fields)
+                atomic_write_json(self.status_path, model.model_dump(mode="json"))
+        return model.view()
+
+    def set_job_status(self, **fields: Any) -> dict:
+        """Merge fields into the job part (lego_core.jobs only); returns the new view."""
+        return self._change("job", lambda view: fields)
+
+    def update_job_status(self, change: Callable[[dict], dict | None]) -> dict:
+        """`change(view)` returns job fields to merge, or None (lego_core.jobs only)."""
+        return self._change("job", change)
 
     def set_training_status(self, **fields: Any) -> dict:
-        """The trainer's fields of status.json (see `set_status`)."""
-        return self.set_status(**fields)
-
-    def update_status(self, change: Callable[[dict], dict | None]) -> dict:
-        """Read-modify-write under the status lock: `change(current)` returns the fields to merge
-        (or None to leave the file alone); returns the resulting status."""
-        with self.locked():
-            current = self._read_status()[0] or {}
-            fields = change(dict(current))
-            if fields:
-                if "state" in fields and fields["state"] not in STATES:
-                    raise ValueError(f"unknown run state {fields['state']!r}; one of {STATES}")
-                current.update(fields)
-                atomic_write_json(self.status_path, current)
-        return current
+        """Merge fields into the training part (the trainer only); returns the new view."""
+        return self._change("training", lambda view: fields)
 
     def is_active(self) -> bool:
         """True while queued or running (as last recorded; jobs.refresh() corrects stale states)."""
@@ -357,8 +355,9 @@ class Run:
 
 # ---- module functions ------------------------------------------------------------------
 def create(recipe: Any, root: str | os.PathLike | None = None, run_id: str | None = None,
-           **status: Any) -> Run:
-    """Create a run folder with recipe.yaml and status.json (state 'queued' unless given)."""
+           job: dict | None = None, created: float | None = None) -> Run:
+    """Create a run folder with recipe.yaml and status.json (queued; `job` fields when the job
+    launcher creates it)."""
     text, data = _recipe_text(recipe)
     base = runs_root(root)
     if run_id is not None:
@@ -387,9 +386,10 @@ def create(recipe: Any, root: str | os.PathLike | None = None, run_id: str | Non
                 continue
     run = Run(path)
     atomic_write_text(run.recipe_path, text)
-    fields = {"state": "queued", "created": now(), "host": socket.gethostname()}
-    fields.update(status)
-    run.set_status(**fields)
+    status = RunStatus(created=now() if created is None else created, host=socket.gethostname())
+    if job is not None:
+        status = _merged(status, "job", {"state": "queued", **job})
+    atomic_write_json(run.status_path, status.model_dump(mode="json"))
     return run
 
 
@@ -434,3 +434,24 @@ def delete(run_id: str | os.PathLike | Run, root: str | os.PathLike | None = Non
     if status.get("state") == "running":
         raise RunError(f"run {run.id} is running; cancel it first (`python -m lego_core jobs cancel {run.id}`)")
     shutil.rmtree(run.path)
+
+
+def _merged(model: RunStatus, part: str, fields: dict) -> RunStatus:
+    """`model` with `fields` merged into its `part` ('job' or 'training'); `changed` moves when the
+    state does or a new attempt starts (`started`). Unknown fields and states are a ValueError (each
+    part has one writer and its own keys)."""
+    kind = JobPart if part == "job" else TrainingPart
+    unknown = sorted(k for k in fields if k not in kind.model_fields or k == "changed")
+    if unknown:
+        raise ValueError(f"status field {unknown[0]!r} is not one of the {part} part's fields")
+    if "state" in fields and fields["state"] not in STATES:
+        raise ValueError(f"unknown run state {fields['state']!r}; one of {STATES}")
+    current = getattr(model, part)
+    data = current.model_dump() if current is not None else {}
+    moved = current is None or any(key in fields and fields[key] != getattr(current, key)
+                                   for key in ("state", "started"))
+    data.update(fields)
+    if moved:
+        other = model.training if part == "job" else model.job
+        data["changed"] = max(now(), (other.changed + 1e-6) if other is not None else 0.0)
+    return model.model_copy(update={part: kind.model_validate(data)})

@@ -458,7 +458,8 @@ def test_users_page_lists_history_and_recommendations_with_clicks(with_runs):
 
 
 def test_delete_asks_for_confirmation(with_runs):
-    copy = runs.create(runs.open(with_runs["run_id"]).recipe(), state="failed", error="boom")
+    copy = runs.create(runs.open(with_runs["run_id"]).recipe())
+    copy.set_training_status(state="failed", error="boom")
     at = show(start(training_run=copy.id), "pages/training.py")
     assert at.selectbox(key="training_run").value == copy.id
     assert any("boom" in e.value for e in at.error)
@@ -477,10 +478,10 @@ import os, signal, sys, time
 from lego_core import runs
 run = runs.open(sys.argv[1])
 def stop(*_):
-    run.set_status(state="cancelled", ended=time.time())
+    run.set_training_status(state="cancelled", ended=time.time())
     sys.exit(0)
 signal.signal(signal.SIGTERM, stop)
-run.set_status(state="running", pid=os.getpid(), progress=0.25, epoch=0)
+run.set_training_status(state="running", pid=os.getpid(), started=time.time(), progress=0.25, epoch=0)
 run.append("steps", {"epoch": 0, "step": 10, "global_step": 10, "loss": 0.9})
 time.sleep(60)
 '''

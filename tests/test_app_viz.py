@@ -43,7 +43,7 @@ def run(tmp_path, monkeypatch, dataset):
                      "popularity": {"test": {"auc": 0.6, "mrr": 0.3, "gauc_skipped": 0}}})
     r.append("steps", {"epoch": 0, "step": 10, "global_step": 10, "loss": 1.2})
     r.append("epochs", {"epoch": 1, "loss": 1.1, "valid_auc": 0.7})
-    r.set_status(state="succeeded", started=100.0, ended=110.0, progress=1.0)
+    r.set_training_status(state="succeeded", started=100.0, ended=110.0, progress=1.0)
     r.log_path.write_text("".join(f"line {i}\n" for i in range(100)) + "score test:  50%|#####     | 1/2\r")
     return r
 

@@ -27,10 +27,10 @@ resumed = "--resume" in sys.argv
 seconds, mode = float(sys.argv[4] if resumed else sys.argv[2]), sys.argv[3]
 def handle(signum, frame):
     if mode != "ignore":
-        run.set_status(state="cancelled", ended=time.time())
+        run.set_training_status(state="cancelled", ended=time.time())
         sys.exit(0)
 signal.signal(signal.SIGTERM, handle)
-run.set_status(state="running", pid=os.getpid(), resumed=resumed)
+run.set_training_status(state="running", pid=os.getpid(), started=time.time())
 run.checkpoint_path("last").write_bytes(b"checkpoint")
 end = time.time() + seconds
 while time.time() < end:
@@ -39,7 +39,7 @@ if mode == "fail":
     print("boom: the data loader broke", flush=True)
     sys.exit(3)
 run.write_metrics({"auc": 0.5, "resumed": resumed})
-run.set_status(state="succeeded", ended=time.time(), progress=1.0)
+run.set_training_status(state="succeeded", ended=time.time(), progress=1.0)
 '''
 
 
@@ -151,7 +151,7 @@ def test_env_limit_and_cancel_of_queued_and_running_runs(root, fake, monkeypatch
     assert jobs._run_pids(status) == []
     assert "exited with code 0" in jobs.logs(first, root=root)
     assert jobs.cancel(first, root=root)["state"] == "cancelled"  # cancelling twice is harmless
-    runs.open(first, root).set_status(state="succeeded")
+    runs.open(first, root).set_training_status(state="succeeded", started=time.time())
     with pytest.raises(RunError, match="only queued or running"):
         jobs.cancel(first, root=root)
 
@@ -179,7 +179,7 @@ def test_a_killed_run_is_interrupted_and_resumes(root, fake):
     run = runs.open(run_id, root)
     while not run.checkpoint_path("last").exists():
         time.sleep(0.05)
-    os.killpg(run.status()["pgid"], signal.SIGKILL)  # supervisor and trainer gone, like a crash
+    os.killpg(run.status()["supervisor_pid"], signal.SIGKILL)  # supervisor and trainer gone, like a crash
     status = wait_for(run_id, ("interrupted",), root)
     assert "vanished" in status["error"]
     assert jobs.resume(run_id, root=root) == run_id  # the stand-in, resumed, lasts 0.2 s
@@ -207,16 +207,17 @@ def test_a_failing_trainer_is_failed_with_its_last_log_line(root, fake):
 
 def test_stale_states_are_detected_without_a_daemon(root):
     dead = runs.create(_recipe(), root=root)
-    dead.set_status(state="running", token=f"{dead.id}:gone", supervisor_pid=os.getpid(),
-                    host=socket.gethostname())  # our pid, but not carrying the token: reused
+    dead.set_job_status(state="running", token=f"{dead.id}:gone", supervisor_pid=os.getpid(),
+                        host=socket.gethostname())  # our pid, but not carrying the token: reused
     foreground_dead = runs.create(_recipe(), root=root)
-    foreground_dead.set_status(state="running", pid=2 ** 22 + 12345, started=time.time())
+    foreground_dead.set_training_status(state="running", pid=2 ** 22 + 12345, started=time.time())
     foreground_live = runs.create(_recipe(), root=root)
-    foreground_live.set_status(state="running", pid=os.getpid(), started=time.time())
+    foreground_live.set_training_status(state="running", pid=os.getpid(), started=time.time())
     other_host = runs.create(_recipe(), root=root)
-    other_host.set_status(state="running", pid=2 ** 22 + 12345, host="another-node")
+    other_host.set_training_status(state="running", pid=2 ** 22 + 12345, host="another-node")
     rebooted = runs.create(_recipe(), root=root)
-    rebooted.set_status(state="running", pid=os.getpid(), boot_id="an-earlier-boot", started=time.time())
+    rebooted.set_job_status(state="running", boot_id="an-earlier-boot", started=time.time())
+    rebooted.set_training_status(state="running", pid=os.getpid(), started=time.time())
     with pytest.raises(RunError, match="cancel it first"):
         runs.delete(foreground_dead.id, root)  # the store alone cannot tell it is stale...
     jobs.refresh(root)
@@ -356,7 +357,7 @@ def test_real_run_interrupted_mid_epoch_resumes_to_identical_metrics(real_root, 
         assert run.status()["state"] == "running", (run.status(), jobs.logs(victim, root=real_root))
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    os.killpg(run.status()["pgid"], signal.SIGKILL)  # the machine "crashes" mid-epoch
+    os.killpg(run.status()["supervisor_pid"], signal.SIGKILL)  # the machine "crashes" mid-epoch
     assert wait_for(victim, ("interrupted",), real_root)["state"] == "interrupted"
     assert run.checkpoint_path("last").exists() and not run.metrics()
     jobs.resume(victim, root=real_root)

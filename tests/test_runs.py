@@ -13,6 +13,7 @@ import pytest
 from lego_core import fileio, recommend, runs
 from lego_core.errors import RecipeError, RunError
 from lego_core.paths import PROJECT_ROOT
+from lego_core.status import TrainingPart
 
 RECIPE = {"name": "nrms", "content": {"name": "attention", "params": {}},
           "behavior": {"name": "attention", "params": {}}, "predictor": {"name": "dot", "params": {}}}
@@ -57,12 +58,12 @@ def test_create_accepts_yaml_text_objects_and_refuses_junk(tmp_path):
 
 def test_set_status_merges_and_writes_atomically(tmp_path, monkeypatch):
     run = runs.create(RECIPE)
-    run.set_status(state="running", pid=123, progress=0.5)
-    run.set_status(progress=0.75, epoch=2)
+    run.set_training_status(state="running", pid=123, progress=0.5)
+    run.set_training_status(progress=0.75, epoch=2)
     status = run.status()
     assert (status["state"], status["pid"], status["progress"], status["epoch"]) == ("running", 123, 0.75, 2)
     with pytest.raises(ValueError):
-        run.set_status(state="exploded")
+        run.set_training_status(state="exploded")
 
     # a writer killed after writing half of the bytes leaves the old file intact (temp + rename)
     def dying_replace(src, dst):
@@ -70,7 +71,7 @@ def test_set_status_merges_and_writes_atomically(tmp_path, monkeypatch):
 
     monkeypatch.setattr(fileio.os, "replace", dying_replace)
     with pytest.raises(KeyboardInterrupt):
-        run.set_status(state="failed")
+        run.set_training_status(state="failed")
     monkeypatch.undo()
     assert run.status()["state"] == "running"
     assert not [p for p in run.path.iterdir() if p.name.endswith(".tmp")]
@@ -82,8 +83,10 @@ def test_corrupt_or_missing_status_is_unknown_not_a_crash(tmp_path):
     status = run.status()
     assert status["state"] == "unknown" and "unreadable" in status["error"]
     assert not run.is_active()
-    run.set_status(state="failed")  # a corrupt file is replaced by a clean one
-    assert run.status() == {"state": "failed"}
+    run.set_training_status(state="failed")  # a corrupt file is replaced by a clean one
+    clean = run.status_model()
+    assert clean.job is None and clean.training.model_dump(exclude={"changed"}) == {
+        **TrainingPart().model_dump(exclude={"changed"}), "state": "failed"}
     run.status_path.write_text("[1, 2]")
     assert run.status()["state"] == "unknown"
     run.status_path.unlink()
@@ -171,14 +174,12 @@ def test_recommend_multi_interest_users_take_the_max_over_interests(tmp_path):
 
 
 def test_list_is_newest_first_and_delete_refuses_running(tmp_path):
-    first = runs.create(RECIPE)
+    first = runs.create(RECIPE, created=time.time() - 30)
     second = runs.create(RECIPE)
-    third = runs.create(RECIPE)
-    first.set_status(created=time.time() - 30)
-    third.set_status(created=time.time() + 30)
+    third = runs.create(RECIPE, created=time.time() + 30)
     (tmp_path / "cache" / "runs" / "not-a-run").mkdir()
     assert runs.list() == [third, second, first]
-    third.set_status(state="running", pid=os.getpid())
+    third.set_training_status(state="running", pid=os.getpid())
     with pytest.raises(RunError, match="cancel it first"):
         runs.delete(third.id)
     runs.delete(second.id)

@@ -103,8 +103,8 @@ def launch(recipe: Any, device: str = "auto", nproc: int = 1, nnodes: int = 1, n
     if command is not None:
         launch_info["command"] = _check_command(command)
     base = runs.runs_root(root)
-    run = runs.create(loaded, root=base, device=resolved, nproc=nproc * nnodes, launch=launch_info,
-                      max_concurrent=max_concurrent, queued_at=runs.now())
+    run = runs.create(loaded, root=base, job={"device": resolved, "nproc": nproc * nnodes, "launch": launch_info,
+                                              "max_concurrent": max_concurrent, "queued_at": runs.now()})
     refresh(base)
     return run.id
 
@@ -122,14 +122,14 @@ def cancel(run_id: str, timeout: float = 10, root: str | os.PathLike | None = No
         status = run.status_for_action()
         state = status.get("state")
         if state == "queued" and not status.get("token"):
-            return run.set_status(state="cancelled", ended=runs.now(), error=None)
+            return run.set_job_status(state="cancelled", ended=runs.now(), error=None)
         if state == "cancelled":
             return status
         if state not in runs.ACTIVE_STATES:
             raise RunError(f"run {run.id} is {state}; only queued or running runs can be cancelled")
         if status.get("host") not in (None, socket.gethostname()):
             raise RunError(f"run {run.id} runs on host {status['host']}; cancel it there")
-        run.set_status(cancel_requested=True, cancel_timeout=float(timeout))
+        run.set_job_status(cancel_requested=True, cancel_timeout=float(timeout))
     supervisor = status.get("supervisor_pid")
     pids = _run_pids(status)
     if isinstance(supervisor, int) and supervisor in pids:
@@ -148,7 +148,7 @@ def cancel(run_id: str, timeout: float = 10, root: str | os.PathLike | None = No
         if current.get("token") != status.get("token") or current.get("state") not in runs.ACTIVE_STATES:
             return None  # the supervisor or trainer recorded the end (cancelled, or it had just finished)
         return {"state": "cancelled", "ended": runs.now(), "error": None}
-    final = run.update_status(finish)
+    final = run.update_job_status(finish)
     refresh(base)
     return final
 
@@ -168,9 +168,9 @@ def resume(run_id: str, root: str | os.PathLike | None = None) -> str:
         launch_info = dict(status.get("launch") or {"device": status.get("device") or "cpu",
                                                     "nproc": status.get("nproc") or 1})
         launch_info["resume"] = True
-        run.set_status(state="queued", launch=launch_info, token=None, pid=None, pgid=None,
-                       supervisor_pid=None, error=None, ended=None, cancel_requested=False,
-                       queued_at=runs.now(), resumes=int(status.get("resumes") or 0) + 1)
+        run.set_job_status(state="queued", launch=launch_info, token=None, supervisor_pid=None, error=None,
+                           started=None, ended=None, cancel_requested=False, exit_code=None,
+                           queued_at=runs.now(), resumes=int(status.get("resumes") or 0) + 1)
     refresh(base)
     return run.id
 

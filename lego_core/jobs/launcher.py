@@ -79,9 +79,9 @@ def _start(run: runs.Run, gpus: list[int] | None, slots: int) -> dict:
     if gpus is not None:
         visible = [v for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
         env["CUDA_VISIBLE_DEVICES"] = ",".join(visible[g] if g < len(visible) else str(g) for g in gpus)
-    run.set_status(state="running", token=token, pid=None, pgid=None, supervisor_pid=None,
-                   started=runs.now(), ended=None, error=None, gpus=gpus, host=socket.gethostname(),
-                   boot_id=_boot_id(), resumed_from_checkpoint=resume, cancel_requested=False)
+    run.set_job_status(state="running", token=token, supervisor_pid=None, started=runs.now(), ended=None,
+                       error=None, exit_code=None, gpus=gpus, host=socket.gethostname(), boot_id=_boot_id(),
+                       resumed_from_checkpoint=resume, cancel_requested=False)
     command = [sys.executable, "-m", "lego_core.jobs", "worker", str(run.path), "--", *argv]
     try:
         with open(run.log_path, "ab") as log:
@@ -90,13 +90,9 @@ def _start(run: runs.Run, gpus: list[int] | None, slots: int) -> dict:
             proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True, env=env, cwd=str(PROJECT_ROOT))
     except OSError as exc:
-        return run.set_status(state="failed", ended=runs.now(), error=f"could not start the training process: {exc}")
+        return run.set_job_status(state="failed", ended=runs.now(),
+                                  error=f"could not start the training process: {exc}")
     _CHILDREN.append(proc)
     ticks = _start_ticks(proc.pid)
 
-    def record(current: dict) -> dict:
-        fields = {"supervisor_pid": proc.pid, "pgid": proc.pid, "supervisor_start_ticks": ticks}
-        if not current.get("pid"):  # the trainer writes its own pid (rank 0) once it runs
-            fields["pid"] = proc.pid
-        return fields
-    return run.update_status(record)
+    return run.set_job_status(supervisor_pid=proc.pid, supervisor_start_ticks=ticks)

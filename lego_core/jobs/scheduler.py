@@ -186,4 +186,4 @@ def _mark_interrupted(run: runs.Run) -> dict:
         return {"state": "interrupted", "ended": runs.now(),
                 "error": f"the training process (pid {pid}) vanished without finishing "
                          "(killed or machine restarted); resume it to continue from its last checkpoint"}
-    return run.update_status(change)
+    return run.update_job_status(change)

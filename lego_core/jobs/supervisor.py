@@ -95,7 +95,9 @@ def worker(run_dir: str, argv: list[str]) -> int:
         if token and current.get("token") != token:
             return None  # the run was resumed meanwhile: a newer start owns its status
         fields: dict[str, Any] = {"exit_code": code}
-        if current.get("state") in runs.ACTIVE_STATES:
+        if current.get("state") in runs.FINAL_STATES:  # the trainer recorded how it ended
+            fields.update(state=current["state"], error=None)
+        else:
             if current.get("cancel_requested") or received:
                 fields.update(state="cancelled", error=None)
             elif code == 0:
@@ -113,7 +115,7 @@ def worker(run_dir: str, argv: list[str]) -> int:
             fields["ended"] = runs.now()
         return fields
 
-    run.update_status(finish)
+    run.update_job_status(finish)
     try:
         refresh(run.path.parent)
     except Exception as exc:  # never lose the run's result over a scheduling problem

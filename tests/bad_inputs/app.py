@@ -250,7 +250,8 @@ def _failed_run(error_text: str) -> Callable:
 
         ctx = _folders(tmp)
         recipe = Recipe.preset("nrms").with_overrides({"dataset.name": "synthetic", "dataset.options": TINY})
-        ctx["run"] = runs.create(recipe, state="failed", error=error_text)
+        ctx["run"] = runs.create(recipe)
+        ctx["run"].set_training_status(state="failed", error=error_text)
         return ctx
     return arrange
 

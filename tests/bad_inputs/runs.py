@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import os
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -57,7 +58,9 @@ def _tiny_with(**sections) -> str:
 def _existing_run(state: str = "succeeded", checkpoint: bool = True, recipe: str = TINY):
     """A run folder under the runs root, as training would have left it (no training needed)."""
     def arrange(tmp: Path) -> dict:
-        run = runs.create(recipe, state=state)
+        run = runs.create(recipe)
+        if state != "queued":
+            run.set_training_status(state=state, started=time.time())
         if checkpoint:
             run.checkpoint_path("last").write_bytes(b"weights of the earlier run")
             run.checkpoint_path("best").write_bytes(b"best weights of the earlier run")
@@ -69,7 +72,8 @@ def _existing_run(state: str = "succeeded", checkpoint: bool = True, recipe: str
 def _run_with_tables(damage: str | None = None, content: bytes = b"garbage"):
     """A run with item and user tables; `damage` names a file to overwrite."""
     def arrange(tmp: Path) -> dict:
-        run = runs.create(TINY, state="succeeded")
+        run = runs.create(TINY)
+        run.set_training_status(state="succeeded")
         rng = np.random.default_rng(0)
         run.save_embeddings([f"i{k}" for k in range(6)], rng.normal(size=(6, 4)),
                             ["u0", "u1"], rng.normal(size=(2, 4)))
@@ -229,7 +233,7 @@ CASES += [
          lambda ctx: cli("train", "--run-dir", ctx["run"].path, "--quiet"), exit=2, names="--resume",
          keep=_keep_run),
     Case("runs-train-run-another-process-trains", _existing_run(state="running"),
-         lambda ctx: (ctx["run"].set_status(pid=os.getppid()), cli("train", "--run-dir", ctx["run"].path,
+         lambda ctx: (ctx["run"].set_training_status(pid=os.getppid()), cli("train", "--run-dir", ctx["run"].path,
                                                                     "--resume", "--quiet"))[1],
          exit=2, names="cancel it first", keep=lambda ctx: [ctx["run"].path / "checkpoints"]),
     Case("runs-train-into-folder-with-other-files", lambda tmp: {"folder": _folder_with_file(tmp)},
@@ -361,7 +365,7 @@ CASES += [
          exit=2, names="only interrupted", keep=_keep_run),
     Case("runs-jobs-cancel-succeeded-run", _existing_run(), lambda ctx: cli("jobs", "cancel", ctx["run"].id),
          exit=2, names="only queued or running", keep=_keep_run),
-    Case("runs-set-status-unknown-state", _existing_run(), lambda ctx: ctx["run"].set_status(state="exploded"),
+    Case("runs-set-status-unknown-state", _existing_run(), lambda ctx: ctx["run"].set_training_status(state="exploded"),
          raises=ValueError, names="exploded", keep=_keep_run),
 ]
 
