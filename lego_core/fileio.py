@@ -1,4 +1,5 @@
-"""Crash-safe file writes shared by the run store, caches and trainers.
+"""Crash-safe file and folder writes shared by the run store, caches and trainers (the one home of
+atomic writes).
 
 Every write goes to a temporary file in the same folder and is then renamed over the target with
 `os.replace`, which is atomic on POSIX: a reader sees the old file or the new one, never half of it,
@@ -9,9 +10,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import tempfile
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -68,3 +71,31 @@ def atomic_save_npy(path: str | os.PathLike, array: np.ndarray, fsync: bool = Tr
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     return atomic_write_bytes(path, buffer.getvalue(), fsync=fsync)
+
+
+def atomic_write_folder(target: str | os.PathLike, fill: Callable[[Path], None], replace: bool = False) -> Path:
+    """Create folder `target` by filling a temporary sibling, then renaming it into place: a reader
+    never sees a half-written folder and a failed `fill` leaves nothing behind. When another process
+    wrote `target` first, theirs is kept (unless `replace`, which swaps the old folder out)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".tmp-{target.name}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        fill(tmp)
+        if replace and target.exists():
+            old = target.parent / f".old-{target.name}-{uuid.uuid4().hex[:8]}"
+            os.rename(target, old)
+            os.rename(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            try:
+                os.rename(tmp, target)
+            except OSError:
+                if not target.exists():
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)  # another process wrote it first
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target

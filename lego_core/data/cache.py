@@ -19,7 +19,6 @@ import re
 import shutil
 import sqlite3
 import struct
-import uuid
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -31,6 +30,7 @@ import pyarrow as pa
 
 from lego_core.data.io import warn
 from lego_core.data.schema import SPLITS, Dataset, Impressions
+from lego_core.fileio import atomic_write_folder
 from lego_core.paths import cache_dir
 
 FORMAT_VERSION = 1  # bump when a reader's output changes so old cache entries are ignored
@@ -290,32 +290,6 @@ def probe_dataset(folder: Path) -> str:
     return ""
 
 
-def write_atomic(target: Path, fill: Callable[[Path], None], replace: bool = False) -> None:
-    """Create folder `target` by filling a temporary sibling then renaming it into place, so a
-    reader never sees a half-written folder and a failed `fill` leaves nothing behind."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".tmp-{target.name}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        fill(tmp)
-        if replace and target.exists():
-            old = target.parent / f".old-{target.name}-{uuid.uuid4().hex[:8]}"
-            os.rename(target, old)
-            os.rename(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            try:
-                os.rename(tmp, target)
-            except OSError:
-                if not target.exists():
-                    raise
-                shutil.rmtree(tmp, ignore_errors=True)  # another process wrote it first
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def cached_build(kind: str, sources: list[Path], options: dict, build: Callable[[], Dataset]) -> Dataset:
     """The processed dataset for (kind, sources, options): from the cache, else built and stored.
     A corrupt entry (any file missing, truncated or inconsistent) is reported in one line and rebuilt."""
@@ -332,7 +306,7 @@ def cached_build(kind: str, sources: list[Path], options: dict, build: Callable[
     dataset = build()
     dataset.info["fingerprint"] = key
     dataset.info["options"] = _jsonable(options)
-    write_atomic(folder, lambda tmp: write_dataset(dataset, tmp))
+    atomic_write_folder(folder, lambda tmp: write_dataset(dataset, tmp))
     dataset.info["cache"] = "miss"
     return dataset
 

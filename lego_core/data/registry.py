@@ -15,9 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lego_core.data.cache import (CORRUPT_ERRORS, PROCESSED, CorruptFile, describe, probe_dataset, read_dataset,
-                                  write_atomic, write_dataset)
+                                  write_dataset)
 from lego_core.data.schema import Dataset
 from lego_core.errors import DataError
+from lego_core.fileio import atomic_write_folder
 from lego_core.paths import cache_dir
 
 MANIFEST = "dataset.json"
@@ -103,7 +104,7 @@ def register(name: str, kind: str, dataset: Dataset, options: dict, source: dict
                 shutil.copyfile(original, tmp / "sources" / stored)
         (tmp / MANIFEST).write_text(json.dumps(doc, indent=1, default=str))
 
-    write_atomic(target, fill, replace=overwrite)
+    atomic_write_folder(target, fill, replace=overwrite)
     return dataset
 
 

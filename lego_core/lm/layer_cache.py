@@ -13,8 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from tqdm.auto import tqdm
 from lego_core.data.cache import CorruptFile, discard, expect, read_file
 from lego_core.data.io import warn
 from lego_core.errors import RecipeError
+from lego_core.fileio import atomic_write_folder
 from lego_core.lm.stack import LayerStack
 from lego_core.paths import cache_dir
 
@@ -119,9 +118,7 @@ def build_or_load(stack: LayerStack, input_ids: np.ndarray, mask: np.ndarray, bo
         found = None
     if found is not None:
         return found
-    tmp = root / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    def fill(tmp: Path) -> None:
         n, length = input_ids.shape
         hidden = np.lib.format.open_memmap(tmp / "hidden.npy", mode="w+", dtype=np.float16,
                                            shape=(n, length, stack.hidden_size))
@@ -137,11 +134,6 @@ def build_or_load(stack: LayerStack, input_ids: np.ndarray, mask: np.ndarray, bo
         np.save(tmp / "mask.npy", np.ascontiguousarray(mask, dtype=np.bool_), allow_pickle=False)
         (tmp / "meta.json").write_text(json.dumps({"key": key, "boundary": int(boundary), "items": n, "length": length,
                                                    "hidden": int(stack.hidden_size), "dtype": "float16"}))
-        try:
-            tmp.rename(folder)
-        except OSError:  # another process (e.g. a DDP rank) finished first
-            if _open(folder, shape, boundary) is None:
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    atomic_write_folder(folder, fill)  # another process (e.g. a DDP rank) may have finished first
     return _open(folder, shape, boundary)

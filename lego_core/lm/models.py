@@ -15,8 +15,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers/huggingface_
 import torch  # noqa: E402
 
 from lego_core.errors import ModelNotAvailableError  # noqa: E402
+from lego_core.fileio import atomic_write_folder  # noqa: E402
 from lego_core.paths import cache_dir  # noqa: E402
 
 DEFAULT_ENCODER = "minilm"
@@ -143,9 +142,7 @@ def _convert_gguf(source: ModelSource) -> Path:
         from safetensors.torch import save_file
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        tmp = root / f".tmp-{uuid.uuid4().hex}"
-        tmp.mkdir()
-        try:
+        def fill(tmp: Path) -> None:
             model = AutoModelForCausalLM.from_pretrained(source.path, gguf_file=source.gguf_file,
                                                          dtype=torch.float32, local_files_only=True)
             tokenizer = AutoTokenizer.from_pretrained(source.path, gguf_file=source.gguf_file, local_files_only=True)
@@ -155,14 +152,8 @@ def _convert_gguf(source: ModelSource) -> Path:
             save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
             model.config.to_json_file(str(tmp / "config.json"))
             tokenizer.save_pretrained(str(tmp))
-            del model, state
-            try:
-                tmp.rename(target)
-            except OSError:  # another process finished first: use theirs
-                if not (target / "config.json").exists():
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+
+        atomic_write_folder(target, fill)  # another process that finished first keeps its copy
     _converted[key] = target
     return target
 
