@@ -15,6 +15,7 @@ from pathlib import Path
 from common import machine
 
 from lego_core import datasets, evaluate as ev, runs, train
+from lego_core.metrics import DEFAULT_METRICS
 from lego_core.paths import cache_dir
 from lego_core.recipe import Recipe
 
@@ -26,7 +27,7 @@ AUGMENTED = {
     "plmnr-frozen-with-description": ("plmnr-frozen", {"training.template": "Title: {title}. Genres: {genres}. {description}"}),
     "plmnr-with-description": ("plmnr", {"training.template": "Title: {title}. Genres: {genres}. {description}"}),
 }
-COLUMNS = ("auc", "gauc", "mrr", "ndcg@5", "ndcg@10", "hit@10")
+COLUMNS = DEFAULT_METRICS
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results.md"
 
 

@@ -7,6 +7,7 @@ even when the writer is killed mid-write.
 """
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
@@ -99,3 +100,38 @@ def atomic_write_folder(target: str | os.PathLike, fill: Callable[[Path], None],
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def append_jsonl(path: str | os.PathLike, record: dict) -> None:
+    """Append one JSON record as a line and flush it, under an exclusive lock (concurrent writers
+    never interleave); after a writer that died mid-line, the record starts on a fresh line."""
+    line = json.dumps(record, default=json_default).encode("utf-8") + b"\n"
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            handle.seek(0, os.SEEK_END)
+            if handle.tell() > 0:
+                handle.seek(-1, os.SEEK_END)
+                if handle.read(1) != b"\n":
+                    handle.write(b"\n")
+            handle.write(line)
+            handle.flush()
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The JSON-object lines of a file, oldest first ([] when absent); torn or corrupt lines are skipped."""
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        return []
+    records = []
+    for line in raw.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records

@@ -95,22 +95,7 @@ class Recipe(_Strict):
     @classmethod
     def from_yaml(cls, text_or_path: str | Path) -> "Recipe":
         """Parse YAML text or a file path (validated structurally; call validate() for bricks)."""
-        source = "recipe"
-        text = str(text_or_path)
-        if isinstance(text_or_path, Path) or ("\n" not in text and text.endswith((".yaml", ".yml"))):
-            path = Path(text_or_path)
-            if not path.is_file():
-                raise RecipeError(f"recipe file {path} not found; give a path to a .yaml recipe or a preset name")
-            try:
-                source, text = str(path), path.read_text(encoding="utf-8")
-            except UnicodeDecodeError:
-                raise RecipeError(f"{path} is not UTF-8 text; save the recipe as UTF-8 YAML") from None
-            except OSError as exc:
-                raise RecipeError(f"recipe file {path} cannot be read ({exc.strerror}); check the path") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise RecipeError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        source, _, data = read_yaml(text_or_path)
         return cls.from_dict(data, source)
 
     @classmethod
@@ -226,6 +211,37 @@ class Recipe(_Strict):
 
     def summary(self) -> str:
         return f"{self.content.name} + {self.behavior.name} + {self.predictor.name} on {self.dataset.name}"
+
+
+def read_yaml(spec: Any) -> tuple[str, str, Any]:
+    """(source name, YAML text, parsed data) of a recipe given as a Recipe, a mapping, YAML text or a
+    .yaml path: the one place recipe files are read (RecipeError naming the file and the fix)."""
+    source = "recipe"
+    if isinstance(spec, Recipe):
+        text = spec.to_yaml()
+    elif hasattr(spec, "to_yaml"):
+        text = spec.to_yaml()
+    elif isinstance(spec, dict):
+        text = yaml.safe_dump(spec, sort_keys=False)
+    elif isinstance(spec, Path) or (isinstance(spec, str) and "\n" not in spec and spec.endswith((".yaml", ".yml"))):
+        path = Path(spec)
+        if not path.is_file():
+            raise RecipeError(f"recipe file {path} not found; give a path to a .yaml recipe or a preset name")
+        try:
+            source, text = str(path), path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise RecipeError(f"{path} is not UTF-8 text; save the recipe as UTF-8 YAML") from None
+        except OSError as exc:
+            raise RecipeError(f"recipe file {path} cannot be read ({exc.strerror}); check the path") from None
+    elif isinstance(spec, str):
+        text = spec
+    else:
+        raise RecipeError(f"a recipe must be a Recipe, a mapping, YAML text or a .yaml file, not {type(spec).__name__}")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return source, text, data
 
 
 def presets() -> list[str]:

@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
-import yaml
 
 from lego_core.errors import RecipeError, RunError
-from lego_core.fileio import atomic_save_npy, atomic_write_json, atomic_write_text, json_default
+from lego_core.fileio import (append_jsonl, atomic_save_npy, atomic_write_json, atomic_write_text, json_default,
+                              read_jsonl)
 from lego_core.paths import cache_dir, make_folder
-from lego_core.status import ACTIVE_STATES, FINAL_STATES, STATES, JobPart, RunStatus, TrainingPart  # noqa: F401 (re-exported)
+from lego_core.status import ACTIVE_STATES, FINAL_STATES, STATES, RunStatus  # noqa: F401 (re-exported)
 
 _KIND = re.compile(r"^[a-z][a-z0-9_]*$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -59,27 +59,12 @@ def _slug(text: str) -> str:
 
 
 def _recipe_text(recipe: Any) -> tuple[str, dict]:
-    """YAML text + parsed mapping of a Recipe, a dict, YAML text or a path to a YAML file."""
-    if hasattr(recipe, "to_yaml"):
-        text = recipe.to_yaml()
-    elif isinstance(recipe, dict):
-        text = yaml.safe_dump(recipe, sort_keys=False)
-    elif isinstance(recipe, Path) or (isinstance(recipe, str) and "\n" not in recipe
-                                       and recipe.endswith((".yaml", ".yml"))):
-        path = Path(recipe)
-        if not path.is_file():
-            raise RecipeError(f"recipe file {path} not found; give a path to a .yaml recipe")
-        text = path.read_text(encoding="utf-8")
-    elif isinstance(recipe, str):
-        text = recipe
-    else:
-        raise RecipeError(f"a recipe must be a Recipe, a mapping or YAML text, not {type(recipe).__name__}")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"recipe: not valid YAML ({str(exc).splitlines()[0]})") from None
+    """YAML text + mapping of a recipe (`recipe.read_yaml`); the store keeps any recipe mapping."""
+    from lego_core.recipe import read_yaml
+
+    source, text, data = read_yaml(recipe)
     if not isinstance(data, dict):
-        raise RecipeError("recipe: a recipe must be a YAML mapping with content, behavior and predictor")
+        raise RecipeError(f"{source}: a recipe must be a YAML mapping with content, behavior and predictor")
     return text, data
 
 
@@ -122,13 +107,11 @@ class Run:
             raise RunError(f"run {self.id}: {self.recipe_path} is missing; the run folder is damaged") from None
 
     def recipe(self) -> Any:
-        """The run's Recipe (or a plain dict where lego_core.recipe is not importable)."""
-        text = self.recipe_text()
-        try:
-            from lego_core.recipe import Recipe
-        except ImportError:
-            return yaml.safe_load(text)
-        return Recipe.from_yaml(text)
+        """The run's Recipe (structurally validated)."""
+        from lego_core.recipe import Recipe
+
+        self.recipe_text()  # a missing file names the damaged run folder
+        return Recipe.from_yaml(self.recipe_path)
 
     # ---- status -------------------------------------------------------------------------
     @property
@@ -191,7 +174,7 @@ class Run:
             model = self._read_status()[0] or RunStatus(created=now(), host=socket.gethostname())
             fields = change(model.view())
             if fields:
-                model = _merged(model, part, fields)
+                model = model.merged(part, fields, now())
                 atomic_write_json(self.status_path, model.model_dump(mode="json"))
         return model.view()
 
@@ -219,42 +202,16 @@ class Run:
 
     def append(self, kind: str, record: dict) -> None:
         """Append one record to `<kind>.jsonl` ('steps' or 'epochs') and flush it."""
-        path = self._history_path(kind)
-        line = json.dumps(record, default=json_default)
-        with builtins.open(path, "a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                handle.seek(0, os.SEEK_END)
-                if handle.tell() > 0:  # a previous writer died mid-line: start on a fresh line
-                    handle.seek(-1, os.SEEK_END)
-                    if handle.read(1) != b"\n":
-                        handle.write(b"\n")
-                handle.write(line.encode("utf-8") + b"\n")
-                handle.flush()
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        append_jsonl(self._history_path(kind), record)
 
     def history(self, kind: str) -> list[dict]:
         """All records of `<kind>.jsonl`, oldest first; torn or corrupt lines are skipped."""
-        path = self._history_path(kind)
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            return []
-        records = []
-        for line in raw.splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict):
-                records.append(record)
-        return records
+        return read_jsonl(self._history_path(kind))
 
     def rewrite_history(self, kind: str, records: Iterable[dict]) -> None:
         """Replace `<kind>.jsonl` atomically (e.g. a resumed run dropping epochs after its checkpoint)."""
-        text = "".join(json.dumps(r, default=json_default) + "\n" for r in records)
-        atomic_write_text(self._history_path(kind), text)
+        atomic_write_text(self._history_path(kind), "".join(json.dumps(r, default=json_default) + "\n"
+                                                             for r in records))
 
     # ---- metrics, log, checkpoints --------------------------------------------------------
     @property
@@ -388,7 +345,7 @@ def create(recipe: Any, root: str | os.PathLike | None = None, run_id: str | Non
     atomic_write_text(run.recipe_path, text)
     status = RunStatus(created=now() if created is None else created, host=socket.gethostname())
     if job is not None:
-        status = _merged(status, "job", {"state": "queued", **job})
+        status = status.merged("job", {"state": "queued", **job}, now())
     atomic_write_json(run.status_path, status.model_dump(mode="json"))
     return run
 
@@ -435,23 +392,3 @@ def delete(run_id: str | os.PathLike | Run, root: str | os.PathLike | None = Non
         raise RunError(f"run {run.id} is running; cancel it first (`python -m lego_core jobs cancel {run.id}`)")
     shutil.rmtree(run.path)
 
-
-def _merged(model: RunStatus, part: str, fields: dict) -> RunStatus:
-    """`model` with `fields` merged into its `part` ('job' or 'training'); `changed` moves when the
-    state does or a new attempt starts (`started`). Unknown fields and states are a ValueError (each
-    part has one writer and its own keys)."""
-    kind = JobPart if part == "job" else TrainingPart
-    unknown = sorted(k for k in fields if k not in kind.model_fields or k == "changed")
-    if unknown:
-        raise ValueError(f"status field {unknown[0]!r} is not one of the {part} part's fields")
-    if "state" in fields and fields["state"] not in STATES:
-        raise ValueError(f"unknown run state {fields['state']!r}; one of {STATES}")
-    current = getattr(model, part)
-    data = current.model_dump() if current is not None else {}
-    moved = current is None or any(key in fields and fields[key] != getattr(current, key)
-                                   for key in ("state", "started"))
-    data.update(fields)
-    if moved:
-        other = model.training if part == "job" else model.job
-        data["changed"] = max(now(), (other.changed + 1e-6) if other is not None else 0.0)
-    return model.model_copy(update={part: kind.model_validate(data)})

@@ -98,6 +98,26 @@ class RunStatus(_Part):
             err = exc.errors()[0]
             raise ValueError(f"field {'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
 
+    def merged(self, part: str, fields: dict, now: float) -> "RunStatus":
+        """A copy with `fields` merged into `part` ('job' or 'training'); `changed` moves when the
+        state does or a new attempt starts (`started`). Unknown fields and states are a ValueError
+        (each part has one writer and its own keys)."""
+        kind = JobPart if part == "job" else TrainingPart
+        unknown = sorted(k for k in fields if k not in kind.model_fields or k == "changed")
+        if unknown:
+            raise ValueError(f"status field {unknown[0]!r} is not one of the {part} part's fields")
+        if "state" in fields and fields["state"] not in STATES:
+            raise ValueError(f"unknown run state {fields['state']!r}; one of {STATES}")
+        current = getattr(self, part)
+        data = current.model_dump() if current is not None else {}
+        moved = current is None or any(key in fields and fields[key] != getattr(current, key)
+                                       for key in ("state", "started"))
+        data.update(fields)
+        if moved:
+            other = self.training if part == "job" else self.job
+            data["changed"] = max(now, (other.changed + 1e-6) if other is not None else 0.0)
+        return self.model_copy(update={part: kind.model_validate(data)})
+
     def _deciding(self) -> tuple[_Part | None, _Part | None]:
         """(the part that changed state last, the other one)."""
         job, training = self.job, self.training

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from lego_core.data.schema import Dataset
+from lego_core.data.text import default_fields, item_texts
 
 
 
@@ -25,19 +26,15 @@ def plain(text: Any) -> str:
 
 
 def item_frame(dataset: Dataset) -> pd.DataFrame:
-    """One row per item: item_id, text (the item's readable text) and category ("" when none)."""
+    """One row per item: item_id, text (`data.text.item_texts`; the id when an item has none) and
+    category ("" when none)."""
     items = dataset.items
-    fields = dataset.text_fields or [c for c in items.columns if c != "item_id"]
-    fields = [f for f in fields if f in items.columns]
-    if fields:
-        parts = [items[f].astype(str).where(items[f].notna(), "") for f in fields]
-        text = parts[0].str.cat(parts[1:], sep=" | ") if len(parts) > 1 else parts[0]
-        text = text.str.replace(r"(\s\|\s)+$", "", regex=True).str.replace(r"^(\s\|\s)+", "", regex=True)
-    else:
-        text = items["item_id"].astype(str)
+    ids = items["item_id"].astype(str).to_numpy()
+    fields = [f for f in default_fields(dataset) if f in items.columns]
+    texts = item_texts(dataset, fields) if fields else [""] * len(items)
     category = (items[dataset.category_field].astype(str) if dataset.category_field in items.columns
                 else pd.Series([""] * len(items), index=items.index))
-    return pd.DataFrame({"item_id": items["item_id"].astype(str).to_numpy(), "text": text.to_numpy(),
+    return pd.DataFrame({"item_id": ids, "text": [t or i for t, i in zip(texts, ids)],
                          "category": category.to_numpy()})
 
 
