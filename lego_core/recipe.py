@@ -16,6 +16,7 @@ from lego_core.errors import LegoError, RecipeError
 from lego_core.operators.catalog import compatible, get as get_brick
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+_VALID: dict[str, None] = {}  # contents of recipes that passed validate() (a pure check), oldest first
 VALIDATION_METRICS = metrics.DEFAULT_METRICS  # selectable as training.metric: the reported metrics
 
 
@@ -166,9 +167,16 @@ class Recipe(_Strict):
         return full
 
     def validate(self) -> "Recipe":  # type: ignore[override]
-        """Raise RecipeError on any problem; return self for chaining."""
+        """Raise RecipeError on any problem; return self for chaining. A recipe that passed and is
+        unchanged since is not checked again (a launch hands one recipe through several steps)."""
+        key = self.model_dump_json()
+        if key in _VALID:
+            return self
         full = self.validate_bricks()
         self._dry_build(full)
+        _VALID[key] = None
+        while len(_VALID) > 256:
+            _VALID.pop(next(iter(_VALID)))
         return self
 
     def _dry_build(self, params: dict[str, dict]) -> None:
