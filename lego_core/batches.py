@@ -3,6 +3,8 @@
 A sample is one clicked item of a training impression plus K negatives: drawn from the same
 impression's unclicked candidates where it has some (MIND), else from items the user never
 touched. Negatives depend only on (seed, epoch, step), so a resumed run sees the same batches.
+Cold items (`Dataset.cold`) never reach a batch: they are masked out of histories (as padding)
+and never drawn as negatives.
 """
 from __future__ import annotations
 
@@ -46,6 +48,8 @@ class TrainingSamples:
         seq_users = np.repeat(np.arange(dataset.num_users), np.diff(dataset.seq_offsets))
         keys = seq_users.astype(np.int64) * dataset.num_items + dataset.seq_items
         self.seen_keys = np.unique(np.concatenate([keys, imps.users[group[positive]] * dataset.num_items + self.positive]))
+        self.cold = dataset.cold if dataset.cold is not None and dataset.cold.any() else None
+        self.warm_items = np.flatnonzero(~self.cold) if self.cold is not None else None
 
     def __len__(self) -> int:
         return len(self.positive)
@@ -64,6 +68,9 @@ class TrainingSamples:
         imp = self.impression[samples]
         users = self.users[imp]
         history, mask = self.dataset.gather_histories(users, self.history_end[imp], self.max_history)
+        if self.cold is not None:  # a cold item is padding here: training never sees it
+            hidden = mask & self.cold[history]
+            mask, history = mask & ~hidden, np.where(hidden, 0, history)
         negs = self._negatives(imp, users, rng)
         candidates = np.concatenate([self.positive[samples, None], negs], axis=1)
         return Batch(users, history, mask, candidates)
@@ -83,9 +90,14 @@ class TrainingSamples:
                 keys = users[rows, None] * n_items + draw
                 pos = np.searchsorted(self.seen_keys, keys).clip(max=len(self.seen_keys) - 1)
                 bad = self.seen_keys[pos] == keys
+                if self.cold is not None:
+                    bad |= self.cold[draw]
                 if not bad.any():
                     break
                 draw[bad] = rng.integers(0, n_items, size=int(bad.sum()))
+            if self.cold is not None:  # rare leftovers: never a cold item, even if the user saw it
+                left = self.cold[draw]
+                draw[left] = self.warm_items[rng.integers(0, len(self.warm_items), size=int(left.sum()))]
             out[rows] = draw
         return out
 

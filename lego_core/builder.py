@@ -21,7 +21,8 @@ DEFAULT_PRESET = "nrms"
 QUICK = {"training.epochs": 1, "training.max_steps_per_epoch": 20, "training.patience": 0}
 # Training settings the Builder shows, in this order (the rest keep their values; the YAML shows all).
 TRAINING_FORM = ("dim", "epochs", "batch_size", "negatives", "lr", "lr_pretrained", "patience", "metric",
-                 "max_history", "max_length", "loss", "glove", "seed", "max_steps_per_epoch")
+                 "max_history", "max_length", "loss", "item_id", "item_id_dropout", "glove", "seed",
+                 "max_steps_per_epoch")
 # Choices that pydantic checks in a validator rather than in the annotation.
 _FIELD_CHOICES = {"metric": VALIDATION_METRICS}
 

@@ -7,6 +7,7 @@ import inspect
 from pathlib import Path
 
 from lego_core.data import mind, movielens, registry, synthetic, tables
+from lego_core.data.cold import check_fraction, with_cold_items
 from lego_core.data.generated import load_augmented
 from lego_core.data.schema import Dataset
 from lego_core.errors import DataError, LegoError
@@ -41,10 +42,14 @@ def load(name_or_path: str | Path, **options) -> Dataset:
     """A Dataset by name (see `available()`) or from a MIND / GroupLens ml-100k folder path.
 
     Options: `negatives` and `seed` (ml-100k, tables), `seed` (MIND), and the parameters of
-    `lego_core.data.synthetic.generate` for "synthetic". Processed datasets are cached. Fields
-    generated for this dataset (`python -m lego_core augment`) are joined into its items.
+    `lego_core.data.synthetic.generate` for "synthetic"; `cold_items` (a fraction, leave-last-out
+    datasets) makes that share of items unseen in training (`lego_core.data.cold`). Processed
+    datasets are cached. Fields generated for this dataset (`python -m lego_core augment`) are
+    joined into its items.
     """
-    return load_augmented(_load_source(name_or_path, **options))
+    options = dict(options)
+    fraction = options.pop("cold_items", 0.0)
+    return load_augmented(with_cold_items(_load_source(name_or_path, **options), fraction))
 
 
 def _load_source(name_or_path: str | Path, **options) -> Dataset:
@@ -171,6 +176,13 @@ def check(name_or_path: str | Path, options: dict) -> None:
     Recipes call this before any run folder or background process exists."""
     from lego_core.data.leave_last_out import check_options as check_leave_last_out
 
+    options = dict(options)
+    if "cold_items" in options:
+        fraction = check_fraction(options.pop("cold_items"), str(name_or_path))
+        if fraction > 0 and (name_or_path == "synthetic" or mind.is_mind_folder(Path(str(name_or_path)))
+                             or (registry.manifest(str(name_or_path)) or {}).get("kind") == "mind"):
+            raise DataError(f"dataset {str(name_or_path)!r}: option cold_items applies to leave-last-out datasets "
+                            "(MovieLens, tables); MIND's news first seen in the dev folder are cold already")
     name = str(name_or_path)
     if name == "ml-100k":
         _check_options("ml-100k", options, _LEAVE_LAST_OUT_OPTIONS)

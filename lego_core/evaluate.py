@@ -13,7 +13,8 @@ from tqdm.auto import tqdm
 
 from lego_core import metrics as metric_fns
 from lego_core.batches import impression_batches, padded_candidates
-from lego_core.data.schema import Dataset, Impressions
+from lego_core.data.cold import cold_impressions
+from lego_core.data.schema import Dataset, Impressions, _ranges
 from lego_core.model import Legommender, to_tensor
 
 REPORTED = metric_fns.DEFAULT_METRICS  # what every evaluation reports
@@ -92,18 +93,39 @@ def score_split(model: Legommender, dataset: Dataset, split: str, cached: bool =
 
 
 def evaluate(model: Legommender, dataset: Dataset, split: str, cached: bool = True, batch_size: int = 512,
-             progress: bool = False, metrics: tuple[str, ...] = REPORTED) -> dict:
-    """Ranking metrics of the model on one split (grouped by impression)."""
-    imps = dataset.splits[split]
+             progress: bool = False, metrics: tuple[str, ...] = REPORTED, parts: bool = False) -> dict:
+    """Ranking metrics of the model on one split (grouped by impression). With `parts`:
+    {"all": ..., "warm": ..., "cold": ...} (see `metrics_by_part`)."""
     scores = score_split(model, dataset, split, cached, batch_size, progress)
-    return metric_fns.compute(imps.labels, scores, imps.group, metrics)
+    return metrics_by_part(dataset, split, scores, metrics) if parts else \
+        metric_fns.compute(dataset.splits[split].labels, scores, dataset.splits[split].group, metrics)
 
 
 def evaluate_scores(dataset: Dataset, split: str, item_scores: np.ndarray,
-                    metrics: tuple[str, ...] = REPORTED) -> dict:
-    """Metrics of a user-independent scorer (e.g. popularity) on one split."""
+                    metrics: tuple[str, ...] = REPORTED, parts: bool = False) -> dict:
+    """Metrics of a user-independent scorer (e.g. popularity) on one split (`parts` as in evaluate)."""
     imps = dataset.splits[split]
-    return metric_fns.compute(imps.labels, item_scores[imps.items].astype(np.float64), imps.group, metrics)
+    scores = item_scores[imps.items].astype(np.float64)
+    return metrics_by_part(dataset, split, scores, metrics) if parts else \
+        metric_fns.compute(imps.labels, scores, imps.group, metrics)
+
+
+def metrics_by_part(dataset: Dataset, split: str, scores: np.ndarray,
+                    metrics: tuple[str, ...] = REPORTED) -> dict:
+    """{"all": metrics of every impression, "warm"/"cold": of those whose clicked item training saw /
+    never saw (`lego_core.data.cold`)}; each with its `impressions` count (warm + cold = all). A
+    part without impressions is left out."""
+    imps = dataset.splits[split]
+    flags = cold_impressions(dataset, split)
+    out = {}
+    for name, rows in (("all", np.arange(len(imps))), ("warm", np.flatnonzero(~flags)), ("cold", np.flatnonzero(flags))):
+        if not len(rows):
+            continue
+        sizes = imps.sizes[rows]
+        flat = _ranges(imps.offsets[rows], sizes)
+        out[name] = {**metric_fns.compute(imps.labels[flat], scores[flat], np.repeat(np.arange(len(rows)), sizes),
+                                          metrics), "impressions": int(len(rows))}
+    return out
 
 
 def popularity(dataset: Dataset) -> np.ndarray:

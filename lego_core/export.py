@@ -9,9 +9,17 @@ from lego_core import evaluate as ev
 
 
 def popularity(dataset) -> dict:
-    """{split: metrics} of the popularity baseline (items ranked by their training clicks)."""
+    """{split: metrics} of the popularity baseline (items ranked by their training clicks), with
+    test_warm / test_cold as in `evaluate.metrics_by_part`."""
     scores = ev.popularity(dataset)
-    return {split: ev.evaluate_scores(dataset, split, scores) for split in ("valid", "test")}
+    out = {"valid": ev.evaluate_scores(dataset, "valid", scores)}
+    out.update(split_parts("test", ev.evaluate_scores(dataset, "test", scores, parts=True)))
+    return out
+
+
+def split_parts(split: str, parts: dict) -> dict:
+    """{"all", "warm", "cold"} of a split as the keys metrics.json uses: test, test_warm, test_cold."""
+    return {split if name == "all" else f"{split}_{name}": values for name, values in parts.items()}
 
 
 @torch.no_grad()

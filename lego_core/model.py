@@ -12,6 +12,7 @@ from torch import nn
 from lego_core.data.schema import Dataset
 from lego_core.operators.catalog import get as get_brick
 from lego_core.operators.base import LM_TOKENS, WORD_TOKENS, BuildContext
+from lego_core.operators.hybrid import ItemIdMix
 from lego_core.recipe import Recipe
 
 
@@ -45,15 +46,20 @@ class Legommender(nn.Module):
         predictor_spec = get_brick(recipe.predictor.name, "predictor")
         self.predictor = predictor_spec.cls(ctx, **params["predictor"])
         self.needs_history = predictor_spec.cls.needs_history
+        self.item_ids = (ItemIdMix(dataset.num_items, t.dim, t.item_id, t.item_id_dropout, dataset.cold)
+                         if t.item_id != "off" else None)
 
     # ---- encoders -----------------------------------------------------------------------
     def encode_items(self, item_ids: torch.Tensor) -> torch.Tensor:
-        """[N] item indices -> [N, D]; word tokens are trimmed to the longest text in the batch."""
+        """[N] item indices -> [N, D]; word tokens are trimmed to the longest text in the batch. With
+        training.item_id, a learned ID vector is mixed in (never for cold items)."""
         if self.input_kind != WORD_TOKENS:
-            return self.content(None, None, item_ids)
-        mask = self.token_mask[item_ids]
-        length = max(int(mask.sum(dim=1).max()), 1) if len(item_ids) else 1
-        return self.content(self.tokens[item_ids, :length], mask[:, :length], item_ids)
+            vectors = self.content(None, None, item_ids)
+        else:
+            mask = self.token_mask[item_ids]
+            length = max(int(mask.sum(dim=1).max()), 1) if len(item_ids) else 1
+            vectors = self.content(self.tokens[item_ids, :length], mask[:, :length], item_ids)
+        return vectors if self.item_ids is None else self.item_ids(vectors, item_ids)
 
     def encode_users(self, history_vectors: torch.Tensor, history_mask: torch.Tensor,
                      users: torch.Tensor) -> torch.Tensor:

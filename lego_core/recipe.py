@@ -6,7 +6,7 @@ value), so the CLI, the job launcher and the app all refuse a bad one with the s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -54,6 +54,10 @@ class Training(_Strict):
     glove: bool = Field(True, description="start word embeddings from GloVe 6B 50d")
     loss: str | None = Field(None, description="softmax or bce (default: the predictor's)")
     max_steps_per_epoch: int | None = Field(None, ge=1, description="cap on steps per epoch (quick runs)")
+    item_id: Literal["off", "add", "gate"] = Field("off", description="hybrid item vectors: off, add (content + learned ID "
+                         "vector) or gate; cold items use content only")
+    item_id_dropout: float = Field(0.2, ge=0, le=0.9, description="share of ID vectors dropped in training, "
+                                   "so the model learns to score from content alone")
     eval_batch_size: int = Field(512, ge=1, le=65536)
     log_every: int = Field(10, ge=1)
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from lego_core import datasets, evaluate as ev
 from lego_core.errors import RunError
+from lego_core.export import split_parts
 from lego_core.model import Legommender, build
 from lego_core.checkpoints import load_weights, read_checkpoint
 
@@ -23,6 +24,11 @@ def load_model(run, device: str = "cpu") -> tuple[Legommender, object]:
 
 
 def evaluate_run(run, cached: bool = True, splits: list[str] | tuple = ("valid", "test")) -> dict:
+    """{split: metrics} as training reports them: test also split into test_warm / test_cold."""
     model, dataset = load_model(run)
-    return {split: ev.evaluate(model, dataset, split, cached=cached, progress=True,
-                               batch_size=model.recipe.training.eval_batch_size) for split in splits}
+    out = {}
+    for split in splits:
+        parts = ev.evaluate(model, dataset, split, cached=cached, progress=True, parts=True,
+                            batch_size=model.recipe.training.eval_batch_size)
+        out.update(split_parts(split, parts) if split == "test" else {split: parts["all"]})
+    return out

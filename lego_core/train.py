@@ -301,8 +301,11 @@ class Trainer:
         if not self.dist.main:
             return {}
         self.load_checkpoint("best", full=False, fix="train the recipe again into a new --run-dir")
-        result = {split: ev.evaluate(self.model, self.dataset, split, batch_size=self.t.eval_batch_size,
-                                     progress=self.progress) for split in ("valid", "test")}
+        result = {"valid": ev.evaluate(self.model, self.dataset, "valid", batch_size=self.t.eval_batch_size,
+                                       progress=self.progress)}
+        result.update(export.split_parts("test", ev.evaluate(self.model, self.dataset, "test", parts=True,
+                                                             batch_size=self.t.eval_batch_size,
+                                                             progress=self.progress)))
         result["popularity"] = export.popularity(self.dataset)
         result.update(best_epoch=self.state["best_epoch"] + 1, parameters=self.model.parameter_count(),
                       trainable_parameters=self.model.parameter_count(trainable_only=True))

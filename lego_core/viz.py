@@ -188,7 +188,9 @@ def recommendations(run: Any, dataset: Dataset, user_id: Any, k: int = 10, exclu
     recs["item_id"] = recs["item_id"].astype(str)
     recs = recs.join(items, on="item_id")
     recs["clicked_in_test"] = recs["item_id"].isin(clicked)
-    return recs[["rank", "item_id", "score", "text", "category", "clicked_in_test"]]
+    cold = set(items.index[dataset.cold]) if dataset.cold is not None else set()
+    recs["cold"] = recs["item_id"].isin(cold)  # never seen in training: scored from content alone
+    return recs[["rank", "item_id", "score", "text", "category", "clicked_in_test", "cold"]]
 
 
 # ---- runs -------------------------------------------------------------------------------
@@ -222,9 +224,7 @@ def run_row(run: Any) -> dict:
         metrics = run.metrics()
     except Exception:  # noqa: BLE001 - a corrupt metrics file shows as no metrics
         metrics = {}
-    for name, value in (metrics.get("test") or {}).items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and not name.endswith("_skipped"):
-            row[f"test_{name}"] = value
+    row.update(_test_columns(metrics))
     started, ended = status.get("started"), status.get("ended")
     row["train_seconds"] = metrics.get("train_seconds") or (
         round(ended - started, 1) if isinstance(started, (int, float)) and isinstance(ended, (int, float)) else None)
@@ -248,14 +248,24 @@ def baselines(runs: Iterable[Any]) -> pd.DataFrame:
             metrics, dataset = run.metrics(), _recipe_parts(run).get("dataset", "")
         except Exception:  # noqa: BLE001 - a damaged run has no baseline to offer
             continue
-        test = (metrics.get("popularity") or {}).get("test") or {}
-        if not test or dataset in seen:
+        popularity = metrics.get("popularity") or {}
+        if not popularity.get("test") or dataset in seen:
             continue
         seen.add(dataset)
-        rows.append({"run_id": f"popularity · {dataset}", "dataset": dataset,
-                     **{f"test_{k}": v for k, v in test.items()
-                        if isinstance(v, (int, float)) and not isinstance(v, bool) and not k.endswith("_skipped")}})
+        rows.append({"run_id": f"popularity · {dataset}", "dataset": dataset, **_test_columns(popularity)})
     return pd.DataFrame(rows)
+
+
+def _test_columns(metrics: dict) -> dict:
+    """test_<metric> of all test impressions, then test_warm_<metric> / test_cold_<metric> for those
+    whose clicked item training saw / never saw, and test_cold_impressions (how many are cold)."""
+    out = {}
+    for part in ("test", "test_warm", "test_cold"):
+        for name, value in (metrics.get(part) or {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not name.endswith("_skipped") \
+                    and (name != "impressions" or part == "test_cold"):
+                out[f"{part}_{name}"] = value
+    return out
 
 
 def metric_columns(table: pd.DataFrame) -> list[str]:

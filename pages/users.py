@@ -49,7 +49,9 @@ m3.metric("Candidates shown in test", len(viz.test_candidates(dataset, user)))
 
 ITEM_COLUMNS = {"text": st.column_config.TextColumn("item", width="large"),
                 "score": st.column_config.NumberColumn("score", format="%.4f"),
-                "clicked_in_test": st.column_config.CheckboxColumn("clicked in test")}
+                "clicked_in_test": st.column_config.CheckboxColumn("clicked in test"),
+                "cold": st.column_config.CheckboxColumn("cold", help="never seen in training: the model scores "
+                                                                     "it from its content alone")}
 
 
 def _recommendations(run_id: str, column) -> None:
@@ -69,7 +71,7 @@ def _recommendations(run_id: str, column) -> None:
         hits = int(recs["clicked_in_test"].sum())
         st.caption(f"{hits} of the user's {len(clicked)} test clicks are in this top {k} "
                    "(history items are left out).")
-        st.dataframe(recs[["rank", "score", "clicked_in_test", "text", "category", "item_id"]], hide_index=True,
+        st.dataframe(recs[["rank", "score", "clicked_in_test", "cold", "text", "category", "item_id"]], hide_index=True,
                      width="stretch", column_config=ITEM_COLUMNS, key=f"recs-{run_id}")
 
 

@@ -83,7 +83,7 @@ def test_user_history_and_test_clicks(dataset):
 
 def test_recommendations_leave_out_history_and_flag_test_clicks(dataset, run):
     recs = viz.recommendations(run, dataset, "u0", k=3, scorer=recommend.from_tables)  # a hand-made run has no model
-    assert recs.columns.tolist() == ["rank", "item_id", "score", "text", "category", "clicked_in_test"]
+    assert recs.columns.tolist() == ["rank", "item_id", "score", "text", "category", "clicked_in_test", "cold"]
     assert "a" not in recs["item_id"].tolist() and "b" not in recs["item_id"].tolist()
     assert recs.iloc[0]["item_id"] == "c" and bool(recs.iloc[0]["clicked_in_test"])
     assert recs["rank"].tolist() == [1, 2, 3]

@@ -90,6 +90,7 @@ class Dataset:
     text_fields: list[str] = field(default_factory=list)  # fields holding free text
     category_field: str | None = None  # field used to colour maps and count categories
     info: dict = field(default_factory=dict)  # provenance, options, drop counts
+    cold: np.ndarray | None = None  # [N] bool: items training never sees (lego_core.data.cold)
 
     @property
     def num_items(self) -> int:
