@@ -130,14 +130,18 @@ def metrics_by_part(dataset: Dataset, split: str, scores: np.ndarray,
 
 def popularity(dataset: Dataset) -> np.ndarray:
     """Popularity baseline, the floor every results table is compared against: per item, how many
-    distinct users clicked it in training data (train clicks and pre-evaluation histories)."""
+    distinct users clicked it in training data (train clicks and pre-evaluation histories); cold
+    items count 0."""
     n, imps = dataset.num_items, dataset.splits["train"]
     seq_users = np.repeat(np.arange(dataset.num_users), np.diff(dataset.seq_offsets))
     in_train = _train_sequence_mask(dataset)
     clicked = imps.labels == 1
     keys = np.concatenate([seq_users[in_train] * n + dataset.seq_items[in_train],
                            imps.users[imps.group[clicked]] * n + imps.items[clicked]])
-    return np.bincount(np.unique(keys) % n, minlength=n).astype(np.float64)
+    counts = np.bincount(np.unique(keys) % n, minlength=n).astype(np.float64)
+    if dataset.cold is not None:  # training never sees cold items: neither does the floor
+        counts[dataset.cold] = 0.0
+    return counts
 
 
 def _train_sequence_mask(dataset: Dataset) -> np.ndarray:
