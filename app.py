@@ -57,6 +57,16 @@ def sidebar() -> None:
                                                 ("n_impressions", "Impressions", 10, 100000)):
                     options[field] = int(st.number_input(label, low, high, int(options.get(field, low)),
                                                          key=f"synthetic-{field}"))
+        elif info.get(st.session_state["dataset"], {}).get("kind") in ("movielens", "tables"):
+            cold = st.session_state.setdefault("cold_items", {})
+            name = st.session_state["dataset"]
+            with st.expander("Cold items", expanded=bool(cold.get(name))):
+                percent = st.slider("Items never seen in training (%)", 0, 50, int(round(100 * cold.get(name, 0.0))),
+                                    step=5, key=f"cold-{name}",
+                                    help="A seeded share of items that no training impression, history or "
+                                         "negative shows: test metrics then split into warm and cold items, "
+                                         "where content bricks (and hybrid item vectors) show their value.")
+                cold[name] = percent / 100
         unloadable = [d for d in listed if not d.get("loadable", True)]
         if unloadable:
             with st.expander(f"{len(unloadable)} unavailable", expanded=False):

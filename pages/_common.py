@@ -191,10 +191,12 @@ def current_dataset_name() -> str:
 
 
 def current_options() -> dict:
-    """Options of the current dataset (only the synthetic one has size options in the sidebar)."""
+    """Options of the current dataset from the sidebar: the synthetic one's sizes, and the share of
+    cold items of a leave-last-out dataset (`cold_items`, set only when above 0)."""
     if current_dataset_name() == "synthetic":
         return dict(st.session_state.get("synthetic_options", QUICK_SYNTHETIC))
-    return {}
+    fraction = st.session_state.get("cold_items", {}).get(current_dataset_name(), 0.0)
+    return {"cold_items": fraction} if fraction else {}
 
 
 def load_dataset(name: str | None = None, options: dict | None = None):

@@ -376,6 +376,18 @@ def test_builder_forms_follow_the_catalog_and_presets_load():
         assert f"{p.name}: {new}" in recipe
 
 
+def test_cold_items_setting_reaches_the_builders_recipe_and_the_hybrid_option_shows():
+    at = show(start(dataset="ml-100k"), "pages/builder.py")
+    assert not at.exception
+    at.slider(key="cold-ml-100k").set_value(10).run()
+    recipe = [c.value for c in at.code if "content:" in c.value][0]
+    assert "cold_items: 0.1" in recipe
+    assert at.selectbox(key="t-item_id").options == ["off", "add", "gate"]
+    at.selectbox(key="t-item_id").set_value("gate").run()
+    assert "item_id: gate" in [c.value for c in at.code if "content:" in c.value][0]
+    assert not at.exception
+
+
 # ---- with runs --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
@@ -446,6 +458,7 @@ def test_users_page_lists_history_and_recommendations_with_clicks(with_runs):
     assert len(recs) == 10 and recs["rank"].tolist() == list(range(1, 11))
     assert np.all(np.diff(recs["score"].to_numpy()) <= 1e-9)
     assert recs["clicked_in_test"].dtype == bool
+    assert recs["cold"].dtype == bool and not recs["cold"].any()  # synthetic data: every item trained on
     history = at.dataframe[1].value
     assert history["position"].tolist() == list(range(1, len(history) + 1))
     clicked = set(at.dataframe[2].value["item_id"])  # the user's test clicks
