@@ -13,10 +13,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
+STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted", "pruned")
 ACTIVE_STATES = ("queued", "running")
-FINAL_STATES = ("succeeded", "failed", "cancelled", "interrupted")
-State = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
+# pruned: a sweep stopped the run early (its validation metric was not promising); written by
+# lego_core.jobs.prune only, into the job part
+FINAL_STATES = ("succeeded", "failed", "cancelled", "interrupted", "pruned")
+State = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted", "pruned"]
 
 
 class _Part(BaseModel):
@@ -38,7 +40,8 @@ class Launch(_Part):
 class JobPart(_Part):
     """Written by lego_core.jobs only: launch, scheduler, supervisor, cancel, resume."""
 
-    state: State = Field("queued", description="the job's view: queued, running, or how it ended")
+    state: State = Field("queued", description="the job's view: queued, running, or how it ended (pruned: "
+                                               "stopped early by a sweep)")
     changed: float = Field(0.0, description="when `state` last changed (unix seconds)")
     error: str | None = Field(None, description="why the job ended badly (one line)")
     launch: Launch | None = Field(None, description="the launch request; None for foreground runs")

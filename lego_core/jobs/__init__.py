@@ -34,9 +34,9 @@ from lego_core.jobs.scheduler import (DEFAULT_CPU_SLOTS, DEFAULT_GPU_SLOTS, MAX_
 from lego_core.jobs.launcher import _training_argv  # noqa: F401
 from lego_core.jobs.supervisor import _tail, worker  # noqa: F401
 
-RESUMABLE_STATES = ("interrupted", "cancelled", "failed")
+RESUMABLE_STATES = ("interrupted", "cancelled", "failed", "pruned")
 
-__all__ = ["launch", "cancel", "resume", "status", "list_runs", "delete", "logs", "refresh", "live_pids",
+__all__ = ["launch", "cancel", "prune", "resume", "status", "list_runs", "delete", "logs", "refresh", "live_pids",
            "plan", "Devices", "worker", "TOKEN_ENV", "MAX_CONCURRENT_ENV",
            "DEFAULT_CPU_SLOTS", "DEFAULT_GPU_SLOTS", "RESUMABLE_STATES"]
 
@@ -153,8 +153,28 @@ def cancel(run_id: str, timeout: float = 10, root: str | os.PathLike | None = No
     return final
 
 
+def prune(run_id: str, timeout: float = 10, root: str | os.PathLike | None = None, note: str | None = None) -> dict:
+    """Stop a run that a sweep judged unpromising: cancel it (SIGTERM: it checkpoints and stops;
+    SIGKILL after `timeout`), then record the final state `pruned` (and `note`, why). A run that
+    had already ended, or ended on its own before the cancel took hold, keeps the state it ended
+    in. `resume` continues a pruned run like a cancelled one. Returns the final status."""
+    run = runs.open(run_id, root)
+    if run.status_for_action().get("state") not in runs.ACTIVE_STATES:
+        return run.status()
+    try:
+        cancel(run.id, timeout=timeout, root=run.path.parent)
+    except RunError:  # it ended between the look and the cancel: keep how it ended
+        return run.status()
+
+    def mark(current: dict) -> dict | None:
+        if current.get("state") != "cancelled":
+            return None
+        return {"state": "pruned", "ended": current.get("ended") or runs.now(), "error": None, "note": note}
+    return run.update_job_status(mark)
+
+
 def resume(run_id: str, root: str | os.PathLike | None = None) -> str:
-    """Queue an interrupted, cancelled or failed run again; it continues from checkpoints/last.pt."""
+    """Queue an interrupted, cancelled, failed or pruned run again; it continues from checkpoints/last.pt."""
     run = runs.open(run_id, root)
     base = run.path.parent
     with _scheduler_lock(base):
