@@ -112,6 +112,9 @@ class RunStatus(_Part):
         if "state" in fields and fields["state"] not in STATES:
             raise ValueError(f"unknown run state {fields['state']!r}; one of {STATES}")
         current = getattr(self, part)
+        if current is None and "state" not in fields:  # a first write without a state (a cancel
+            # request on a foreground run) takes the run's state and does not decide it
+            current = kind(state=self.state if self.state in STATES else "queued")
         data = current.model_dump() if current is not None else {}
         moved = current is None or any(key in fields and fields[key] != getattr(current, key)
                                        for key in ("state", "started"))
