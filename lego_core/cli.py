@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", nargs="+", default=["valid", "test"])
     p.set_defaults(func=cmd_evaluate)
 
-    for module, adder in (("lego_core.augment_cli", "add_augment_command"), ("lego_core.jobs.cli", "add_jobs_command")):
+    for module, adder in (("lego_core.augment_cli", "add_augment_command"), ("lego_core.jobs.cli", "add_jobs_command"),
+                          ("lego_core.sweeps.cli", "add_sweep_command")):
         try:
             mod = __import__(module, fromlist=[adder])
         except ImportError:
