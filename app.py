@@ -26,6 +26,7 @@ PAGES = [
     st.Page("pages/embeddings.py", title="Embeddings", icon=":material/scatter_plot:"),
     st.Page("pages/users.py", title="Users", icon=":material/person_search:"),
     st.Page("pages/experiments.py", title="Experiments", icon=":material/table_chart:"),
+    st.Page("pages/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:"),
 ]
 
 

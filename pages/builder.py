@@ -1,6 +1,7 @@
 """Builder: drag bricks (or pick them from select boxes) into the content, behaviour and predictor
 slots, set their hyper-parameters from forms the catalog describes, check the recipe, see its size,
-download it as YAML and launch training in the background."""
+download it as YAML and launch training in the background. In Sweep mode the recipe is the base of
+a sweep: several bricks per slot, parameter ranges, seeds and a budget, launched as one sweep."""
 from __future__ import annotations
 
 import json
@@ -14,6 +15,9 @@ from lego_core.errors import LegoError
 from lego_core.operators import catalog
 from lego_core.operators.catalog import KINDS
 from lego_core.recipe import Recipe, presets
+from lego_core.sweeps import form
+from lego_core.sweeps.form import RangeWidget
+from lego_core.sweeps.spec import SweepSpec
 from pages import _common as ui
 
 ui.require_navigation()
@@ -199,11 +203,109 @@ if recipe is not None:
     st.download_button("Download recipe.yaml", text.encode("utf-8"), file_name=f"{recipe.name}.yaml",
                        mime="application/x-yaml", icon=":material/download:")
 
+# ---- sweep mode ---------------------------------------------------------------------------------------
+MODES = ("Single run", "Sweep")
+
+
+def _range_input(w: RangeWidget):
+    """Draw one sweep range (a slider, a slider over steps, or a multiselect); returns its value."""
+    key = f"sweep-range-{w.key}"
+    if w.kind == "choices":
+        return st.multiselect(w.label, list(w.options), default=w.default, key=key, help=w.help or None)
+    if w.kind == "steps":
+        return st.select_slider(w.label, options=list(w.options), value=w.default, key=key, help=w.help or None,
+                                format_func=lambda v: f"{v:g}")
+    return st.slider(w.label, min_value=w.low, max_value=w.high, value=w.default, step=w.step, key=key,
+                     help=w.help or None)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _estimate(spec_yaml: str, slots: int) -> dict:
+    from lego_core import runs
+
+    return form.estimate(SweepSpec.load(spec_yaml), runs.list(), slots)
+
+
+def _sweep_form(recipe, device: str) -> None:
+    """The Sweep mode: bricks per slot, ranges, seeds, sampler, budget; the number of trials and an
+    estimated time; Launch sweep."""
+    if recipe is None or check.error is not None and not check.reason:
+        st.info("Fix the recipe above first: it is the base every trial starts from.", icon=":material/info:")
+        return
+    st.caption("The recipe above is the base: every trial starts from it. Pick more bricks per slot, parameter "
+               "ranges and seeds; each trial is a normal run (see Training), ranked on the Leaderboard.")
+    slots = {}
+    for kind, col in zip(KINDS, st.columns(3)):
+        slots[kind] = col.multiselect(f"{KIND_LABEL[kind].capitalize()} bricks to try", names_of[kind],
+                                      default=[state.bricks[kind]], key=f"sweep-{kind}")
+    widgets = {w.key: w for w in form.sweepable(slots)}
+    vary = st.multiselect("Vary parameters", list(widgets), key="sweep-vary", format_func=lambda k: widgets[k].label,
+                          help="Ranges start at the catalog's bounds; both ends equal means one value.")
+    s1, s2, s3, s4 = st.columns(4)
+    sampler = s1.selectbox("Sampler", ("grid", "random", "tpe"), key="sweep-sampler",
+                           help="grid: every combination; random: independent draws; tpe: Optuna's TPE, "
+                                "which draws near the best so far.")
+    points = s2.number_input("Grid points per range", 2, 10, 3, key="sweep-points", disabled=sampler != "grid")
+    seeds = s3.number_input("Seeds per configuration", 1, 10, 2, key="sweep-seeds",
+                            help="Each configuration runs once per seed: the leaderboard shows the spread.")
+    pruner = s4.selectbox("Pruner", ("none", "median", "halving"), key="sweep-pruner",
+                          help="Stop trials whose validation metric after an epoch falls behind (Optuna's median "
+                               "or successive-halving pruner).")
+    params = {}
+    if vary:
+        rcols = st.columns(2)
+        for i, key in enumerate(vary):
+            with rcols[i % 2]:
+                params[key] = form.param_entry(widgets[key], _range_input(widgets[key]), int(points))
+    b1, b2, _ = st.columns([1, 1, 2])
+    trials = b1.number_input("Budget: trials", 1, 10000, 24, key="sweep-trials",
+                             help="Runs in all (configurations × seeds).")
+    minutes = b2.number_input("Budget: minutes (0 = no limit)", 0, 100000, 0, key="sweep-minutes")
+    try:
+        spec = form.spec_from_form(recipe, slots, params, seeds, trials, minutes, sampler, pruner,
+                                   name=recipe.name if recipe.name != "custom" else "sweep", device=device)
+    except LegoError as exc:
+        st.error(ui.one_line(exc), icon=":material/error:")
+        return
+    from lego_core import jobs
+
+    limit = jobs.Devices.here(cuda=device.startswith("cuda")).limit(device)
+    guess = _estimate(spec.to_yaml(), limit)
+    space = "" if guess["space"] is None else f" of {guess['space']} possible"
+    st.markdown(f"**{guess['trials']} trials**: {guess['configurations']} configurations{space} × "
+                f"{guess['seeds']} seed(s), {limit} at once on {ui.safe(device)}. "
+                f"Estimated time: **{form.human_seconds(guess['seconds'])}**")
+    st.caption(f"Estimate from {ui.safe(guess['basis'])}; pruning makes it shorter.")
+    st.download_button("Download sweep.yaml", spec.to_yaml().encode("utf-8"), file_name="sweep.yaml",
+                       mime="application/x-yaml", icon=":material/download:")
+    if ui.read_only():
+        ui.read_only_note("Launching sweeps")
+        return
+    if st.button("Launch sweep", type="primary", icon=":material/rocket_launch:", key="sweep-launch",
+                 disabled=not guess["trials"]):
+        with ui.lego_errors():
+            from lego_core import sweeps
+
+            sweep_id = sweeps.launch(spec)
+            st.session_state["select_sweep"] = sweep_id
+            st.session_state["last_sweep"] = sweep_id
+    if last := st.session_state.get("last_sweep"):
+        st.success(f"Launched sweep {last}. Its trials run in the background; compare them on the Leaderboard.",
+                   icon=":material/check_circle:")
+        st.page_link("pages/leaderboard.py", label="Open Leaderboard", icon=":material/leaderboard:")
+
+
 # ---- launch -----------------------------------------------------------------------------------------
 st.subheader("Launch", divider="gray")
+mode = st.radio("Mode", MODES, key="builder-mode", horizontal=True,
+                help="Single run: train this recipe once. Sweep: use it as the base and try several bricks per "
+                     "slot, parameter ranges and seeds; compare them on the Leaderboard.")
 targets = devices.choices()
 lc1, lc2 = st.columns([2, 1], vertical_alignment="bottom")
 target = lc1.selectbox("Device", range(len(targets)), format_func=lambda i: targets[i]["label"], key="device")
+if mode == MODES[1]:
+    _sweep_form(recipe, targets[target]["device"])
+    st.stop()
 launch = False
 if ui.read_only():
     ui.read_only_note("Launching runs")

@@ -110,7 +110,7 @@ def _actions() -> None:
             jobs.cancel(run.id, wait=False)
             st.toast(f"Cancelling {run.id}")
             st.rerun()
-        if cols[1].button("Resume", disabled=state not in ("cancelled", "interrupted", "failed"),
+        if cols[1].button("Resume", disabled=state not in ("cancelled", "interrupted", "failed", "pruned"),
                           icon=":material/play_arrow:", help="Continue from the last checkpoint."):
             from lego_core import jobs
 

@@ -1,0 +1,192 @@
+"""Leaderboard: a sweep's configurations ranked by their mean validation metric over seeds, with
+the spread, a 95% interval and a marker where two intervals overlap; quality against train time and
+against parameter count (Pareto fronts); Optuna's parameter importance and parallel coordinates;
+pick a configuration to open its runs. Resume or stop the sweep."""
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from lego_core.errors import LegoError
+from lego_core.sweeps import leaderboard, list_sweeps
+from pages import _common as ui
+
+ui.require_navigation()
+
+REFRESH_SECONDS = 3.0
+st.title("Leaderboard")
+
+try:
+    found = list_sweeps()
+except LegoError as exc:
+    st.error(ui.one_line(exc))
+    found = []
+if not found:
+    ui.empty_state("No sweeps yet. On the Builder, switch the mode to Sweep, pick several bricks per slot and "
+                   "launch: every configuration is ranked here.", "pages/builder.py", "Open the Builder")
+    st.stop()
+
+storages = dict(found)
+ids = [sweep_id for sweep_id, _ in found]
+wanted = st.session_state.pop("select_sweep", None)
+if wanted in ids:
+    st.session_state["lb-sweep"] = wanted
+if st.session_state.get("lb-sweep") not in ids:
+    st.session_state["lb-sweep"] = ids[0]
+sweep_id = st.selectbox("Sweep", ids, key="lb-sweep")
+try:
+    first = leaderboard.Snapshot.load(sweep_id, storages.get(sweep_id)).summary()
+except LegoError as exc:
+    st.error(ui.one_line(exc), icon=":material/error:")
+    st.stop()
+
+
+def _actions(summary: dict) -> None:
+    if ui.read_only():
+        ui.read_only_note("Resuming and stopping sweeps")
+        return
+    from lego_core import sweeps
+
+    a1, a2, _ = st.columns([1, 1, 4])
+    with ui.lego_errors():
+        if a1.button("Resume sweep", icon=":material/play_arrow:", key="lb-resume",
+                     disabled=summary["state"] not in ("paused", "created"),
+                     help="Start a worker that continues where the sweep stopped (no trial is repeated)."):
+            sweeps.resume(sweep_id, storage=storages.get(sweep_id))
+            st.toast(f"Resuming {sweep_id}")
+        if a2.button("Stop sweep", icon=":material/pause:", key="lb-stop", disabled=summary["state"] != "running",
+                     help="Pause this machine's workers: running trials stop with a checkpoint; Resume continues."):
+            sweeps.stop(sweep_id, storage=storages.get(sweep_id))
+            st.toast(f"Stopping {sweep_id}")
+
+
+def _table_view(table: pd.DataFrame, metric: str) -> pd.DataFrame:
+    view = pd.DataFrame({
+        "rank": table["rank"],
+        "≈": ["≈ " + ", ".join(map(str, o)) if tie else "" for o, tie in zip(table["overlaps"], table["tie"])],
+        "content": table["content"], "behaviour": table["behavior"], "predictor": table["predictor"],
+        "params": table["params"], "seeds": table["seeds"],
+        f"valid {metric}": table["mean"], "± std": table["std"], "95% low": table["low"], "95% high": table["high"],
+        f"test {metric}": table[f"test_{metric}"], "train s": table["train_seconds"],
+        "parameters": table["parameters"], "pruned": table["pruned"], "failed": table["failed"],
+        "running": table["running"],
+        "Pareto": ["time, size" if a and b else "time" if a else "size" if b else ""
+                   for a, b in zip(table["pareto_train_seconds"], table["pareto_parameters"])]})
+    return view
+
+
+def _label(table: pd.DataFrame, i: int) -> str:
+    row = table.iloc[i]
+    rank = f"#{int(row['rank'])}" if pd.notna(row["rank"]) else "unranked"
+    params = f" ({row['params']})" if row["params"] else ""
+    return f"{rank} · {row['content']} + {row['behavior']} + {row['predictor']}{params}"
+
+
+def _runs(snap: leaderboard.Snapshot, config: str) -> None:
+    rows = snap.runs_of(config)
+    if rows.empty:
+        st.caption("No trial of this configuration has a run yet.")
+        return
+    st.dataframe(rows.drop(columns=["here"]), hide_index=True, width="stretch",
+                 column_config={"value": st.column_config.NumberColumn(f"valid {snap.spec.metric}", format="%.4f")})
+    here = [r for r in rows.itertuples() if r.here]
+    if not here:
+        st.caption("Its runs live on another machine: open them there.")
+    cols = st.columns(max(1, min(4, len(here))))
+    for i, row in enumerate(here):
+        if cols[i % len(cols)].button(f"Open seed {row.seed} on Training", key=f"lb-open-{row.run_id}",
+                                      icon=":material/monitoring:"):
+            st.session_state["select_run"] = row.run_id
+            st.switch_page("pages/training.py")
+
+
+def _charts(snap: leaderboard.Snapshot, table: pd.DataFrame, metric: str) -> None:
+    ranked = table[table["rank"].notna()].copy()
+    if ranked.empty:
+        return
+    ranked["bricks"] = ranked["content"] + " + " + ranked["behavior"] + " + " + ranked["predictor"]
+    st.subheader("Quality against cost", divider="gray")
+    left, right = st.columns(2)
+    for col, cost, title in ((left, "train_seconds", "train time (s)"), (right, "parameters", "parameters")):
+        data = ranked.dropna(subset=[cost])
+        if data.empty:
+            col.caption(f"No {title} recorded yet.")
+            continue
+        data = data.assign(front=data[f"pareto_{cost}"].map({True: "Pareto front", False: "dominated"}))
+        fig = px.scatter(data, x=cost, y="mean", error_y="std", color="front", symbol="front",
+                         hover_data=["rank", "bricks", "params", "seeds"], title=f"valid {metric} vs {title}",
+                         color_discrete_map={"Pareto front": "#C91A09", "dominated": "#9A9A9A"})
+        front = data[data[f"pareto_{cost}"]].sort_values(cost)
+        fig.add_scatter(x=front[cost], y=front["mean"], mode="lines", line=dict(color="#C91A09", dash="dot"),
+                        showlegend=False, hoverinfo="skip")
+        fig.update_layout(height=360, margin=dict(l=10, r=10, t=40, b=10), legend_title_text="")
+        col.plotly_chart(fig, width="stretch", key=f"lb-pareto-{cost}")
+    st.subheader("What matters", divider="gray")
+    left, right = st.columns(2)
+    for col, (figure, note), key in ((left, snap.importance_figure(), "lb-importance"),
+                                     (right, snap.parallel_figure(), "lb-parallel")):
+        if figure is None:
+            col.caption(note)
+        else:
+            figure.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10))
+            col.plotly_chart(figure, width="stretch", key=key)
+
+
+def _sweep() -> None:
+    snap = leaderboard.Snapshot.load(sweep_id, storages.get(sweep_id))
+    summary = snap.summary()
+    if summary["state"] != first["state"]:
+        st.rerun(scope="app")  # finished or started: redraw the buttons and stop the timer
+    metric, counts = summary["metric"], summary["counts"]
+    c = st.columns(5)
+    c[0].metric("State", summary["state"])
+    c[1].metric("Trials done", f"{counts['complete']} of {summary['planned']}")
+    c[2].metric("Pruned", counts["pruned"])
+    c[3].metric("Running", counts["running"] + counts["waiting"])
+    budget = f" of {summary['minutes']:g} min" if summary["minutes"] else ""
+    c[4].metric("Time", f"{summary['elapsed'] / 60:.1f} min{budget}")
+    st.caption(f"Optimises valid {metric} with the {summary['sampler']} sampler, pruner {summary['pruner']}, "
+               f"{summary['seeds']} seed(s) per configuration. Rows are ranked by the mean over finished seeds; "
+               "≈ lists the ranks whose 95% interval of the mean overlaps this one's (too close to tell apart "
+               "from seed noise).")
+    if counts["failed"]:
+        st.warning(f"{counts['failed']} trial(s) failed; their errors are in the runs below.", icon=":material/warning:")
+    table = snap.table()
+    if table.empty:
+        st.info("No trial has started yet. A worker starts them in the background.", icon=":material/hourglass:")
+        return
+    event = st.dataframe(_table_view(table, metric), hide_index=True, width="stretch", key="lb-table",
+                         on_select="rerun", selection_mode="single-row",
+                         column_config={f"valid {metric}": st.column_config.NumberColumn(format="%.4f"),
+                                        "± std": st.column_config.NumberColumn(format="%.4f"),
+                                        "95% low": st.column_config.NumberColumn(format="%.4f"),
+                                        "95% high": st.column_config.NumberColumn(format="%.4f"),
+                                        f"test {metric}": st.column_config.NumberColumn(format="%.4f"),
+                                        "train s": st.column_config.NumberColumn(format="%.1f"),
+                                        "parameters": st.column_config.NumberColumn(format="localized")})
+    st.download_button("Download CSV", table.to_csv(index=False).encode("utf-8"), file_name=f"{sweep_id}.csv",
+                       mime="text/csv", icon=":material/download:")
+    configs = table["config"].tolist()
+    rows = getattr(getattr(event, "selection", None), "rows", None) or []
+    picked = configs[rows[0]] if rows and rows[0] < len(configs) else None
+    if picked is not None and st.session_state.get("lb-picked") != picked:  # a click on a row, not a rerun
+        st.session_state["lb-config"] = picked
+    st.session_state["lb-picked"] = picked
+    if st.session_state.get("lb-config") not in configs:
+        st.session_state["lb-config"] = configs[0]
+    st.subheader("Runs of a configuration", divider="gray")
+    chosen = st.selectbox("Configuration", configs, key="lb-config",
+                          format_func=lambda key: _label(table, configs.index(key)),
+                          help="Click a row of the table, or pick it here.")
+    _runs(snap, chosen)
+    _charts(snap, table, metric)
+    skipped = snap.skipped()
+    if len(skipped):
+        with st.expander(f"{len(skipped)} proposal(s) that got no run", expanded=False):
+            st.dataframe(skipped, hide_index=True, width="stretch")
+
+
+_actions(first)
+live = st.fragment(run_every=REFRESH_SECONDS if first["state"] == "running" else None)
+live(_sweep)()
