@@ -272,7 +272,8 @@ def _sweep_form(recipe, device: str) -> None:
     limit = jobs.Devices.here(cuda=device.startswith("cuda")).limit(device)
     guess = _estimate(spec.to_yaml(), limit)
     space = "" if guess["space"] is None else f" of {guess['space']} possible"
-    st.markdown(f"**{guess['trials']} trials**: {guess['configurations']} configurations{space} × "
+    n = guess["configurations"]
+    st.markdown(f"**{guess['trials']} trials**: {n} configuration{'s' if n != 1 else ''}{space} × "
                 f"{guess['seeds']} seed(s), {limit} at once on {ui.safe(device)}. "
                 f"Estimated time: **{form.human_seconds(guess['seconds'])}**")
     st.caption(f"Estimate from {ui.safe(guess['basis'])}; pruning makes it shorter.")

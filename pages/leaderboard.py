@@ -76,29 +76,30 @@ def _table_view(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     return view
 
 
-def _label(table: pd.DataFrame, i: int) -> str:
-    row = table.iloc[i]
-    rank = f"#{int(row['rank'])}" if pd.notna(row["rank"]) else "unranked"
+def _label(table: pd.DataFrame, config: str) -> str:
+    """A configuration as its bricks and parameters (no rank: a label that changes with the ranking
+    would move the choice)."""
+    row = table[table["config"] == config].iloc[0]
     params = f" ({row['params']})" if row["params"] else ""
-    return f"{rank} · {row['content']} + {row['behavior']} + {row['predictor']}{params}"
+    return f"{row['content']} + {row['behavior']} + {row['predictor']}{params}"
 
 
-def _runs(snap: leaderboard.Snapshot, config: str) -> None:
+def _runs(snap: leaderboard.Snapshot, config: str, index: int) -> None:
     rows = snap.runs_of(config)
     if rows.empty:
         st.caption("No trial of this configuration has a run yet.")
         return
     st.dataframe(rows.drop(columns=["here"]), hide_index=True, width="stretch",
                  column_config={"value": st.column_config.NumberColumn(f"valid {snap.spec.metric}", format="%.4f")})
-    here = [r for r in rows.itertuples() if r.here]
-    if not here:
+    here = rows[rows["here"]]
+    if here.empty:
         st.caption("Its runs live on another machine: open them there.")
-    cols = st.columns(max(1, min(4, len(here))))
-    for i, row in enumerate(here):
-        if cols[i % len(cols)].button(f"Open seed {row.seed} on Training", key=f"lb-open-{row.run_id}",
-                                      icon=":material/monitoring:"):
-            st.session_state["select_run"] = row.run_id
-            st.switch_page("pages/training.py")
+        return
+    labels = {r.run_id: f"seed {r.seed} · {r.state}" for r in here.itertuples()}
+    run_id = st.radio("Run", list(labels), key=f"lb-run-{index}", horizontal=True, format_func=labels.get)
+    st.session_state["select_run"] = run_id  # the Training page opens this run
+    st.page_link("pages/training.py", label=f"Open {labels[run_id].split(' · ')[0]} on Training",
+                 icon=":material/monitoring:")
 
 
 def _charts(snap: leaderboard.Snapshot, table: pd.DataFrame, metric: str) -> None:
@@ -116,6 +117,7 @@ def _charts(snap: leaderboard.Snapshot, table: pd.DataFrame, metric: str) -> Non
         data = data.assign(front=data[f"pareto_{cost}"].map({True: "Pareto front", False: "dominated"}))
         fig = px.scatter(data, x=cost, y="mean", error_y="std", color="front", symbol="front",
                          hover_data=["rank", "bricks", "params", "seeds"], title=f"valid {metric} vs {title}",
+                         labels={"mean": f"valid {metric} (mean ± std)", cost: title},
                          color_discrete_map={"Pareto front": "#C91A09", "dominated": "#9A9A9A"})
         front = data[data[f"pareto_{cost}"]].sort_values(cost)
         fig.add_scatter(x=front[cost], y=front["mean"], mode="lines", line=dict(color="#C91A09", dash="dot"),
@@ -133,11 +135,13 @@ def _charts(snap: leaderboard.Snapshot, table: pd.DataFrame, metric: str) -> Non
             col.plotly_chart(figure, width="stretch", key=key)
 
 
-def _sweep() -> None:
+def _board() -> None:
+    """State, counts and the ranked table (refreshed while the sweep runs); a click on a row picks
+    the configuration whose runs are listed below."""
     snap = leaderboard.Snapshot.load(sweep_id, storages.get(sweep_id))
     summary = snap.summary()
     if summary["state"] != first["state"]:
-        st.rerun(scope="app")  # finished or started: redraw the buttons and stop the timer
+        st.rerun(scope="app")  # finished or started: redraw the buttons and the timer
     metric, counts = summary["metric"], summary["counts"]
     c = st.columns(5)
     c[0].metric("State", summary["state"])
@@ -171,16 +175,38 @@ def _sweep() -> None:
     rows = getattr(getattr(event, "selection", None), "rows", None) or []
     picked = configs[rows[0]] if rows and rows[0] < len(configs) else None
     if picked is not None and st.session_state.get("lb-picked") != picked:  # a click on a row, not a rerun
-        st.session_state["lb-config"] = picked
+        st.session_state["lb-picked"] = st.session_state["lb-pending"] = picked
+        st.rerun(scope="app")
     st.session_state["lb-picked"] = picked
+
+
+def _runs_section() -> None:
+    """The runs of one configuration, each a button to its run on Training (outside the refreshed
+    part, so a click is never lost to a refresh)."""
+    snap = leaderboard.Snapshot.load(sweep_id, storages.get(sweep_id))
+    table = snap.table()
+    if table.empty:
+        return
+    ranked = table["config"].tolist()
+    configs = sorted(ranked, key=lambda key: min(table["trials"].iloc[ranked.index(key)]))  # in order of start:
+    # a choice stays put while the ranking moves
+    if st.session_state.get("lb-pending") in configs:
+        st.session_state["lb-config"] = st.session_state.pop("lb-pending")
     if st.session_state.get("lb-config") not in configs:
-        st.session_state["lb-config"] = configs[0]
+        st.session_state["lb-config"] = ranked[0]
     st.subheader("Runs of a configuration", divider="gray")
     chosen = st.selectbox("Configuration", configs, key="lb-config",
-                          format_func=lambda key: _label(table, configs.index(key)),
+                          format_func=lambda key: _label(table, key),
                           help="Click a row of the table, or pick it here.")
-    _runs(snap, chosen)
-    _charts(snap, table, metric)
+    _runs(snap, chosen, configs.index(chosen))
+
+
+def _figures() -> None:
+    snap = leaderboard.Snapshot.load(sweep_id, storages.get(sweep_id))
+    table = snap.table()
+    if table.empty:
+        return
+    _charts(snap, table, snap.spec.metric)
     skipped = snap.skipped()
     if len(skipped):
         with st.expander(f"{len(skipped)} proposal(s) that got no run", expanded=False):
@@ -188,5 +214,7 @@ def _sweep() -> None:
 
 
 _actions(first)
-live = st.fragment(run_every=REFRESH_SECONDS if first["state"] == "running" else None)
-live(_sweep)()
+live = st.fragment(run_every=REFRESH_SECONDS if first["state"] in ("created", "running") else None)
+live(_board)()
+_runs_section()
+live(_figures)()

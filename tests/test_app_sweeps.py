@@ -54,11 +54,13 @@ def test_the_leaderboard_ranks_a_sweep_and_opens_a_configurations_runs(finished_
     assert not at.exception
     trials = at.dataframe[1].value
     assert len(trials) == 2 and set(trials["seed"]) == {2023, 2024}
-    run_id = trials["run_id"].iloc[0]
+    run_id = trials["run_id"].iloc[1]
     assert runs.open(run_id).recipe().content.name == "cnn"
-    button(at, f"Open seed {trials['seed'].iloc[0]} on Training").click().run()
-    assert not at.exception
-    assert at.title[0].value == "Training" and at.selectbox(key="training_run").value == run_id
+    picker = [r for r in at.radio if r.label == "Run"][0]
+    picker.set_value(run_id).run()
+    assert not at.exception and at.session_state["select_run"] == run_id  # what the page link opens
+    at = show(at, "pages/training.py")
+    assert at.selectbox(key="training_run").value == run_id
 
 
 def test_the_builder_sweep_mode_counts_trials_and_launches_a_sweep(cache, monkeypatch):

@@ -63,12 +63,28 @@ def _stop_runs(cache: Path) -> None:
     """Cancel any run the test left active (a failure mid-way must not leave trainers behind)."""
     from lego_core import jobs, runs
 
+    _stop_sweeps(cache)
     if not (cache / "runs").exists():
         return
     for run in runs.list(cache / "runs"):
         if run.is_active():
             try:
                 jobs.cancel(run.id, timeout=5, root=cache / "runs")
+            except Exception:  # noqa: BLE001 - best effort cleanup
+                pass
+
+
+def _stop_sweeps(cache: Path) -> None:
+    """Ask the sweep workers the test started to stop (they cancel their runs)."""
+    if not (cache / "sweeps").exists():
+        return
+    from lego_core import sweeps
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LEGO_CACHE_DIR", str(cache))
+        for sweep_id, storage in sweeps.list_sweeps():
+            try:
+                sweeps.stop(sweep_id, storage=storage)
             except Exception:  # noqa: BLE001 - best effort cleanup
                 pass
 
@@ -211,6 +227,40 @@ def test_build_train_and_explore_in_a_real_browser(server):
             expect(page.get_by_test_id("stMultiSelect").first).to_contain_text("succeeded")
             _wait_idle(page)
             _shot(page, "08-experiments")
+
+            # a sweep: the Builder's Sweep mode, two content bricks, one seed; ranked on the Leaderboard
+            _nav(page, "Builder")
+            page.get_by_text("Quick test run", exact=True).click()  # the base: a quick run
+            _wait_idle(page)
+            page.get_by_text("Sweep", exact=True).click()
+            _wait_idle(page)
+            page.get_by_test_id("stMultiSelect").filter(has_text="Content bricks to try").locator("input").click()
+            page.keyboard.type("pooling")
+            page.keyboard.press("Enter")
+            page.keyboard.press("Escape")
+            _wait_idle(page)
+            expect(page.get_by_test_id("stMultiSelect").filter(has_text="Content bricks to try")).to_contain_text("pooling")
+            seeds = page.get_by_role("spinbutton", name="Seeds per configuration")
+            seeds.fill("1")
+            seeds.press("Enter")
+            _wait_idle(page)
+            expect(page.get_by_text("2 configurations of 2 possible × 1 seed(s)")).to_be_visible()
+            expect(page.get_by_text("Estimated time").first).to_be_visible()
+            _shot(page, "09-builder-sweep")
+            page.get_by_role("button", name="Launch sweep").click()
+            expect(page.get_by_text("Launched sweep")).to_be_visible()
+            page.get_by_role("link", name="Open Leaderboard").click()
+            page.get_by_role("heading", name="Leaderboard", level=1).wait_for()
+            state = page.get_by_test_id("stMetric").filter(has_text="State").get_by_test_id("stMetricValue")
+            expect(state).to_have_text("finished", timeout=150_000)  # refreshed by the fragment
+            _wait_idle(page)
+            expect(page.get_by_test_id("stMetric").filter(has_text="Trials done")).to_contain_text("2 of 2")
+            expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible()
+            _shot(page, "10-leaderboard")
+            page.get_by_role("link", name="Open seed").first.click()
+            page.get_by_role("heading", name="Training", level=1).wait_for()
+            _wait_idle(page)
+            _shot(page, "11-training-from-leaderboard")
         except Exception:
             _shot(page, "failure")
             print(server["log"].read_text()[-5000:])

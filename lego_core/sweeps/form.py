@@ -21,6 +21,7 @@ TRAINING_KEYS = ("lr", "dim", "negatives", "batch_size", "weight_decay", "max_hi
 LOG_STEPS = (0.0, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
 GUESS_SECONDS_PER_EPOCH = 60.0  # no earlier run to go by: a CPU epoch of a small model on ml-100k
 GUESS_SECONDS_PER_STEP = 0.25
+GUESS_START_SECONDS = 10.0  # a run's process start, data loading and final evaluation
 
 
 @dataclass(frozen=True)
@@ -104,35 +105,39 @@ def spec_from_form(recipe: Recipe, slots: dict[str, list[str]], params: dict[str
 
 def estimate(spec: SweepSpec, earlier: Iterable[Any] = (), slots: int = 2) -> dict:
     """{"trials", "configurations", "seeds", "space", "seconds", "per_trial", "basis"}: the plan
-    and its wall time, from the median time per epoch of earlier successful runs of the same
-    content brick on the same dataset here (else of any run on it, else a rough guess), times the
-    epochs, over `slots` runs at once."""
+    and its wall time. A trial takes a start-up time (process, data) plus its epochs: both the
+    median of earlier successful runs of the same content bricks on the same dataset here (else of
+    any run on it, else a rough guess), over `slots` runs at once."""
     counted = plan(spec)
     base = spec.base_recipe
     epochs, cap = base.training.epochs, base.training.max_steps_per_epoch
-    same, any_brick = [], []
+    same: list[tuple[float, float]] = []
+    any_brick: list[tuple[float, float]] = []
     for run in earlier:
         try:
             if run.state != "succeeded":
                 continue
-            recipe, metrics = run.recipe(), run.metrics()
+            recipe, metrics, status = run.recipe(), run.metrics(), run.status()
             done = len(run.history("epochs")) or recipe.training.epochs
-            seconds = float(metrics["train_seconds"]) / max(done, 1)
-        except Exception:  # noqa: BLE001 - a damaged run tells nothing about speed
+            train = float(metrics["train_seconds"])
+            total = float(status["ended"]) - float(status["started"])
+        except Exception:  # noqa: BLE001 - a damaged or foreground run tells nothing about speed
             continue
         if recipe.dataset.name != base.dataset.name or recipe.training.max_steps_per_epoch != cap:
             continue
-        any_brick.append(seconds)
+        sample = (train / max(done, 1), max(0.0, total - train))
+        any_brick.append(sample)
         if recipe.content.name in spec.slots["content"]:
-            same.append(seconds)
+            same.append(sample)
     found = same or any_brick
     if found:
-        per_epoch = statistics.median(found)
+        per_epoch = statistics.median(s[0] for s in found)
+        start = statistics.median(s[1] for s in found)
         basis = f"{len(found)} earlier run(s) of {'these content bricks' if same else 'other bricks'} here"
     else:
         per_epoch = GUESS_SECONDS_PER_EPOCH if cap is None else GUESS_SECONDS_PER_STEP * cap + 5
-        basis = "a rough guess (no earlier run on this dataset here)"
-    per_trial = per_epoch * epochs
+        start, basis = GUESS_START_SECONDS, "a rough guess (no earlier run on this dataset here)"
+    per_trial = start + per_epoch * epochs
     seconds = per_trial * counted["trials"] / max(1, min(slots, counted["trials"] or 1))
     return {**counted, "seconds": seconds, "per_trial": per_trial, "basis": basis}
 
