@@ -152,6 +152,8 @@ def _cmd_stop(args: argparse.Namespace) -> int:
 
 def markdown(table: Any, metric: str) -> str:
     """The leaderboard as a Markdown table (the format of docs/results.md)."""
+    import pandas as pd
+
     def num(value: Any, fmt: str) -> str:
         return "-" if value is None or (isinstance(value, float) and value != value) else format(value, fmt)
 
@@ -159,7 +161,7 @@ def markdown(table: Any, metric: str) -> str:
              f"95% interval | ≈ | test {metric} | train s | parameters | pruned |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for _, row in table.iterrows():
-        rank = "-" if row["rank"] is None or row["rank"] != row["rank"] else str(int(row["rank"]))
+        rank = "-" if pd.isna(row["rank"]) else str(int(row["rank"]))
         spread = f"{num(row['mean'], '.4f')} ± {num(row['std'], '.4f')}" if row["seeds"] else "-"
         interval = f"{num(row['low'], '.4f')} – {num(row['high'], '.4f')}" if row["seeds"] > 1 else "-"
         tie = "≈ " + ", ".join(map(str, row["overlaps"])) if row.get("tie") else ""

@@ -380,7 +380,8 @@ def _run_attrs(run: Any) -> dict:
     for key in ("train_seconds", "parameters", "best_epoch"):
         if isinstance(metrics.get(key), (int, float)):
             out[key] = metrics[key]
-    started, ended = status.get("started"), status.get("ended")
+    job = getattr(run.status_model(), "job", None)  # the job's own start: process start-up included
+    started, ended = (job.started if job else None) or status.get("started"), status.get("ended")
     if isinstance(started, (int, float)) and isinstance(ended, (int, float)):
         out["run_seconds"] = round(ended - started, 2)
     return out
