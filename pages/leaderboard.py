@@ -93,7 +93,7 @@ def _runs(snap: leaderboard.Snapshot, config: str, index: int) -> None:
                  column_config={"value": st.column_config.NumberColumn(f"valid {snap.spec.metric}", format="%.4f")})
     here = rows[rows["here"]]
     if here.empty:
-        st.caption("Its runs live on another machine: open them there.")
+        st.caption("Its runs are not in this app's runs folder (another machine, or another --runs-dir): open them there.")
         return
     labels = {r.run_id: f"seed {r.seed} · {r.state}" for r in here.itertuples()}
     run_id = st.radio("Run", list(labels), key=f"lb-run-{index}", horizontal=True, format_func=labels.get)

@@ -25,12 +25,12 @@ __all__ = ["SweepError", "SweepSpec", "create", "load", "delete", "list_sweeps",
            "launch", "resume", "stop", "Worker"]
 
 
-def work(sweep_id: str, storage: str | None = None, root: Any = None, poll: float = 1.0, echo: bool = True) -> dict:
+def work(sweep_id: str, storage: str | None = None, root: Any = None, poll: float = 0.5, echo: bool = True) -> dict:
     """Serve a sweep in this process until nothing is left to start or follow (see `worker`)."""
     return Worker(sweep_id, storage=storage, root=root, poll=poll, echo=echo).run()
 
 
-def run(spec: Any, storage: str | None = None, root: Any = None, sweep_id: str | None = None, poll: float = 1.0,
+def run(spec: Any, storage: str | None = None, root: Any = None, sweep_id: str | None = None, poll: float = 0.5,
         echo: bool = True) -> str:
     """Create a sweep from a spec and serve it in this process to the end; returns its id."""
     sweep_id = create(spec, storage=storage, sweep_id=sweep_id)

@@ -41,7 +41,7 @@ def add_sweep_command(subparsers: Any) -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="serve a sweep (one of several workers: run it on each machine with --storage)")
     p.add_argument("sweep")
-    p.add_argument("--poll", type=float, default=1.0, help="seconds between looks at the runs")
+    p.add_argument("--poll", type=float, default=0.5, help="seconds between looks at the runs")
     common(p)
     p.set_defaults(func=_cmd_worker)
 

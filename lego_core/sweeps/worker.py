@@ -49,7 +49,7 @@ class Worker:
     """One worker of a sweep (see the module doc). `run()` returns when nothing is left to start or
     follow, when the budget is spent, or when asked to stop."""
 
-    def __init__(self, sweep_id: str, storage: str | None = None, root: Any = None, poll: float = 1.0,
+    def __init__(self, sweep_id: str, storage: str | None = None, root: Any = None, poll: float = 0.5,
                  echo: bool = True):
         import optuna
 
@@ -380,8 +380,10 @@ def _run_attrs(run: Any) -> dict:
     for key in ("train_seconds", "parameters", "best_epoch"):
         if isinstance(metrics.get(key), (int, float)):
             out[key] = metrics[key]
-    job = getattr(run.status_model(), "job", None)  # the job's own start: process start-up included
-    started, ended = (job.started if job else None) or status.get("started"), status.get("ended")
+    model = run.status_model()  # from the job's start (process start-up included) to the trainer's end
+    job, training = (model.job, model.training) if model is not None else (None, None)
+    started = (job.started if job else None) or status.get("started")
+    ended = (training.ended if training else None) or status.get("ended")
     if isinstance(started, (int, float)) and isinstance(ended, (int, float)):
         out["run_seconds"] = round(ended - started, 2)
     return out
