@@ -262,6 +262,30 @@ def test_resume_after_the_worker_is_killed_repeats_and_loses_nothing(cache, fake
     assert list(table["seeds"]) == [2, 2] and table.iloc[0]["content"] == "attention"
 
 
+def test_a_stopped_sweep_pauses_its_runs_and_resume_continues_them(cache, fake):
+    """`sweep stop` (SIGTERM): the worker cancels its runs with a checkpoint and exits; a resume
+    continues those runs (no new ones) and finishes the sweep."""
+    from lego_core import sweeps
+
+    sweep_id = sweeps.create(spec(set={"training.epochs": 4}, command=fake(0.5)))
+    proc = worker_process(sweep_id)
+    deadline = time.monotonic() + 60
+    while not ((cache / "runs").exists() and any(r.history("epochs") for r in runs.list())):  # an epoch done
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    assert sweeps.stop(sweep_id) == [proc.pid]
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "stopped by SIGTERM" in out, out
+    paused = runs.list()
+    assert paused and all(r.state == "cancelled" for r in paused)
+    assert leaderboard.Snapshot.load(sweep_id).summary()["state"] == "paused"
+    sweeps.work(sweep_id, poll=0.1, echo=False)
+    snap, trials = finished(sweep_id)
+    assert sorted(t.state.name for t in trials.values()) == ["COMPLETE"] * 2
+    assert sorted(r.id for r in runs.list()) == sorted(r.id for r in paused)  # the same runs, continued
+    assert all(r.state == "succeeded" and r.status()["resumes"] == 1 for r in runs.list())
+
+
 def test_a_trial_whose_worker_died_before_launching_gets_its_run(cache, fake):
     from lego_core import sweeps
 
