@@ -100,8 +100,9 @@ def main() -> None:
             "dozen steps), enough to compare joint with decoupled at equal cost, not to converge.\n\n"
             f"{header}\n" + "\n".join(lines) + "\n")
     old = RESULTS.read_text() if RESULTS.exists() else ""
-    if COLD_BEGIN in old:  # keep the cold-start table made by --cold
-        text += "\n" + old[old.index(COLD_BEGIN):old.index(COLD_END) + len(COLD_END)] + "\n"
+    sections = old.find("\n<!-- ")  # keep the sections other benches own (cold start, sweeps)
+    if sections >= 0:
+        text += old[sections:]
     RESULTS.write_text(text)
     print(text)
 

@@ -39,7 +39,7 @@ def add_jobs_command(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("run_id", type=runs.check_id)
     p.add_argument("--timeout", type=float, default=10.0)
     p.set_defaults(func=_cmd_cancel)
-    p = sub.add_parser("resume", help="continue an interrupted, cancelled or failed run")
+    p = sub.add_parser("resume", help="continue an interrupted, cancelled, failed or pruned run")
     p.add_argument("run_id", type=runs.check_id)
     p.set_defaults(func=_cmd_resume)
     p = sub.add_parser("logs", help="a run's log")
