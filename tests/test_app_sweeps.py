@@ -9,17 +9,9 @@ import pytest
 
 from lego_core import runs
 from tests.test_app_pages import _navigation_mode, button, show, start, texts  # noqa: F401 (fixture)
-from tests.test_sweeps import FAKE_TRAINER, _stop_everything
+from tests.test_sweeps import FAKE_TRAINER, cache  # noqa: F401 (fixture)
 
 TINY = {"n_items": 120, "n_users": 60, "n_topics": 4, "n_impressions": 60, "seed": 3}
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("LEGO_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("LEGO_MAX_CONCURRENT", raising=False)
-    yield tmp_path / "cache"
-    _stop_everything(tmp_path / "cache")
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from lego_core import jobs, runs
 from lego_core.sweeps import SweepError, SweepSpec, leaderboard, plan
 from lego_core.sweeps import cli as sweep_cli
 from lego_core.sweeps import study as studies
+from tests.test_jobs import _kill_all
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,17 +72,7 @@ def _stop_everything(cache: Path) -> None:
             proc.kill()
         proc.wait()
         _WORKERS.remove(proc)
-    base = cache / "runs"
-    if not base.exists():
-        return
-    scan = jobs._token_pids() or {}
-    for run in runs.list(base):
-        token = run.status().get("token")
-        for pid in scan.get(token, []) if token else []:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    _kill_all(cache / "runs")
 
 
 _WORKERS: list[subprocess.Popen] = []
