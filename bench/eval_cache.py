@@ -22,7 +22,7 @@ import torch
 from lego_core import datasets, evaluate as ev
 from lego_core.model import build
 from lego_core.recipe import Recipe
-from lego_core.devices import torch_device as pick_device
+from lego_core.devices import torch_device
 
 
 def timed(fn) -> tuple[float, object]:
@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=["nrms", "plmnr"], help="presets timed on MovieLens-100k")
     parser.add_argument("--skip-mind", action="store_true", help="leave out the MIND-scale synthetic set")
     args = parser.parse_args()
-    device = pick_device(args.device)
+    device = torch_device(args.device)
     print(f"machine: {machine()}; device {device}; D=64, untrained weights (timing does not depend on them)")
     movielens = datasets.load("ml-100k")
     for preset in args.presets:

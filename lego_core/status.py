@@ -192,10 +192,3 @@ def _from_flat(data: dict) -> dict:
         out["training"] = {**training, "changed": stamp}
     return out
 
-
-def job_fields() -> set[str]:
-    return set(_JOB_KEYS)
-
-
-def training_fields() -> set[str]:
-    return set(_TRAINING_KEYS)

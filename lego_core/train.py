@@ -27,11 +27,6 @@ from lego_core.model import Legommender, build, to_tensor
 from lego_core.recipe import Recipe
 
 
-def pick_device(name: str) -> torch.device:
-    """The torch device for a recipe's device name; an absent device is a RecipeError."""
-    return devices.torch_device(name)
-
-
 @dataclass
 class Dist:
     """Where this process stands in a (possibly) distributed run."""
@@ -53,7 +48,7 @@ def init_distributed(device_name: str) -> tuple[Dist, torch.device]:
     """Join the process group torchrun set up (if any) and pick this process's device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     info = Dist(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
-    device = pick_device(device_name)
+    device = devices.torch_device(device_name)  # an absent device is a RecipeError
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
