@@ -1,16 +1,20 @@
-"""Public dataset API: what can be loaded here, loading by name or path, registering uploads, and
-the `python -m lego_core datasets` subcommand. Readers live in lego_core.data.*."""
+"""Public dataset API: what can be loaded here, loading by name or path, registering datasets, and
+the `python -m lego_core datasets` subcommand. Readers live in lego_core.data.*; registering a
+dataset in any format (`add`, `remove`, `show`) in lego_core.dataset_registration."""
 from __future__ import annotations
 
 import argparse
 import inspect
 from pathlib import Path
 
-from lego_core.data import mind, movielens, registry, synthetic, tables
+from lego_core import dataset_registration as registration
+from lego_core.data import formats, mind, movielens, registry, synthetic, tables
 from lego_core.data.cold import check_fraction, with_cold_items
 from lego_core.data.generated import load_augmented
 from lego_core.data.schema import Dataset
 from lego_core.errors import DataError, LegoError
+
+add, remove, show = registration.add, registration.remove, registration.show
 
 DEFAULT = "ml-100k"
 _LEAVE_LAST_OUT_OPTIONS = ("negatives", "seed")
@@ -25,7 +29,8 @@ def _check_options(what: str, options: dict, allowed: tuple) -> None:
 
 
 def available() -> list[dict]:
-    """Datasets that can be loaded here: the built-ins and every registered one."""
+    """Datasets that can be loaded here: the built-ins and every registered one, the latter with the
+    counts stored when it was registered (`summary`; nothing is loaded)."""
     folder = movielens.recbole_folder()
     out = [{"name": "ml-100k", "description": "MovieLens-100k (1,682 movies, 943 users), leave-last-out",
             "kind": "movielens", "loadable": folder is not None,
@@ -34,7 +39,9 @@ def available() -> list[dict]:
             "kind": "synthetic", "loadable": True, "reason": ""}]
     for doc in registry.manifests():
         out.append({"name": doc["name"], "description": str(doc.get("description") or f"registered {doc['kind']}"),
-                    "kind": doc["kind"], "loadable": doc["loadable"], "reason": doc["reason"]})
+                    "kind": doc["kind"], "loadable": doc["loadable"], "reason": doc["reason"],
+                    "summary": doc.get("summary") if isinstance(doc.get("summary"), dict) else None,
+                    "format": (doc.get("source") or {}).get("format") if doc["kind"] == registration.KIND else None})
     return out
 
 
@@ -71,15 +78,26 @@ def _load_source(name_or_path: str | Path, **options) -> Dataset:
         if movielens.is_grouplens_folder(path):
             _check_options("a GroupLens ml-100k folder", options, _LEAVE_LAST_OUT_OPTIONS)
             return movielens.load_grouplens(path, **options)
+    if path.exists() and (fmt := _detected(path)) is not None:
+        return fmt.read(path.resolve(), name=path.name, **registration.options_of(fmt, options))
+    if path.is_dir():
         raise DataError(f"{path} is neither a MIND folder (train/ and dev/ with news.tsv and behaviors.tsv) nor "
-                        "a GroupLens ml-100k folder (u.data and u.item)")
+                        "a GroupLens ml-100k folder (u.data and u.item) nor in another known format; see "
+                        "`python -m lego_core datasets formats`")
     names = [d["name"] for d in available()]
     raise DataError(f"unknown dataset {name!r}: use one of {names} or a path to a MIND or GroupLens folder")
+
+
+def _detected(path: Path) -> formats.Format | None:
+    """The first format that recognises `path`, None when none does."""
+    return next((fmt for fmt in formats.all_formats() if fmt.detect(path)), None)
 
 
 def _rebuild(folder: Path, doc: dict, options: dict) -> Dataset:
     """A registered dataset re-derived from its sources with other options."""
     name = folder.name
+    if doc["kind"] == registration.KIND:
+        return registration.rebuild(folder, doc, options)
     try:
         seed = options["seed"]
         if doc["kind"] == "tables":
@@ -137,36 +155,55 @@ def _table(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+COUNTS = ("items", "users", "clicks", "train_impressions", "valid_impressions", "test_impressions")
+
+
 def main_datasets(args: argparse.Namespace) -> int:
-    """Print name, items, users, clicks and impressions per split of each dataset (CLI handler)."""
+    """Print name, items, users, clicks and impressions per split of each dataset (CLI handler);
+    `datasets add|remove|show|formats ...` go to lego_core.dataset_registration. Registered datasets
+    are listed from the counts stored at registration (nothing is loaded); built-ins are loaded
+    (cached)."""
     names = list(getattr(args, "names", None) or [])
+    if names and names[0] in registration.SUBCOMMANDS:
+        return registration.main(args)
+    if getattr(args, "format", None) or getattr(args, "name", None) or getattr(args, "set", None):
+        raise DataError("--name, --format and --set go with `datasets add PATH`")
     entries = [{"name": n, "loadable": True, "reason": ""} for n in names] or available()
     rows = [["name", "items", "users", "clicks", "train", "valid", "test", "note"]]
     for entry in entries:
         if not entry["loadable"]:
             rows.append([entry["name"], "-", "-", "-", "-", "-", "-", entry["reason"]])
             continue
-        try:
-            s = load(entry["name"]).summary()
-        except LegoError as exc:
-            if names:
-                raise
-            rows.append([entry["name"], "-", "-", "-", "-", "-", "-", str(exc)])
-            continue
-        rows.append([entry["name"]] + [f"{s.get(k, 0):,}" for k in ("items", "users", "clicks", "train_impressions",
-                                                                     "valid_impressions", "test_impressions")]
-                    + [""])
+        s = entry.get("summary")
+        if not s:
+            try:
+                s = load(entry["name"]).summary()
+            except LegoError as exc:
+                if names:
+                    raise
+                rows.append([entry["name"], "-", "-", "-", "-", "-", "-", str(exc)])
+                continue
+        rows.append([entry["name"]] + [f"{s.get(k, 0):,}" for k in COUNTS] + [""])
     print(_table(rows))
     return 0
 
 
 def add_datasets_command(subparsers) -> argparse.ArgumentParser:
-    """Register `datasets [NAME_OR_PATH ...]` on an argparse subparsers object; the handler is
-    stored as `func` (call `args.func(args)`)."""
-    parser = subparsers.add_parser("datasets", help="list datasets with their sizes",
-                                   description="List the datasets that can be loaded here with their counts; "
-                                               "with names or paths, load and count those instead.")
-    parser.add_argument("names", nargs="*", metavar="NAME_OR_PATH", help="dataset names or MIND/GroupLens folders")
+    """Register `datasets [NAME_OR_PATH ...]` and `datasets add|remove|show|formats` on an argparse
+    subparsers object; the handler is stored as `func` (call `args.func(args)`)."""
+    parser = subparsers.add_parser(
+        "datasets", help="list, add, remove or show datasets",
+        usage="python -m lego_core datasets [NAME_OR_PATH ...]\n"
+              "       python -m lego_core datasets add PATH [--name N] [--format F] [--set key=value ...]\n"
+              "       python -m lego_core datasets remove NAME | show NAME | formats",
+        description="List the datasets that can be loaded here with their counts (with names or paths, load and "
+                    "count those instead); `add` reads a dataset file or folder in any known format, checks it "
+                    "and registers it; `remove` and `show` act on a registered one; `formats` lists the formats.")
+    parser.add_argument("names", nargs="*", metavar="NAME_OR_PATH",
+                        help="dataset names or folders, or add PATH / remove NAME / show NAME / formats")
+    parser.add_argument("--name", help="add: the name to register (default: from the path)")
+    parser.add_argument("--format", help="add: the format (default: detected; see `datasets formats`)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="add: a format option, e.g. seed=1")
     parser.set_defaults(func=main_datasets)
     return parser
 
@@ -179,8 +216,10 @@ def check(name_or_path: str | Path, options: dict) -> None:
     options = dict(options)
     if "cold_items" in options:
         fraction = check_fraction(options.pop("cold_items"), str(name_or_path))
+        doc = registry.manifest(str(name_or_path)) or {}
         if fraction > 0 and (name_or_path == "synthetic" or mind.is_mind_folder(Path(str(name_or_path)))
-                             or (registry.manifest(str(name_or_path)) or {}).get("kind") == "mind"):
+                             or doc.get("kind") == "mind"
+                             or (doc.get("kind") == registration.KIND and doc.get("protocol") != "leave-last-out")):
             raise DataError(f"dataset {str(name_or_path)!r}: option cold_items applies to leave-last-out datasets "
                             "(MovieLens, tables); MIND's news first seen in the dev folder are cold already")
     name = str(name_or_path)
@@ -198,6 +237,8 @@ def check(name_or_path: str | Path, options: dict) -> None:
             _check_options("a MIND folder", options, _MIND_OPTIONS)
         elif path.is_dir() and movielens.is_grouplens_folder(path):
             _check_options("a GroupLens ml-100k folder", options, _LEAVE_LAST_OUT_OPTIONS)
+        elif path.exists() and (fmt := _detected(path)) is not None:
+            registration.options_of(fmt, options)
         else:
             names = [d["name"] for d in available()]
             raise DataError(f"dataset.name {name!r} is unknown: use one of {names} or a path to a MIND or "

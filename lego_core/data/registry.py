@@ -1,8 +1,9 @@
-"""Datasets registered by name under cache/datasets/<name>/ (uploaded tables, MIND folders).
+"""Datasets registered by name under cache/datasets/<name>/ (any format, uploaded tables, MIND).
 
-A registered folder holds `dataset.json` (kind, source, options, description) and the processed
-dataset (arrays.npz, items.parquet, meta.json); tables also keep copies of their source files in
-`sources/` so other options (seed, negatives) can be re-derived. Registration validates by
+A registered folder holds `dataset.json` (kind, source, options, description, and the counts in
+`summary`, so listings never load the dataset) and the processed dataset (arrays.npz,
+items.parquet, meta.json); tables and uploads also keep copies of their source files in `sources/`
+so other options (seed, negatives) can be re-derived. Registration validates by
 loading fully before anything is written, then writes the folder atomically.
 """
 from __future__ import annotations
@@ -94,13 +95,18 @@ def register(name: str, kind: str, dataset: Dataset, options: dict, source: dict
     dataset.name = name
     dataset.info["fingerprint"] = f"registered-{name}-{time.time_ns()}"
     doc = {"kind": kind, "description": description, "options": options, "source": source,
-           "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "summary": dataset.summary()}
+           "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "summary": dataset.summary(),
+           "protocol": dataset.info.get("protocol")}
+    for stored in copies or {}:
+        if Path(stored).is_absolute() or ".." in Path(stored).parts:
+            raise DataError(f"source copy name {stored!r} must be a relative path inside the registration")
 
     def fill(tmp: Path) -> None:
         write_dataset(dataset, tmp)
         if copies:
             (tmp / "sources").mkdir()
             for stored, original in copies.items():
+                (tmp / "sources" / stored).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(original, tmp / "sources" / stored)
         (tmp / MANIFEST).write_text(json.dumps(doc, indent=1, default=str))
 
