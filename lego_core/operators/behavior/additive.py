@@ -21,5 +21,10 @@ class AdditiveUser(BehaviorOperator):
         super().__init__()
         self.attention = AdditiveAttention(ctx.dim, attention_dim)
 
+    def history_weights(self, items: torch.Tensor, mask: torch.Tensor, user_ids: torch.Tensor) -> torch.Tensor:
+        """[B, H] the softmax weights the user vector sums the clicks with (zero on padding), so an
+        explanation can name the clicks that made it."""
+        return self.attention.weights(items, mask)
+
     def forward(self, items: torch.Tensor, mask: torch.Tensor, user_ids: torch.Tensor) -> torch.Tensor:
         return self.attention(items, mask)

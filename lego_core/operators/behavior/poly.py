@@ -29,7 +29,11 @@ class PolyAttention(BehaviorOperator):
         self.codes = nn.Parameter(torch.empty(interests, attention_dim))
         nn.init.xavier_uniform_(self.codes)
 
-    def forward(self, items: torch.Tensor, mask: torch.Tensor, user_ids: torch.Tensor) -> torch.Tensor:
+    def history_weights(self, items: torch.Tensor, mask: torch.Tensor, user_ids: torch.Tensor) -> torch.Tensor:
+        """[B, K, H] each interest's softmax weights over the clicks (zero on padding): which clicks
+        each interest vector is made of, for explanations."""
         scores = torch.matmul(torch.tanh(self.proj(items)), self.codes.t()).transpose(1, 2)  # [B, K, H]
-        weights = masked_softmax(scores, mask.unsqueeze(1))
-        return torch.bmm(weights, items)
+        return masked_softmax(scores, mask.unsqueeze(1))
+
+    def forward(self, items: torch.Tensor, mask: torch.Tensor, user_ids: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(self.history_weights(items, mask, user_ids), items)
