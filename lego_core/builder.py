@@ -268,3 +268,16 @@ class BuilderState:
             return Check(recipe.check_runnable())
         except LegoError as exc:
             return Check(recipe, error=exc)
+
+
+def quick_start_recipe(dataset: str = "ml-100k", options: dict | None = None) -> Recipe:
+    """The first-launch recipe (the app's one-click quick start when no run exists yet): the
+    Builder's default preset on `dataset` with the quick-run overrides (`QUICK`: one epoch of at
+    most 20 steps), checked like a Builder launch. LegoError when it cannot run here."""
+    state = BuilderState.initial()
+    state.dataset, state.options, state.quick = dataset, dict(options or {}), True
+    state.name = f"quick-start-{state.name}" if state.name != "custom" else "quick-start"
+    check = state.check()
+    if not check.ok:
+        raise check.error or LegoError(f"the quick-start recipe cannot run: {check.reason}")
+    return check.recipe

@@ -268,3 +268,52 @@ def empty_state(message: str, page: str | None = None, label: str | None = None)
     st.info(message, icon=":material/lightbulb:")
     if page:
         st.page_link(page, label=label or "Go there", icon=":material/arrow_forward:")
+
+
+# ---- first launch -------------------------------------------------------------------------------
+QUICK_START_REFRESH_SECONDS = 2.0
+
+
+def quick_start(key: str = "quick-start") -> None:
+    """The first-launch offer under a page's empty state: one click trains the Builder's default
+    recipe for one short epoch in the background (`lego_core.builder.quick_start_recipe`). While a
+    run is active its progress shows here, refreshed every few seconds, and the page reruns when
+    it ends. No button when the app is read-only."""
+    from lego_core import runs
+
+    active = [r for r in runs.list() if r.is_active()]
+    if active:
+        st.fragment(run_every=QUICK_START_REFRESH_SECONDS)(_follow_run)(active[0].id)
+        return
+    if read_only():
+        return
+    from lego_core.builder import DEFAULT_PRESET, QUICK
+
+    st.caption(f"Or start at once: train the {DEFAULT_PRESET.upper()} preset on {safe(current_dataset_name())} for "
+               f"{QUICK['training.epochs']} epoch of at most {QUICK['training.max_steps_per_epoch']} steps in the "
+               "background (about a minute on a CPU).")
+    if st.button("Quick start", type="primary", icon=":material/rocket_launch:", key=key,
+                 help="Train the default recipe briefly, then explore its results on every page."):
+        with lego_errors():
+            from lego_core import jobs
+            from lego_core.builder import quick_start_recipe
+
+            run_id = jobs.launch(quick_start_recipe(current_dataset_name(), current_options()))
+            st.session_state["select_run"] = run_id
+            st.toast(f"Launched the quick start {run_id}")
+            st.rerun()
+
+
+def _follow_run(run_id: str) -> None:
+    """One active run's state and progress; the whole page reruns once it has ended."""
+    from lego_core import runs
+
+    try:
+        status = runs.open(run_id).status()
+    except LegoError:
+        st.rerun(scope="app")
+    state = status.get("state", "unknown")
+    if state not in runs.ACTIVE_STATES:
+        st.rerun(scope="app")
+    st.caption(f"Run {safe(run_id)} is {state}; its results appear here when it has finished.")
+    st.progress(min(max(float(status.get("progress") or 0), 0.0), 1.0))

@@ -22,6 +22,7 @@ if not finished:
     ui.empty_state("No finished run yet. Launch one from the Builder (a quick test run takes under a minute) "
                    "and wait until it succeeds on the Training page; its item map appears here.",
                    "pages/builder.py", "Open the Builder")
+    ui.quick_start()
     st.stop()
 
 first, second, by_id = ui.pick_runs(finished, "emb", "Side by side with")

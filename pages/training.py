@@ -21,6 +21,7 @@ all_runs = ui.all_runs()
 if not all_runs:
     ui.empty_state("No runs yet. Build a recommender on the Builder page and press Launch; "
                    "its progress appears here.", "pages/builder.py", "Open the Builder")
+    ui.quick_start()
     st.stop()
 
 ids = [r.id for r in all_runs]

@@ -16,6 +16,7 @@ finished = ui.finished_runs()
 if not finished:
     ui.empty_state("No finished run yet. Train one from the Builder and wait until it succeeds on the "
                    "Training page; each user's recommendations appear here.", "pages/builder.py", "Open the Builder")
+    ui.quick_start()
     st.stop()
 
 first, second, by_id = ui.pick_runs(finished, "users", "Compare with")
