@@ -14,13 +14,17 @@ from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
+from plotly.colors import qualitative
 
 from lego_core.data.schema import Dataset
 from lego_core.paths import cache_dir
 from lego_core.viz import item_frame
 
 UMAP_DEFAULTS = {"n_neighbors": 15, "min_dist": 0.1, "metric": "cosine", "seed": 0}
-MAX_CATEGORIES = 12  # colours on a map; the rest are grouped as "other"
+# Distinct colours for categories: plotly's qualitative palettes together (26 + 24 + 24), so a
+# dataset's genres each get their own colour; past that the tail is grouped as "other".
+PALETTE = list(dict.fromkeys(qualitative.Alphabet + qualitative.Dark24 + qualitative.Light24))
+MAX_CATEGORIES = len(PALETTE) - 1  # one colour left for "other"
 
 
 def _as_matrix(vectors: np.ndarray) -> np.ndarray:
@@ -169,3 +173,117 @@ def highlight(frame: pd.DataFrame, history: Iterable[str] = (), recommended: Ite
     parts = [frame[frame["item_id"].isin(history)].assign(role="history"),
              frame[frame["item_id"].isin(recommended)].assign(role="recommended")]
     return pd.concat(parts, ignore_index=True)
+
+
+# ---- colour by any item column; find items and their neighbours ---------------------------
+POPULARITY = "popularity"
+COLD = "cold"
+NUMERIC_SHARE = 0.9  # a text column whose values are numbers this often (years) is numeric
+
+
+def _as_numbers(values: pd.Series) -> pd.Series | None:
+    """The column as floats when it is numeric or nearly all its non-empty values parse as numbers."""
+    if pd.api.types.is_bool_dtype(values):
+        return None
+    if pd.api.types.is_numeric_dtype(values):
+        return values.astype(float)
+    text = values.astype(str).str.strip()
+    filled = text[(text != "") & values.notna()]
+    numbers = pd.to_numeric(filled, errors="coerce")
+    if not len(filled) or numbers.notna().mean() < NUMERIC_SHARE:
+        return None
+    return pd.to_numeric(text, errors="coerce")
+
+
+def colour_options(dataset: Dataset) -> dict[str, str]:
+    """Item columns a map can be coloured by -> "categorical" or "numeric": the category, every
+    items column that is numeric (a year) or has few distinct values (not titles), popularity
+    (log clicks) and cold/warm when the dataset has cold items."""
+    items = dataset.items
+    out = {"category": "categorical"}
+    for column in items.columns:
+        if column in ("item_id", dataset.category_field) or column in out:
+            continue
+        if _as_numbers(items[column]) is not None:
+            out[str(column)] = "numeric"
+        elif items[column].nunique() <= max(MAX_CATEGORIES, len(items) // 2):
+            out[str(column)] = "categorical"
+    out[POPULARITY] = "numeric"
+    if dataset.cold is not None and dataset.cold.any():
+        out[COLD] = "categorical"
+    return out
+
+
+def colour_values(dataset: Dataset, column: str) -> tuple[pd.Series, str]:
+    """(values by item_id, colour-bar or legend title) for a `colour_options` column; categories
+    past the palette are grouped as "other"."""
+    ids = dataset.items["item_id"].astype(str).to_numpy()
+    if column == POPULARITY:
+        clicks = np.bincount(dataset.seq_items, minlength=dataset.num_items)[: dataset.num_items]
+        return pd.Series(np.log10(1 + clicks), index=ids), "log10(1 + clicks)"
+    if column == COLD:
+        cold = dataset.cold if dataset.cold is not None else np.zeros(dataset.num_items, dtype=bool)
+        return pd.Series(np.where(cold, "cold", "warm"), index=ids), "never seen in training"
+    if column == "category":
+        values = item_frame(dataset)["category"]
+        return pd.Series(group_categories(values.fillna("")).to_numpy(), index=ids), "category"
+    if column not in dataset.items.columns:
+        raise KeyError(f"items of {dataset.name} have no column {column!r}")
+    raw = dataset.items[column]
+    numbers = _as_numbers(raw)
+    if numbers is not None:
+        return pd.Series(numbers.to_numpy(), index=ids), column
+    return pd.Series(group_categories(raw.fillna("").astype(str)).to_numpy(), index=ids), column
+
+
+def with_colour(frame: pd.DataFrame, dataset: Dataset, column: str) -> tuple[pd.DataFrame, str, str]:
+    """(the map frame with a `colour` column, "categorical" or "numeric", title) for `column`."""
+    kind = colour_options(dataset).get(column, "categorical")
+    values, title = colour_values(dataset, column)
+    values = values[~values.index.duplicated()]
+    return frame.assign(colour=frame["item_id"].map(values).to_numpy()), kind, title
+
+
+def find_items(dataset: Dataset, query: str, limit: int = 50) -> pd.DataFrame:
+    """Items whose text (title and text fields) or id contains `query`, case-insensitively: item_id,
+    text, category; those whose text starts with it first."""
+    items = item_frame(dataset).drop_duplicates("item_id")
+    query = query.strip().lower()
+    if not query:
+        return items.iloc[:0]
+    text = items["text"].str.lower()
+    hit = text.str.contains(query, regex=False) | items["item_id"].str.lower().eq(query)
+    found = items[hit].assign(_first=~text[hit].str.startswith(query))
+    return found.sort_values("_first", kind="stable").drop(columns="_first").head(limit).reset_index(drop=True)
+
+
+def neighbours(run: Any, dataset: Dataset, item_id: Any, k: int = 10) -> pd.DataFrame:
+    """The `k` items nearest to `item_id` in the run's item space (cosine): rank, item_id,
+    similarity, text, category."""
+    from lego_core.compare import nearest_neighbours
+    from lego_core.errors import RunError
+
+    ids, vectors = run.item_embeddings()
+    ids = [str(i) for i in ids]
+    try:
+        row = ids.index(str(item_id))
+    except ValueError:
+        raise RunError(f"item {item_id!r} is not in run {run.id}'s item table") from None
+    found = nearest_neighbours(vectors, k, np.array([row]))[0]
+    table = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)
+    unit = table / np.maximum(np.linalg.norm(table, axis=1, keepdims=True), 1e-12)
+    items = item_frame(dataset).drop_duplicates("item_id").set_index("item_id")
+    out = pd.DataFrame({"rank": np.arange(1, len(found) + 1), "item_id": [ids[i] for i in found],
+                        "similarity": unit[found] @ unit[row]})
+    return out.join(items, on="item_id")
+
+
+def explanation_links(frame: pd.DataFrame, explanation: pd.DataFrame) -> pd.DataFrame:
+    """Segments from each recommended item to the history items behind it (`explain.explain`
+    rows), on a map frame: x0, y0 (history item), x1, y1 (recommended), weight."""
+    xy = frame.drop_duplicates("item_id").set_index("item_id")[["x", "y"]]
+    rows = explanation[explanation["item_id"].isin(xy.index) & explanation["history_item_id"].isin(xy.index)]
+    start, end = xy.loc[rows["history_item_id"]].to_numpy(), xy.loc[rows["item_id"]].to_numpy()
+    return pd.DataFrame({"x0": start[:, 0] if len(rows) else [], "y0": start[:, 1] if len(rows) else [],
+                         "x1": end[:, 0] if len(rows) else [], "y1": end[:, 1] if len(rows) else [],
+                         "weight": rows["weight"].to_numpy()})
