@@ -12,6 +12,11 @@ the dev rows, the first floor(M/2) -> `valid`, the rest -> `test` (each kept in 
 Impression ids are kept; dev ids are shifted past the largest train id when the two overlap
 (`info["dev_id_offset"]`). History/candidate ids that name no news item are dropped and counted
 in `info` (with a warning); impressions left without candidates are dropped.
+
+A `test` folder (`<root>/test` or `MIND*_test`, as MIND-large ships) has no click labels
+(candidates like `N123`): its impressions are counted (`info["unlabelled_test_impressions"]`) and
+reported in one warning line as not scorable; they never enter a split. Inside train/dev a
+candidate without a label stays an error. Formats: "mind" (here) and "xmind" (`mind_variants`).
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ import pyarrow.compute as pc
 
 from lego_core.data.arrays import as_str_ids, offsets_from_sizes
 from lego_core.data.cache import cached_build
+from lego_core.data.formats import Format
 from lego_core.data.io import (check_unique, first_short_line, int_option, line_of, read_delimited, require_file,
                                warn)
 from lego_core.data.schema import Dataset, Impressions
@@ -43,6 +49,7 @@ def find_folders(root: Path) -> tuple[Path, Path] | None:
     root = Path(root)
     pairs = [(root / "train", root / "dev")]
     pairs += [(p, p.with_name(p.name[:-len("_train")] + "_dev")) for p in sorted(root.glob("MIND*_train"))]
+    pairs += [(p, p.with_name(p.name[:-len("_train")] + "_dev")) for p in sorted(root.glob("xMIND*_train"))]
     for train, dev in pairs:
         if train.is_dir() and dev.is_dir():
             return train, dev
@@ -51,6 +58,42 @@ def find_folders(root: Path) -> tuple[Path, Path] | None:
 
 def is_mind_folder(root: Path) -> bool:
     return find_folders(root) is not None
+
+
+def find_test_folder(root: Path, train_dir: Path) -> Path | None:
+    """The unlabelled MIND test folder next to the train folder (`test` or `MIND*_test`), if any."""
+    folders = [Path(root) / "test"]
+    if train_dir.name.endswith("_train"):
+        folders.append(train_dir.with_name(train_dir.name[:-len("_train")] + "_test"))
+    return next((f for f in folders if (f / "behaviors.tsv").is_file()), None)
+
+
+def _non_ascii_share(path: Path, lines: int = 100) -> tuple[int, float]:
+    """(tab fields on the first line, share of the first `lines` titles with non-ASCII letters)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            rows = [line.rstrip("\r\n").split("\t") for _, line in zip(range(lines), handle)]
+    except OSError:
+        return 0, 0.0
+    if not rows:
+        return 0, 0.0
+    col = 1 if len(rows[0]) <= 3 else 3  # xMIND news.tsv: id, title, abstract; MIND: title is column 4
+    titles = [r[col] for r in rows if len(r) > col]
+    share = sum(any(ord(c) > 127 and c.isalpha() for c in t) for t in titles) / max(len(titles), 1)
+    return len(rows[0]), share
+
+
+def is_xmind_folder(root: Path) -> bool:
+    """A MIND layout holding xMIND news: folders named xMIND*, a 3-column news.tsv (id, title,
+    abstract, as the xMIND release ships), or titles mostly with non-ASCII letters. Reads the
+    first 100 lines of the train news.tsv only."""
+    folders = find_folders(root)
+    if folders is None:
+        return False
+    if folders[0].name.startswith("xMIND"):
+        return True
+    fields, share = _non_ascii_share(folders[0] / "news.tsv")
+    return fields == 3 or share > 0.5
 
 
 def _short_rows(frame: pd.DataFrame, needed: int, path: Path, what: str) -> None:
@@ -162,19 +205,47 @@ def _impressions(frame: pd.DataFrame, user_codes: np.ndarray, seq_len: np.ndarra
                        offsets=offsets_from_sizes(kept_sizes[keep_rows]), items=idx[ok], labels=labels[ok])
 
 
-def build_mind(root: Path, seed: int = 0, name: str = "mind") -> Dataset:
-    """Read a MIND root folder into a Dataset (uncached; see module doc for the protocol)."""
+def read_test_folder(folder: Path, info: dict) -> None:
+    """Count the impressions of a MIND test folder into `info` and say (one warning) why they are
+    not used: MIND test candidates carry no click labels, so they cannot be scored."""
+    path = folder / "behaviors.tsv"
+    frame = read_delimited(path, "\t", header=False)
+    _short_rows(frame, 5, path, "MIND behaviors.tsv rows are: impression id, user id, time, history, "
+                                "impressions (like N1 N2 in a test folder)")
+    sizes, tokens = _split_lists(frame.iloc[:, 4])
+    tail = pc.utf8_slice_codeunits(tokens, -2)
+    labelled = bool(len(tokens)) and bool(pc.all(pc.is_in(tail, value_set=pa.array(["-0", "-1"],
+                                                                                   type=pa.large_string()))).as_py())
+    info["test_folder"] = str(folder)
+    key = "labelled_test_impressions_unused" if labelled else "unlabelled_test_impressions"
+    info[key] = int(len(frame))
+    info["test_candidates"] = int(sizes.sum())
+    info["test_note"] = (f"{path}: {len(frame)} test impressions "
+                         + ("have labels but are not used (valid/test come from dev)" if labelled else
+                            "have no click labels and cannot be scored; valid/test come from dev"))
+    warn(info["test_note"])
+
+
+def build_mind(root: Path, seed: int = 0, name: str = "mind", *, news: list[pd.DataFrame] | None = None,
+               behaviors: list[Path] | None = None, reader: str = "mind") -> Dataset:
+    """Read a MIND root folder into a Dataset (uncached; see module doc for the protocol).
+    `news` (train, dev frames) and `behaviors` (two paths) replace the folders' own files
+    (xMIND reads translated news with MIND's behaviours this way)."""
     seed = int_option(seed, "seed", 0, 2**63 - 1, "MIND")
     folders = find_folders(root)
     if folders is None:
         raise DataError(f"{root} is not a MIND folder: {LAYOUT}")
-    train_dir, dev_dir = folders
-    news = [read_news(d / "news.tsv") for d in folders]
+    train_dir = folders[0]
+    news = news if news is not None else [read_news(d / "news.tsv") for d in folders]
     items = pd.concat(news, ignore_index=True).drop_duplicates("item_id", keep="first").reset_index(drop=True)
     known = pa.array(items["item_id"].to_numpy(dtype=object), type=pa.large_string())
-    behaviors = [read_behaviors(d / "behaviors.tsv") for d in folders]
-    info: dict = {"reader": "mind", "source": str(root), "seed": int(seed),
+    paths = behaviors or [d / "behaviors.tsv" for d in folders]
+    behaviors = [read_behaviors(p) for p in paths]
+    info: dict = {"reader": reader, "source": str(root), "seed": int(seed),
                   "note": "dev impressions split 50/50 into valid/test by a seeded permutation"}
+    test = find_test_folder(root, train_dir)
+    if test is not None:
+        read_test_folder(test, info)
 
     offset = 0
     train_ids, dev_ids = behaviors[0]["impression_id"], behaviors[1]["impression_id"]
@@ -192,7 +263,7 @@ def build_mind(root: Path, seed: int = 0, name: str = "mind") -> Dataset:
     ok = hist_idx >= 0
     info["unknown_history_items_dropped"] = int((~ok).sum())
     if len(hist_idx) and not ok.any():
-        raise DataError(f"{train_dir / 'behaviors.tsv'}: no history names a known news item (e.g. "
+        raise DataError(f"{paths[0]}: no history names a known news item (e.g. "
                         f"{hist_ids[0].as_py()!r}); check that news.tsv and behaviors.tsv come from the same MIND release")
     if (~ok).any():
         warn(f"{root}: dropped {int((~ok).sum())} history entries naming unknown news")
@@ -200,8 +271,8 @@ def build_mind(root: Path, seed: int = 0, name: str = "mind") -> Dataset:
     seq_len = np.bincount(owner[ok], minlength=len(users)).astype(np.int64)
 
     n_train = len(behaviors[0])
-    train = _impressions(behaviors[0], codes[:n_train], seq_len, known, train_dir / "behaviors.tsv", info, "train")
-    dev = _impressions(behaviors[1], codes[n_train:], seq_len, known, dev_dir / "behaviors.tsv", info, "dev")
+    train = _impressions(behaviors[0], codes[:n_train], seq_len, known, paths[0], info, "train")
+    dev = _impressions(behaviors[1], codes[n_train:], seq_len, known, paths[1], info, "dev")
     rng = np.random.default_rng(seed)
     is_valid = np.zeros(len(dev), dtype=bool)
     is_valid[rng.permutation(len(dev))[:len(dev) // 2]] = True
@@ -219,4 +290,15 @@ def load_mind(root: Path, seed: int = 0, name: str = "mind") -> Dataset:
         raise DataError(f"{root} is not a MIND folder: {LAYOUT}")
     seed = int_option(seed, "seed", 0, 2**63 - 1, "MIND")
     files = [require_file(d / f, LAYOUT) for d in folders for f in ("news.tsv", "behaviors.tsv")]
+    test = find_test_folder(root, folders[0])
+    files += [test / "behaviors.tsv"] if test is not None else []
     return cached_build("mind", files, {"seed": seed, "name": name}, lambda: build_mind(root, seed, name))
+
+
+FORMATS = (Format(
+    name="mind", title="MIND (news.tsv + behaviors.tsv in train/ and dev/ folders)", layout=LAYOUT,
+    protocol="MIND's own click labels (N1-1 = clicked, N1-0 = shown, not clicked); train folder -> train, "
+             "dev impressions split 50/50 into valid/test by a seeded permutation; an unlabelled test folder "
+             "is counted but cannot be scored",
+    detect=lambda path: is_mind_folder(path) and not is_xmind_folder(path),
+    read=lambda path, name="mind", seed=0: load_mind(Path(path), seed=seed, name=name)),)
