@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import re
 import shutil
 import stat
 import sys
+import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -194,6 +196,42 @@ def unpack_uploads(uploads: list[tuple[str, bytes]], dest: Path) -> Path:
         target.write_bytes(data)
         written.append(target)
     return written[0] if len(written) == 1 else dest
+
+
+def add_upload(uploads: list[tuple[str, bytes]], name: str | None = None, format: str | None = None,
+               **options) -> Dataset:
+    """Register uploaded files (one file, several, or a zip of a folder) via `add` with copies: they
+    are unpacked into a new temporary folder (under checked names) that is removed afterwards, and
+    messages name the files as uploaded, not the temporary folder."""
+    with tempfile.TemporaryDirectory(prefix="lego-upload-") as tmp:
+        folder = Path(tmp).resolve()
+        try:
+            path = unpack_uploads(uploads, folder)
+            if not name:
+                name = default_name(Path(_safe_parts(re.split(r"[\\/]", uploads[0][0])[-1], "uploaded file")[-1])
+                                    if path == folder else path)
+            return add(path, name, format, copy=True, description=f"uploaded {uploads[0][0][:80]}"
+                       + (f" and {len(uploads) - 1} more" if len(uploads) > 1 else ""), **options)
+        except DataError as exc:
+            raise DataError(str(exc).replace(f"{folder}/", "").replace(str(folder), "the upload")) from None
+
+
+def local_source(text: str, roots: list[Path] | None) -> Path:
+    """A file or folder path typed in the app, resolved (links followed) and confined to `roots`
+    (LEGO_DATA_ROOTS; None: anywhere); DataError naming the path, never its content."""
+    shown = re.sub(r"[\x00-\x1f\x7f]", "?", text.strip())[:200]
+    if shown != text.strip()[:200]:
+        raise DataError(f"path {shown!r} contains control characters; type the dataset's path")
+    try:
+        path = Path(text.strip()).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError):
+        raise DataError(f"{shown!r} is not a usable path on this machine") from None
+    if roots is not None and not any(path == root or path.is_relative_to(root) for root in roots):
+        raise DataError(f"{shown!r} is outside the folders this app may read (LEGO_DATA_ROOTS="
+                        f"{os.pathsep.join(str(r) for r in roots)}); put the dataset under one of them")
+    if not path.exists():
+        raise DataError(f"{shown!r} does not exist on this machine")
+    return path
 
 
 # ---- CLI ----------------------------------------------------------------------------------

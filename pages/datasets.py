@@ -1,9 +1,13 @@
-"""Datasets: what can be loaded here, the current dataset's counts, previews and distributions, and
-adding a dataset (a MIND folder on disk, or uploaded items + interactions tables).
+"""Datasets: what can be loaded here (with the counts recorded at registration), the current
+dataset's counts, previews and distributions, and adding a dataset: any known format from a path or
+an upload, a MIND folder on disk, or uploaded items + interactions tables.
 
-Uploads are written under names chosen here (items.csv, interactions.parquet, ...), each in a fresh
-temporary folder: the name a browser sends is only shown (escaped), never used as a path. The MIND
-folder field is confined to LEGO_DATA_ROOTS when that is set; LEGO_READ_ONLY=1 hides both forms."""
+Table uploads are written under names chosen here (items.csv, ...), each in a fresh temporary
+folder: the name a browser sends is only shown (escaped), never used as a path. Any-format uploads
+go to lego_core.dataset_registration.add_upload, which writes them in a new temporary folder under
+checked base names (a zip: checked relative names; '..', absolute names and links refused) and
+copies them into the registration. The path fields are confined to LEGO_DATA_ROOTS when that is
+set; LEGO_READ_ONLY=1 hides every form."""
 from __future__ import annotations
 
 import os
@@ -49,12 +53,13 @@ with right.expander(f"All {len(listed)} datasets available here"):
     rows = []
     for d in listed:
         known = d.get("summary") or seen.get(d["name"]) or {}
-        rows.append({"name": d["name"], "kind": d.get("kind", ""), "items": known.get("items"),
+        rows.append({"name": d["name"], "kind": d.get("format") or d.get("kind", ""), "items": known.get("items"),
                      "users": known.get("users"), "clicks": known.get("clicks"),
                      "loadable": d.get("loadable", True), "description": d.get("description", ""),
-                     "reason": d.get("reason", "")})
+                     "train": known.get("train_impressions"), "reason": d.get("reason", "")})
     st.dataframe(rows, hide_index=True, width="stretch")
-    st.caption("Counts appear once a dataset has been opened here (or recorded when it was registered).")
+    st.caption("Registered datasets show the counts recorded when they were registered; built-in ones once "
+               "opened here.")
 cols = st.columns(6)
 for col, (label, key) in zip(cols, [("Items", "items"), ("Users", "users"), ("Clicks", "clicks"),
                                     ("Train impressions", "train_impressions"),
@@ -276,6 +281,68 @@ def _add_tables() -> None:
         st.caption("Upload both tables to choose their columns.")
 
 
+DETECT = "detect automatically"
+
+
+def _add_any() -> None:
+    """Any known format, from a path on this machine or an upload (files or a zip of the folder)."""
+    from lego_core import dataset_registration as registration
+
+    known = registration.format_rows()
+    layouts = {row["name"]: row for row in known}
+    st.caption("A dataset in any format `python -m lego_core datasets formats` lists: give its folder or file "
+               "on this machine, or upload its files (a zip of the folder keeps its layout). It is read and "
+               "checked in full before anything is saved.")
+    c1, c2 = st.columns(2)
+    name = c1.text_input("Name", key="add-name", placeholder="from the folder or file name")
+    fmt = c2.selectbox("Format", [DETECT] + list(layouts), key="add-format",
+                       format_func=lambda f: f if f == DETECT else f"{f}: {layouts[f]['title']}",
+                       help="\n\n".join(f"**{ui.safe(r['name'])}**: {ui.safe(r['layout'])}" for r in known)
+                       or "No format is known yet.")
+    if fmt != DETECT:
+        st.caption(f"Layout: {ui.safe(layouts[fmt]['layout'])} · protocol: {ui.safe(layouts[fmt]['protocol'])}")
+    chosen = {"name": name.strip() or None, "format": None if fmt == DETECT else fmt}
+    roots = ui.data_roots()
+    where = (f" It must be under {ui.safe(os.pathsep.join(str(r) for r in roots))} ({ui.DATA_ROOTS_ENV})."
+             if roots is not None else "")
+    here, upload = st.tabs(["On this machine", "Upload"])
+    with here:
+        st.caption("A dataset folder or file on the machine running this app." + where)
+        path = st.text_input("Folder or file", key="add-path", placeholder="/data/MINDlarge")
+        if st.button("Register", key="add-path-go", icon=":material/folder_open:"):
+            if not path.strip():
+                st.error("Give the dataset's folder or file path.")
+                return
+            _register(lambda: registration.add(registration.local_source(path, roots), **chosen))
+    with upload:
+        limit = ui.max_upload_mb()
+        files = st.file_uploader("Dataset files, or a zip of the dataset folder", key="add-upload",
+                                 accept_multiple_files=True,
+                                 help=f"Up to {limit:,} MB per file; larger datasets: give their folder instead.")
+        if st.button("Register upload", key="add-upload-go", icon=":material/upload_file:", disabled=not files):
+            too_big = [f for f in files if f.size > limit * 2**20]
+            if too_big:
+                st.error(ui.message(f"{ui.shown_name(too_big[0].name)} is over the {limit} MB upload limit; "
+                                    "give its folder on this machine instead."), icon=":material/error:")
+                return
+            _register(lambda: registration.add_upload([(f.name, f.getvalue()) for f in files], **chosen))
+
+
+def _register(do) -> None:
+    """Run a registration; one-line error, or make the new dataset current."""
+    try:
+        with ui.data_notes() as notes, st.spinner("Reading and checking the dataset…"):
+            dataset = do()
+    except LegoError as exc:
+        st.error(ui.one_line(exc), icon=":material/error:")
+        return
+    except OSError as exc:  # unreadable file or folder: say which, not what it holds
+        st.error(ui.message(f"Could not read {ui.shown_name(exc.filename or 'the dataset', 120)}: "
+                            f"{exc.strerror or type(exc).__name__}"), icon=":material/error:")
+        return
+    _registered(dataset.name, notes)
+
+
 with add_tab:
     if added := st.session_state.pop("datasets-added", None):
         st.success(f"Registered '{ui.safe(added[0])}'; it is now the current dataset.", icon=":material/check_circle:")
@@ -284,7 +351,9 @@ with add_tab:
     if ui.read_only():
         ui.read_only_note("Adding datasets")
     else:
-        mind_tab, tables_tab = st.tabs(["MIND folder", "Upload tables"])
+        any_tab, mind_tab, tables_tab = st.tabs(["Any format", "MIND folder", "Upload tables"])
+        with any_tab:
+            _add_any()
         with mind_tab:
             _add_mind()
         with tables_tab:

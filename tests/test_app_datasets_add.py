@@ -1,0 +1,117 @@
+"""The Datasets page's "Any format" tab (AppTest): register from a path or an upload (files or a
+zip of the folder), one-line errors that save nothing, LEGO_DATA_ROOTS and LEGO_READ_ONLY."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from lego_core import datasets
+from lego_core.data import formats, registry
+from test_app_pages import _navigation_mode, button, start  # noqa: F401  (_navigation_mode: autouse fixture)
+from test_data_mind import BEHAVIORS_TRAIN, write_mind
+from test_datasets_add import MIND_TEST, SHOP, _folder_zip, _zip, shop_folder
+
+
+@pytest.fixture(autouse=True)
+def known_formats(monkeypatch):
+    real = formats.all_formats()
+    extra = ([] if any(f.name == "mind" for f in real) else [MIND_TEST]) + [SHOP]
+    monkeypatch.setattr(formats, "all_formats", lambda: extra + real)
+    return extra + real
+
+
+def uploader(at):
+    return next(u for u in at.get("file_uploader") if u.label.startswith("Dataset files"))
+
+
+def registered() -> list[str]:
+    return [d["name"] for d in datasets.available() if d["kind"] == "format"]
+
+
+def test_format_choice_lists_every_format_with_its_layout(known_formats):
+    at = start()
+    box = at.selectbox(key="add-format")
+    assert box.options[0] == "detect automatically" and len(box.options) == len(known_formats) + 1
+    assert "items.csv and clicks.csv" in box.help
+    box.set_value("shop-test").run()
+    assert any("every row a click" in c.value for c in at.caption)
+
+
+def test_register_a_folder_on_this_machine(tmp_path):
+    at = start()
+    at.text_input(key="add-name").set_value("tiny")
+    at.text_input(key="add-path").set_value(str(write_mind(tmp_path / "m")))
+    button(at, "Register").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.session_state["dataset"] == "tiny" and any("Registered 'tiny'" in s.value for s in at.success)
+    assert {m.label: m.value for m in at.metric}["Items"] == "7"
+    listed = at.dataframe[0].value
+    assert listed.set_index("name").loc["tiny", "items"] == 7  # counts recorded at registration
+
+
+def test_register_a_zip_upload_and_several_files(tmp_path):
+    at = start()
+    uploader(at).upload("MINDtiny.zip", _folder_zip(write_mind(tmp_path / "src")), "application/zip")
+    at.run()
+    button(at, "Register upload").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.session_state["dataset"] == "MINDtiny"
+    assert (registry.folder_of("MINDtiny") / "sources" / "data" / "train" / "news.tsv").is_file()
+    assert datasets.load("MINDtiny", seed=2).info["seed"] == 2  # re-derived from the copies
+    folder = shop_folder(tmp_path)
+    at = start()
+    at.text_input(key="add-name").set_value("shop")
+    at.selectbox(key="add-format").set_value("shop-test")
+    uploader(at).set_value([(p.name, p.read_bytes(), "text/csv") for p in sorted(folder.iterdir())])
+    at.run()
+    button(at, "Register upload").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.session_state["dataset"] == "shop" and "shop" in registered()
+
+
+@pytest.mark.parametrize("entries,message", [({"../x": b"1"}, "outside its folder"), ({"/abs/x": b"1"}, "absolute")])
+def test_unsafe_zip_is_refused_in_one_line(tmp_path, entries, message):
+    at = start()
+    uploader(at).upload("evil.zip", _zip(entries), "application/zip")
+    at.run()
+    button(at, "Register upload").click().run()
+    assert not at.exception and len(at.error) == 1 and message in at.error[0].value
+    assert "\n" not in at.error[0].value and registered() == [] and not (tmp_path / "x").exists()
+
+
+def test_bad_upload_names_the_uploaded_file_and_saves_nothing(tmp_path):
+    bad = [row[:] for row in BEHAVIORS_TRAIN]
+    bad[1][2] = "yesterday"
+    at = start()
+    uploader(at).upload("MINDtiny.zip", _folder_zip(write_mind(tmp_path / "src", beh_train=bad)), "application/zip")
+    at.run()
+    button(at, "Register upload").click().run()
+    assert not at.exception and len(at.error) == 1
+    error = at.error[0].value
+    assert "MINDtiny/train/behaviors.tsv line 2" in error and "lego-upload-" not in error
+    assert registered() == [] and at.session_state["dataset"] == "ml-100k"
+
+
+def test_path_outside_the_data_roots_is_refused(tmp_path, monkeypatch):
+    roots = tmp_path / "roots"
+    roots.mkdir()
+    (roots / "escape").symlink_to(write_mind(tmp_path / "elsewhere"))
+    monkeypatch.setenv("LEGO_DATA_ROOTS", str(roots))
+    at = start()
+    for path in (tmp_path / "elsewhere", roots / "escape", f"{roots}/../elsewhere"):
+        at.text_input(key="add-path").set_value(str(path))
+        button(at, "Register").click().run()
+        assert not at.exception and len(at.error) == 1, path
+        assert "LEGO\\_DATA\\_ROOTS" in at.error[0].value
+    at.text_input(key="add-path").set_value(str(roots))
+    button(at, "Register").click().run()
+    assert len(at.error) == 1 and "no known dataset format" in at.error[0].value and registered() == []
+
+
+def test_read_only_hides_the_tab(monkeypatch):
+    monkeypatch.setenv("LEGO_READ_ONLY", "1")
+    at = start()
+    assert not at.exception and not [t for t in at.text_input if t.key == "add-path"]
+    assert not at.get("file_uploader")
+    assert os.environ["LEGO_READ_ONLY"] == "1"
