@@ -16,7 +16,8 @@ from lego_core.data.schema import Dataset
 from lego_core.errors import DataError
 
 # reader modules under lego_core.data that declare FORMATS (most specific first: detection order)
-_MODULES: tuple[str, ...] = ("mind_variants", "mind", "pens", "ebnerd", "adressa")
+_MODULES: tuple[str, ...] = ("mind_variants", "mind", "pens", "ebnerd", "adressa", "movielens",
+                             "movielens_variants", "goodreads", "amazon", "recbole_atomic")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import pandas as pd
 
 from lego_core.data.arrays import as_str_ids
 from lego_core.data.cache import cached_build
+from lego_core.data.formats import Format
 from lego_core.data.io import check_columns, check_unique, read_delimited, require_file, to_unix_seconds
 from lego_core.data.leave_last_out import check_options, split_log
 from lego_core.data.schema import Dataset
@@ -144,3 +145,24 @@ def load_grouplens(folder: Path, negatives: int = 99, seed: int = 0) -> Dataset:
     return cached_build("ml-100k-grouplens", files, {"negatives": negatives, "seed": seed},
                         lambda: _build(read_grouplens_items(files[0]), read_interactions(files[1], False),
                                        str(folder), negatives, seed))
+
+
+def _grouplens_folder(path: Path) -> Path:
+    path = Path(path)
+    return path if path.is_dir() else path.parent
+
+
+def read_grouplens(path: Path, name: str | None = None, negatives: int = 99, seed: int = 0) -> Dataset:
+    """`load_grouplens` for the format registry: a GroupLens ml-100k folder (or a file in it)."""
+    dataset = load_grouplens(_grouplens_folder(path), negatives=negatives, seed=seed)
+    dataset.name = name or dataset.name
+    return dataset
+
+
+FORMATS = (Format("movielens-100k", "MovieLens 100k, GroupLens folder (u.data, u.item)",
+                  "a GroupLens ml-100k folder holds u.data (tab-separated user, item, rating, timestamp) and "
+                  "u.item ('|'-separated, latin-1)",
+                  "every rating is a click (any value); per user, leave-last-out by timestamp: last click = "
+                  "test, second to last = valid, each with `negatives` sampled unseen movies",
+                  lambda path: is_grouplens_folder(_grouplens_folder(path)), read_grouplens,
+                  (("negatives", 99), ("seed", 0))),)
