@@ -123,7 +123,7 @@ def read_reviews(path: Path, year: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     times = to_unix_seconds(frame[time], path, time, header=False)
     if year == 2023:
         times = times // 1000  # milliseconds
-    return as_str_ids(frame[user].to_numpy()), as_str_ids(frame[item].to_numpy()), times
+    return as_str_ids(frame[user].to_numpy(dtype=object)), as_str_ids(frame[item].to_numpy(dtype=object)), times
 
 
 def read_meta(path: Path, year: int) -> tuple[pd.DataFrame, int]:
@@ -132,7 +132,7 @@ def read_meta(path: Path, year: int) -> tuple[pd.DataFrame, int]:
     key = "parent_asin" if year == 2023 else "asin"
     what = f"Amazon {year} metadata file (lines with {key}, title, categories, description)"
     frame = read_json_lines(path, fields, [key], what, literal=year == 2014)
-    ids = as_str_ids(frame[key].to_numpy())
+    ids = as_str_ids(frame[key].to_numpy(dtype=object))
     dup = pd.Series(ids).duplicated().to_numpy()
     if dup.any():
         frame, ids = frame[~dup].reset_index(drop=True), ids[~dup]

@@ -49,7 +49,7 @@ SHELF = pa.list_(pa.struct([("count", pa.string()), ("name", pa.string())]))
 BOOK_FIELDS = {"book_id": pa.string(), "title": pa.string(), "description": pa.string(),
                "popular_shelves": SHELF, "publication_year": pa.string()}
 INTERACTION_FIELDS = {"user_id": pa.string(), "book_id": pa.string(), "is_read": pa.bool_(),
-                      "rating": pa.int64(), "date_added": pa.string()}
+                      "date_added": pa.string()}
 LAYOUT = "a Goodreads folder holds goodreads_books[_<genre>].json.gz and goodreads_interactions[_<genre>].json.gz"
 PROTOCOL = "an interaction with is_read true is a click; per user, leave-last-out by date_added: last = test, " \
            "second to last = valid, each with `negatives` sampled unseen books"
@@ -149,6 +149,9 @@ def _python_lines(path: Path, keys: list[str], what: str, literal: bool) -> pd.D
 
 def text_of(values: pd.Series, sep: str = " ") -> np.ndarray:
     """Strings from scalars or (nested) lists of strings ("" for missing), joined with `sep`."""
+    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):  # plain strings: vectorized
+        return values.astype(object).where(values.notna(), "").astype(str).str.strip().to_numpy(dtype=object)
+
     def flat(value) -> str:
         if value is None or (isinstance(value, float) and np.isnan(value)):
             return ""
@@ -192,7 +195,7 @@ def detect(path: Path) -> bool:
 def read_books(path: Path) -> pd.DataFrame:
     what = "Goodreads books file (JSON lines with book_id, title, description, popular_shelves, ...)"
     frame = read_json_lines(path, BOOK_FIELDS, ["book_id"], what)
-    ids = as_str_ids(frame["book_id"])
+    ids = as_str_ids(frame["book_id"].to_numpy(dtype=object))
     dup = pd.Series(ids).duplicated().to_numpy()
     if dup.any():
         row = int(np.flatnonzero(dup)[0])
@@ -214,7 +217,11 @@ def read_reads(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.
     interactions."""
     what = "Goodreads interactions file (JSON lines with user_id, book_id, is_read, date_added, ...)"
     frame = read_json_lines(path, INTERACTION_FIELDS, ["user_id", "book_id", "is_read", "date_added"], what)
-    read = frame["is_read"].map(lambda v: v is True or str(v).lower() in ("true", "1")).to_numpy(dtype=bool)
+    flags = frame["is_read"]
+    if pd.api.types.is_bool_dtype(flags):
+        read = flags.to_numpy(dtype=bool)
+    else:  # parsed line by line: JSON booleans, or "true"/"1" strings
+        read = flags.astype(str).str.lower().isin(["true", "1"]).to_numpy(dtype=bool)
     dates = pd.to_datetime(frame["date_added"].astype(str), format=DATE_FORMAT, utc=True, errors="coerce")
     bad = dates.isna().to_numpy() & read
     if bad.any():
@@ -225,7 +232,8 @@ def read_reads(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.
         raise DataError(f"{path}: no interaction has is_read true, so there are no clicks")
     rows = np.flatnonzero(read)
     times = to_unix_seconds(dates.iloc[rows].reset_index(drop=True), path, "date_added", header=False)
-    return (as_str_ids(frame["user_id"].to_numpy()[rows]), as_str_ids(frame["book_id"].to_numpy()[rows]), times,
+    return (as_str_ids(frame["user_id"].to_numpy(dtype=object)[rows]),
+            as_str_ids(frame["book_id"].to_numpy(dtype=object)[rows]), times,
             int((~read).sum()), rows)
 
 

@@ -97,7 +97,7 @@ def movie_items(ids, titles, genres) -> pd.DataFrame:
     parts = titles.str.extract(_TITLE_YEAR)
     genre = pd.Series(list(genres), dtype=object).str.strip()
     genre = genre.where(~genre.isin(["", "(no genres listed)"]), "unknown").str.replace("|", " ", regex=False)
-    return pd.DataFrame({"item_id": as_str_ids(ids),
+    return pd.DataFrame({"item_id": as_str_ids(np.asarray(ids, dtype=object)),
                          "title": parts[0].where(parts[0].notna(), titles).astype(object).to_numpy(),
                          "year": parts[1].fillna("").astype(object).to_numpy(),
                          "genres": genre.to_numpy(dtype=object),
@@ -106,7 +106,8 @@ def movie_items(ids, titles, genres) -> pd.DataFrame:
 
 def add_tags(items: pd.DataFrame, movie_ids: np.ndarray, tags: np.ndarray) -> pd.DataFrame:
     """`tags` column: each movie's distinct tags (case-folded duplicates kept once), first-use order."""
-    frame = pd.DataFrame({"item_id": as_str_ids(movie_ids), "tag": pd.Series(tags, dtype=object).str.strip()})
+    frame = pd.DataFrame({"item_id": as_str_ids(np.asarray(movie_ids, dtype=object)),
+                          "tag": pd.Series(tags, dtype=object).str.strip()})
     frame = frame[frame["tag"] != ""]
     frame = frame[~frame.assign(key=frame["tag"].str.lower()).duplicated(["item_id", "key"])]
     joined = frame.groupby("item_id", sort=False)["tag"].agg(", ".join)
@@ -155,10 +156,10 @@ def _read_dat(files: dict[str, Path]) -> tuple[pd.DataFrame, tuple]:
         items = add_tags(items, tag["MovieID"].to_numpy(), tag["Tag"].to_numpy())
     ratings = read_colon_file(files["ratings"], ["UserID", "MovieID", "Rating", "Timestamp"],
                               "MovieLens ratings.dat (UserID::MovieID::Rating::Timestamp)")
-    item_ids = as_str_ids(ratings["MovieID"])
+    item_ids = as_str_ids(ratings["MovieID"].to_numpy(dtype=object))
     check_known(item_ids, pd.Index(items["item_id"]), files["ratings"], "MovieID (field 2)", False, files["movies"])
     times = to_unix_seconds(ratings["Timestamp"], files["ratings"], "Timestamp (field 4)", header=False)
-    return items, (as_str_ids(ratings["UserID"]), item_ids, times)
+    return items, (as_str_ids(ratings["UserID"].to_numpy(dtype=object)), item_ids, times)
 
 
 def _read_csv(files: dict[str, Path]) -> tuple[pd.DataFrame, tuple]:
@@ -177,10 +178,10 @@ def _read_csv(files: dict[str, Path]) -> tuple[pd.DataFrame, tuple]:
                              ",", header=True)
     check_columns(ratings, ["userId", "movieId", "timestamp"], files["ratings"], hint)
     _no_empty(ratings, ["userId", "movieId", "timestamp"], files["ratings"])
-    item_ids = as_str_ids(ratings["movieId"])
+    item_ids = as_str_ids(ratings["movieId"].to_numpy(dtype=object))
     check_known(item_ids, pd.Index(items["item_id"]), files["ratings"], "movieId", True, files["movies"])
     times = to_unix_seconds(ratings["timestamp"], files["ratings"], "timestamp", header=True)
-    return items, (as_str_ids(ratings["userId"]), item_ids, times)
+    return items, (as_str_ids(ratings["userId"].to_numpy(dtype=object)), item_ids, times)
 
 
 def _no_empty(frame: pd.DataFrame, columns: list[str], path: Path) -> None:

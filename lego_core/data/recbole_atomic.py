@@ -84,7 +84,7 @@ def read_atomic(path: Path, required: list[str], what: str) -> tuple[pd.DataFram
 def read_items(path: Path) -> pd.DataFrame:
     frame, types = read_atomic(path, ["item_id"], "the .item file needs item_id:token")
     check_unique(frame["item_id"], path, "item_id", header=True)
-    items = pd.DataFrame({"item_id": as_str_ids(frame["item_id"])})
+    items = pd.DataFrame({"item_id": as_str_ids(frame["item_id"].to_numpy(dtype=object))})
     text = [f for f, kind in types.items() if f != "item_id" and kind in ("token", "token_seq")]
     for field in text:
         items[field] = frame[field].str.strip().to_numpy(dtype=object)
@@ -111,7 +111,8 @@ def read_clicks(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     else:
         times = np.arange(len(frame), dtype=np.int64)  # file order
     rows = np.flatnonzero(keep)
-    return (as_str_ids(frame["user_id"].to_numpy()[rows]), as_str_ids(frame["item_id"].to_numpy()[rows]),
+    return (as_str_ids(frame["user_id"].to_numpy(dtype=object)[rows]),
+            as_str_ids(frame["item_id"].to_numpy(dtype=object)[rows]),
             times[rows], rows, "timestamp" in types, int((~keep).sum()))
 
 
