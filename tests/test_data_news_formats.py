@@ -174,6 +174,19 @@ def test_pens_pos_neg_labels_histories_and_splits(tmp_path):
         assert np.array_equal(imps.history_end, lengths[imps.users])
 
 
+def test_pens_unknown_ids_are_dropped_with_counts_and_a_warning(tmp_path):
+    train = PENS_TRAIN[:2] + [PENS_TRAIN[2][:5] + ["N10001 N77777"] + PENS_TRAIN[2][6:]]
+    valid = PENS_VALID[:3] + [PENS_VALID[3][:4] + ["N88888"] + ["N99999"] + PENS_VALID[3][6:]] + PENS_VALID[4:]
+    with pytest.warns(DataWarning) as record:
+        d = formats.get("pens").read(write_pens(tmp_path / "p", train=train, valid=valid))
+    messages = [str(w.message) for w in record]
+    assert any("train.tsv: dropped 1 pos/neg ids naming unknown news and 0 impressions" in m for m in messages)
+    assert any("valid.tsv: dropped 2 pos/neg ids naming unknown news and 1 impressions" in m for m in messages)
+    assert d.info["train_unknown_candidates_dropped"] == 1 and d.info["valid_file_impressions_dropped"] == 1
+    assert candidates(d, "train")[1] == ["N10000", "N10003", "N10001"]
+    assert len(d.splits["valid"]) + len(d.splits["test"]) == 3
+
+
 # ---------------------------------------------------------------- EB-NeRD
 
 def ts(text):

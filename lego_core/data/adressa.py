@@ -37,11 +37,12 @@ from lego_core.errors import DataError
 DAY_FILE = re.compile(r"^\d{8}(\.gz)?$")
 LAYOUT = ("an Adressa folder holds daily event files named like 20170101 (JSON lines, optionally .gz), "
           "directly or in one_week/ or three_month/")
-SCHEMA = pa.schema([("eventId", pa.int64()), ("userId", pa.string()), ("id", pa.string()), ("url", pa.string()),
-                    ("title", pa.string()), ("category1", pa.string()), ("time", pa.int64()),
-                    ("activeTime", pa.int64()), ("publishtime", pa.string()), ("keywords", pa.string())])
-TYPES = {"eventId": int, "userId": str, "id": str, "url": str, "title": str, "category1": str, "time": int,
-         "activeTime": int, "publishtime": str, "keywords": str}
+# the keys read (others, such as eventId, activeTime, profile and author, are skipped unparsed)
+SCHEMA = pa.schema([("userId", pa.string()), ("id", pa.string()), ("url", pa.string()), ("title", pa.string()),
+                    ("category1", pa.string()), ("time", pa.int64()), ("publishtime", pa.string()),
+                    ("keywords", pa.string())])
+TYPES = {"userId": str, "id": str, "url": str, "title": str, "category1": str, "time": int, "publishtime": str,
+         "keywords": str}
 ITEM_FIELDS = ["title", "category", "subcategory", "url", "publishtime", "keywords"]
 
 
