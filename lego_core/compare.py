@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lego_core.errors import RunError
+
 BLOCK_SCORES = 2 ** 22  # float32 scores held per block: 16 MB whatever the catalogue size
 MAX_ITEMS = 5000  # items whose moved score a comparison computes (a seeded sample beyond that)
 _CACHE: OrderedDict = OrderedDict()
@@ -81,6 +83,10 @@ def align_maps(first: pd.DataFrame, second: pd.DataFrame) -> tuple[pd.DataFrame,
             other.assign(x=b[:, 0], y=b[:, 1]).reset_index(drop=True), disparity)
 
 
+class NothingInCommon(RunError):
+    """Two runs whose item tables share (almost) no item: there is nothing to compare."""
+
+
 @dataclass
 class Comparison:
     """Neighbour agreement of two runs' item spaces over their common items."""
@@ -123,7 +129,7 @@ def _stamp(run: Any) -> tuple:
 
 def compare_runs(run_a: Any, run_b: Any, k: int = 10, max_items: int | None = MAX_ITEMS) -> Comparison:
     """`compare_spaces` of two runs' saved item tables; the last few answers are kept (a page
-    rerun costs nothing) until either table is rewritten."""
+    rerun costs nothing) until either table is rewritten. NothingInCommon when they share < 3 items."""
     key = (_stamp(run_a), _stamp(run_b), int(k), max_items)
     if key in _CACHE:
         _CACHE.move_to_end(key)
@@ -131,6 +137,9 @@ def compare_runs(run_a: Any, run_b: Any, k: int = 10, max_items: int | None = MA
     ids_a, vectors_a = run_a.item_embeddings()
     ids_b, vectors_b = run_b.item_embeddings()
     found = compare_spaces(ids_a, vectors_a, ids_b, vectors_b, k, max_items)
+    if found.common < 3:
+        raise NothingInCommon(f"runs {run_a.id} and {run_b.id} share {found.common} items: nothing to align or "
+                              "compare; pick two runs on the same dataset")
     _CACHE[key] = found
     while len(_CACHE) > MAX_CACHED:
         _CACHE.popitem(last=False)

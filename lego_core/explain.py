@@ -19,6 +19,7 @@ from lego_core.errors import RunError
 from lego_core.model import to_tensor
 
 NEAREST = "nearest in item space"
+MAP_STATE = "explanation-on-map"  # st.session_state key: the Users page hands an explanation to Embeddings
 COLUMNS = ["item_id", "rank", "history_item_id", "weight", "method", "item_text", "history_text"]
 METHOD_NOTES = {
     NEAREST: "cosine similarity of each click to the item in the model's item space (this behaviour "
@@ -114,17 +115,19 @@ def explain(run: Any, dataset: Any, user_id: Any, items: Iterable[Any], k: int =
     return out[COLUMNS]
 
 
+def shorten(text: str, chars: int) -> str:
+    text = str(text)
+    return text if len(text) <= chars else text[:chars - 1] + "…"
+
+
 def summary(explanation: pd.DataFrame, chars: int = 60) -> pd.DataFrame:
     """One row per recommended item: item_id, item_text and `because` ("title (0.42) · ..."), the
     compact list the Users page shows."""
     if explanation.empty:
         return pd.DataFrame(columns=["item_id", "item_text", "because"])
 
-    def short(text: str) -> str:
-        return text if len(text) <= chars else text[:chars - 1] + "…"
-
     rows = []
     for item, part in explanation.groupby("item_id", sort=False):
-        because = " · ".join(f"{short(str(t))} ({w:.2f})" for t, w in zip(part["history_text"], part["weight"]))
+        because = " · ".join(f"{shorten(t, chars)} ({w:.2f})" for t, w in zip(part["history_text"], part["weight"]))
         rows.append({"item_id": item, "item_text": part["item_text"].iloc[0], "because": because})
     return pd.DataFrame(rows)

@@ -1,19 +1,24 @@
 """Embeddings: a finished run's item vectors on a 2-D map (UMAP, with PCA shown at once while UMAP
-computes in the background), coloured by category; lasso/box selection lists the items; a user's
-history and recommendations can be highlighted. Two runs can be shown side by side."""
+computes in the background), coloured by any item column; lasso/box selection lists the items; a
+user's history and recommendations, an item found by name and its nearest neighbours, and the Users
+page's explanation ("Show on the map") can be highlighted. A second run is shown side by side,
+aligned onto the first (Procrustes) and coloured by how much each item's neighbours moved."""
 from __future__ import annotations
 
+import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from lego_core import maps, viz
+from lego_core import compare, explain, maps, viz
 from lego_core.errors import LegoError
 from pages import _common as ui
 
 ui.require_navigation()
 
 HOVER_CHARS = 140
+MOVED = "moved"  # colour of the comparison: 1 - neighbour overlap between the two runs
+NEIGHBOURS = 10
 
 st.title("Embeddings")
 
@@ -24,6 +29,12 @@ if not finished:
                    "pages/builder.py", "Open the Builder")
     ui.quick_start()
     st.stop()
+
+explained = st.session_state.get(explain.MAP_STATE)
+if explained and explained.get("fresh"):  # just sent from Users: open the map of that run
+    explained["fresh"] = False
+    if explained["run_id"] in {r.id for r in finished}:
+        st.session_state["emb-run"] = explained["run_id"]
 
 first, second, by_id = ui.pick_runs(finished, "emb", "Side by side with")
 
@@ -38,6 +49,12 @@ params = {"n_neighbors": int(n_neighbors), "min_dist": float(min_dist)}
 
 run_a = by_id[first]
 dataset = ui.dataset_of_run(run_a)
+options = maps.colour_options(dataset)
+colour_choices = ([MOVED] if second else []) + list(options)
+colour = st.selectbox("Colour by", colour_choices, key="emb-colour-2" if second else "emb-colour",
+                      help="An item column (numbers get a continuous scale); with a second run, 'moved' is "
+                           "how much each item's nearest neighbours changed between the two runs.")
+
 with st.expander("Highlight a user's history and recommendations", expanded=False):
     h1, h2, h3 = st.columns([2, 2, 1])
     query = h1.text_input("Search user id", key="emb-user-query", placeholder="type part of a user id")
@@ -47,15 +64,96 @@ with st.expander("Highlight a user's history and recommendations", expanded=Fals
     k = h3.number_input("Top k", 1, 100, 10, key="emb-k")
 
 
-def _map(run, frame, dataset_, key: str, title: str) -> None:
-    """Scatter of one run's items; the user's items on top; the selected items listed below."""
-    frame = frame.copy()
-    frame["hover"] = frame["text"].str.slice(0, HOVER_CHARS).map(viz.plain)
-    shown = frame.assign(category=frame["category"].map(viz.plain))  # plotly reads HTML tags in legends
-    fig = px.scatter(shown, x="x", y="y", color="category", custom_data=["item_id"], hover_name="hover",
-                     hover_data={"item_id": True, "category": True, "x": False, "y": False}, title=title,
-                     render_mode="webgl" if len(frame) > 5000 else "auto", opacity=0.75)
+
+def _item_label(item_id: str) -> str:
+    text = item_texts.get(item_id, "")
+    return f"{text[:80]} ({item_id})" if text and text != item_id else str(item_id)
+
+
+with st.expander("Find an item and its nearest neighbours", expanded=bool(st.session_state.get("emb-find"))):
+    f1, f2, f3 = st.columns([2, 3, 1])
+    item_query = f1.text_input("Find an item by name", key="emb-find", placeholder="type part of a title")
+    found_items = maps.find_items(dataset, item_query) if item_query else None
+    item_texts = {} if found_items is None else dict(zip(found_items["item_id"], found_items["text"]))
+    item = f2.selectbox("Item", [None] + list(item_texts), key="emb-item",
+                        format_func=lambda i: "(none)" if i is None else _item_label(i))
+    neighbour_k = f3.number_input("Neighbours", 1, 50, 10, key="emb-item-k")
+    nearby = None
+    if item_query and not item_texts:
+        st.caption(f"No item text contains '{ui.message(item_query)}'.")
+    if item is not None:
+        try:
+            nearby = maps.neighbours(run_a, dataset, item, int(neighbour_k))
+        except LegoError as exc:
+            st.error(ui.one_line(exc))
+        else:
+            st.caption(f"The {len(nearby)} items nearest to {ui.safe(_item_label(item))} "
+                       f"in {ui.safe(first)}'s item space (cosine similarity)")
+            st.dataframe(nearby[["rank", "similarity", "text", "category", "item_id"]], hide_index=True,
+                         width="stretch", key="emb-neighbours",
+                         column_config={"similarity": st.column_config.NumberColumn(format="%.3f"),
+                                        "text": st.column_config.TextColumn("item", width="large")})
+
+if explained:
+    e1, e2 = st.columns([5, 1], vertical_alignment="center")
+    e1.info(f"Showing why user {ui.safe(explained['user'])} got their recommendations from {ui.safe(explained['run_id'])}"
+            " (sent from Users): lines join each recommended item to the clicks behind it.",
+            icon=":material/lightbulb:")
+    if e2.button("Clear", key="emb-explained-clear"):
+        st.session_state.pop(explain.MAP_STATE, None)
+        st.rerun()
+
+
+def _scatter(frame, title: str, kind: str, legend: str):
+    """The items coloured by `colour`: a discrete palette with one colour per category, or a scale."""
+    shown = frame.assign(hover=frame["text"].str.slice(0, HOVER_CHARS).map(viz.plain),
+                         category=frame["category"].map(viz.plain))  # plotly reads HTML tags in labels
+    common = dict(x="x", y="y", custom_data=["item_id"], hover_name="hover", title=title, opacity=0.75,
+                  hover_data={"item_id": True, "category": True, "colour": True, "x": False, "y": False},
+                  render_mode="webgl" if len(frame) > 5000 else "auto", labels={"colour": legend})
+    if kind == "numeric":
+        scale = "Reds" if legend == MOVED else "Viridis"
+        fig = px.scatter(shown, color="colour", color_continuous_scale=scale,
+                         range_color=(0, 1) if legend == MOVED else None, **common)
+    else:
+        shown["colour"] = shown["colour"].fillna("unknown").astype(str).map(viz.plain)
+        fig = px.scatter(shown, color="colour", color_discrete_sequence=maps.PALETTE, **common)
     fig.update_traces(marker={"size": 6})
+    return fig
+
+
+def _marks(fig, frame, role: str, ids, symbol: str, colour_: str, size: int = 13) -> None:
+    part = frame[frame["item_id"].isin([str(i) for i in ids])]
+    fig.add_trace(go.Scatter(x=part["x"], y=part["y"], mode="markers", name=role,
+                             customdata=part[["item_id"]].to_numpy(),
+                             hovertext=part["text"].str.slice(0, HOVER_CHARS).map(viz.plain),
+                             hovertemplate="%{hovertext}<extra>" + role + "</extra>",
+                             marker={"symbol": symbol, "size": size, "color": colour_,
+                                     "line": {"width": 2, "color": colour_}}))
+
+
+def _explained_on(fig, frame) -> None:
+    """The Users page's explanation: recommended items, the clicks behind them, lines between."""
+    rows = pd.DataFrame(explained["rows"])
+    links = maps.explanation_links(frame, rows)
+    xs, ys = [], []
+    for x0, y0, x1, y1 in links[["x0", "y0", "x1", "y1"]].itertuples(index=False):
+        xs += [x0, x1, None]
+        ys += [y0, y1, None]
+    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="why: click → item", hoverinfo="skip",
+                             line={"width": 1.5, "color": "rgba(40,40,40,0.55)"}))
+    _marks(fig, frame, "why: clicks behind", rows["history_item_id"], "diamond-open", "#1F4E8C")
+    _marks(fig, frame, "why: recommended", rows["item_id"], "star", "#E8590C", 15)
+
+
+def _map(run, frame, dataset_, key: str, title: str) -> None:
+    """Scatter of one run's items; the user's, the found and the explained items on top; the
+    selected items listed below."""
+    if colour == MOVED:
+        kind, legend = "numeric", MOVED
+    else:
+        frame, kind, legend = maps.with_colour(frame, dataset_, colour)
+    fig = _scatter(frame, title, kind, legend)
     if user is not None:
         try:
             history = viz.user_history(dataset_, user)["item_id"].tolist()
@@ -64,13 +162,13 @@ def _map(run, frame, dataset_, key: str, title: str) -> None:
             st.warning(f"User {ui.safe(user)}: {ui.one_line(exc)}")
             history, recommended = [], []
         marks = maps.highlight(frame, history, recommended)
-        for role, symbol, colour in (("history", "circle-open", "#111111"), ("recommended", "star", "#F2B705")):
-            part = marks[marks["role"] == role]
-            fig.add_trace(go.Scatter(x=part["x"], y=part["y"], mode="markers", name=f"user {role}",
-                                     customdata=part[["item_id"]].to_numpy(), hovertext=part["hover"],
-                                     hovertemplate="%{hovertext}<extra>" + role + "</extra>",
-                                     marker={"symbol": symbol, "size": 13, "color": colour,
-                                             "line": {"width": 2, "color": colour}}))
+        _marks(fig, marks, "user history", marks.loc[marks["role"] == "history", "item_id"], "circle-open", "#111111")
+        _marks(fig, marks, "user recommended", marks.loc[marks["role"] == "recommended", "item_id"], "star", "#F2B705")
+    if nearby is not None and run.id == first:
+        _marks(fig, frame, "found item", [item], "x", "#D6336C", 15)
+        _marks(fig, frame, "its neighbours", nearby["item_id"], "circle-open", "#D6336C", 11)
+    if explained and explained.get("run_id") == run.id:
+        _explained_on(fig, frame)
     fig.update_layout(height=560, margin=dict(l=10, r=10, t=40, b=10), dragmode="lasso",
                       legend={"itemsizing": "constant"}, xaxis_title=None, yaxis_title=None)
     event = st.plotly_chart(fig, width="stretch", key=key, on_select="rerun", selection_mode=("lasso", "box", "points"))
@@ -84,24 +182,50 @@ def _map(run, frame, dataset_, key: str, title: str) -> None:
         st.caption("Draw a lasso or box on the map to list the items inside it.")
 
 
-pending = []
+def _projection(run, ds, pending: list) -> tuple:
+    """(map frame, title): UMAP when stored, otherwise PCA while UMAP computes in the background."""
+    frame = maps.embedding_map(run, ds, "umap", params) if method == "UMAP" else None
+    if frame is not None:
+        return frame, f"{run.id} · UMAP"
+    if method == "UMAP":
+        _, vectors = run.item_embeddings()
+        pending.append(maps.start_umap(run.id, vectors, params))
+    return maps.embedding_map(run, ds, "pca"), f"{run.id} · PCA" + (" (UMAP is computing…)" if method == "UMAP" else "")
+
+
+pending: list = []
+shown_runs = [first, second] if second else [first]
+try:
+    datasets_ = {run_id: dataset if run_id == first else ui.dataset_of_run(by_id[run_id]) for run_id in shown_runs}
+    frames = {run_id: _projection(by_id[run_id], datasets_[run_id], pending) for run_id in shown_runs}
+    if second:
+        with st.spinner("Comparing the two item spaces (nearest neighbours of each item)…"):
+            comparison = compare.compare_runs(by_id[first], by_id[second], k=NEIGHBOURS)
+        aligned_a, aligned_b, disparity = compare.align_maps(frames[first][0], frames[second][0])
+        moved = comparison.frame().set_index("item_id")["moved"]
+        scored = aligned_a["item_id"].isin(moved.index)  # beyond compare.MAX_ITEMS: the sampled items
+        frames = {first: (aligned_a[scored].assign(colour=aligned_a.loc[scored, "item_id"].map(moved).to_numpy()),
+                          frames[first][1] + " · aligned"),
+                  second: (aligned_b[scored].assign(colour=aligned_b.loc[scored, "item_id"].map(moved).to_numpy()),
+                           frames[second][1] + " · aligned")}
+        c1, c2, c3 = st.columns(3)
+        c1.metric("Neighbour overlap", f"{comparison.overlap:.0%}",
+                  help=f"Mean share of each item's {comparison.k} nearest neighbours (cosine, in each run's full "
+                       "item space) that both runs agree on: 100% = the same neighbourhoods.")
+        c2.metric("Items compared", f"{len(comparison.item_ids):,} of {comparison.common:,}")
+        c3.metric("Map disparity (Procrustes)", "-" if disparity != disparity else f"{disparity:.3f}",
+                  help="Residual after rotating, scaling and shifting the second map onto the first: 0 = same layout.")
+        st.caption(f"The second map is rotated, scaled and shifted onto the first (Procrustes), so an item sits in "
+                   f"comparable places; 'moved' = 1 - the overlap of its {comparison.k} nearest neighbours.")
+except LegoError as exc:
+    st.error(ui.one_line(exc))
+    st.stop()
+
 columns = st.columns(2) if second else [st.container()]
-for run_id, column in zip([first, second] if second else [first], columns):
-    run = by_id[run_id]
+for run_id, column in zip(shown_runs, columns):
     with column:
-        try:
-            ds = dataset if run_id == first else ui.dataset_of_run(run)
-            frame = maps.embedding_map(run, ds, method.lower(), params) if method == "UMAP" else None
-            title = f"{run_id} · UMAP"
-            if frame is None:
-                if method == "UMAP":
-                    _, vectors = run.item_embeddings()
-                    pending.append(maps.start_umap(run.id, vectors, params))
-                frame = maps.embedding_map(run, ds, "pca")
-                title = f"{run_id} · PCA" + (" (UMAP is computing…)" if method == "UMAP" else "")
-            _map(run, frame, ds, key=f"map-{'a' if run_id == first else 'b'}", title=title)
-        except LegoError as exc:
-            st.error(ui.one_line(exc))
+        frame, title = frames[run_id]
+        _map(by_id[run_id], frame, datasets_[run_id], key=f"map-{'a' if run_id == first else 'b'}", title=title)
 
 if pending:
     @st.fragment(run_every=1.5)

@@ -1,10 +1,11 @@
 """Users: pick a user; see their history (oldest first), a run's top-k recommendations with scores,
-which of them the user really clicked in the test impressions, and the same list from a second run."""
+which of them the user really clicked in the test impressions, why the model chose each (the clicks
+behind it, lego_core.explain; "Show on the map" draws them on Embeddings), and a second run's list."""
 from __future__ import annotations
 
 import streamlit as st
 
-from lego_core import viz
+from lego_core import explain, viz
 from lego_core.errors import LegoError
 from pages import _common as ui
 
@@ -74,6 +75,38 @@ def _recommendations(run_id: str, column) -> None:
                    "(history items are left out).")
         st.dataframe(recs[["rank", "score", "clicked_in_test", "cold", "text", "category", "item_id"]], hide_index=True,
                      width="stretch", column_config=ITEM_COLUMNS, key=f"recs-{run_id}")
+        _explanation(run, ds, recs)
+
+
+def _show_on_map(run_id: str, found) -> None:
+    """Hand this explanation to the Embeddings page (read there from st.session_state)."""
+    st.session_state[explain.MAP_STATE] = {"run_id": run_id, "user": str(user), "fresh": True,
+                                          "rows": found[["item_id", "history_item_id", "weight", "method"]]
+                                          .to_dict("records")}
+
+
+def _explanation(run, ds, recs) -> None:
+    """Under the list: the clicks that contributed most to each recommended item."""
+    try:
+        found = explain.explain(run, ds, user, recs["item_id"].tolist(), k=3)
+    except (LegoError, KeyError) as exc:
+        st.caption(f"No explanation: {ui.one_line(exc)}")
+        return
+    if found.empty:
+        st.caption("No explanation: this user clicked nothing before the test impressions.")
+        return
+    with st.container(key=f"why-{run.id}"):
+        st.markdown("**Why these items** (the clicks behind each, strongest first)")
+        st.caption(ui.safe(explain.describe(found["method"].iloc[0])))
+        lines = explain.summary(found, chars=50)
+        st.markdown("\n".join(f"{i}. {ui.safe(explain.shorten(text, 60))} ← {ui.safe(because)}"
+                              for i, (text, because) in enumerate(zip(lines["item_text"], lines["because"]), 1)))
+        st.button("Show on the map", key=f"explain-map-{run.id}", icon=":material/scatter_plot:",
+                  on_click=_show_on_map, args=(run.id, found),
+                  help="Draw these recommendations and the clicks behind them on the Embeddings map.")
+        shown = st.session_state.get(explain.MAP_STATE) or {}
+        if shown.get("run_id") == run.id and shown.get("user") == str(user):
+            st.page_link("pages/embeddings.py", label="Open the map on Embeddings", icon=":material/arrow_forward:")
 
 
 cols = st.columns(2) if second else [st.container()]

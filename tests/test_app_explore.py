@@ -1,0 +1,134 @@
+"""Explore deeper, through AppTest on two tiny trained runs: the Users page explains each
+recommendation and hands the explanation to the Embeddings map; two runs are compared on aligned
+maps coloured by how much each item moved, with the neighbour overlap as a metric; an item is found
+by name with its nearest neighbours; the map is coloured by any item column."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import app_test
+
+from lego_core import explain, maps, runs, train
+from tests.test_app_pages import TINY, _length, _navigation_mode, _NavigationPages, button, show, start  # noqa: F401
+from tests.test_training import tiny_recipe
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """Two finished tiny runs on the same synthetic dataset: additive attention and mean pooling."""
+    cache = tmp_path_factory.mktemp("explore-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LEGO_CACHE_DIR", str(cache))
+        made = {}
+        for behavior in ("pooling", "additive"):
+            recipe = tiny_recipe("pooling", behavior, "dot", dim=16)
+            run = runs.create(recipe)
+            train.run(recipe, run, progress=False)
+            made[behavior] = run.id
+        yield {"cache": cache, **made}
+
+
+@pytest.fixture
+def explore(two_runs, monkeypatch):
+    monkeypatch.setenv("LEGO_CACHE_DIR", str(two_runs["cache"]))
+    monkeypatch.setattr(app_test, "PagesManager", _NavigationPages)
+    return two_runs
+
+
+def _figures(at) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def _trace_names(figure: dict) -> list:
+    return [trace.get("name") for trace in figure["data"]]
+
+
+def test_users_page_explains_recommendations_and_shows_them_on_the_map(explore):
+    at = show(start(**{"users-run": explore["additive"]}), "pages/users.py")
+    assert len(at.dataframe) == 3  # recommendations, history, test clicks: as before
+    why = [m.value for m in at.markdown if m.value.startswith("1. ")]
+    assert len(why) == 1 and why[0].count("\n") == 9  # one line per recommended item (top 10)
+    assert "←" in why[0] and ("(0." in why[0] or "(1." in why[0])  # clicks with their weights
+    assert any("additive attention" in c.value for c in at.caption)
+    assert not at.get("page_link") or not any("Embeddings" in str(p.label) for p in at.get("page_link"))
+    button(at, "Show on the map").click().run()
+    assert not at.exception
+    sent = at.session_state[explain.MAP_STATE]
+    assert sent["run_id"] == explore["additive"] and sent["user"] == at.selectbox(key="users-user").value
+    assert {row["method"] for row in sent["rows"]} == {"additive attention"}
+    assert any("Open the map" in str(p.label) for p in at.get("page_link"))
+
+    at.session_state["emb-method"] = "PCA"
+    show(at, "pages/embeddings.py")
+    assert at.selectbox(key="emb-run").value == explore["additive"]  # the explained run opens
+    assert any("Showing why user" in i.value for i in at.info)
+    names = _trace_names(_figures(at)[0])
+    assert {"why: recommended", "why: clicks behind", "why: click → item"} <= set(names)
+    button(at, "Clear").click().run()
+    assert explain.MAP_STATE not in at.session_state
+    assert "why: recommended" not in _trace_names(_figures(at)[0])
+
+
+def test_two_runs_are_aligned_and_coloured_by_moved_with_the_overlap_metric(explore):
+    at = show(start(**{"emb-method": "PCA", "emb-run": explore["additive"]}), "pages/embeddings.py")
+    at.selectbox(key="emb-run-2").set_value(explore["pooling"]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    metrics = {m.label: m.value for m in at.metric}
+    overlap = float(metrics["Neighbour overlap"].rstrip("%"))
+    assert 0 <= overlap < 100  # two behaviour bricks, two different item spaces
+    assert metrics["Items compared"] == f"{TINY['n_items']:,} of {TINY['n_items']:,}"
+    assert at.selectbox(key="emb-colour-2").value == "moved"
+    figures = _figures(at)
+    assert len(figures) == 2 and all("aligned" in f["layout"]["title"]["text"] for f in figures)
+    for figure in figures:
+        assert figure["layout"]["coloraxis"]["cmin"] == 0 and figure["layout"]["coloraxis"]["cmax"] == 1
+        assert sum(_length(t.get("x", [])) for t in figure["data"]) == TINY["n_items"]
+    at.selectbox(key="emb-colour-2").set_value("category").run()
+    assert len(_figures(at)[0]["data"]) == TINY["n_topics"]  # the aligned maps take any colour too
+
+
+def test_find_an_item_by_name_and_list_its_neighbours(explore):
+    at = show(start(**{"emb-method": "PCA", "emb-run": explore["additive"]}), "pages/embeddings.py")
+    run = runs.open(explore["additive"])
+    ids, _ = run.item_embeddings()
+    from lego_core import datasets
+
+    dataset = datasets.load("synthetic", **TINY)
+    title = str(dataset.items["title"].iloc[5])
+    word = title.split()[0]
+    at.text_input(key="emb-find").set_value(word).run()
+    options = at.selectbox(key="emb-item").options
+    assert len(options) >= 2  # (none) + the matches
+    at.selectbox(key="emb-item").set_value(str(dataset.items["item_id"].iloc[5])).run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert len(table) == 10 and table["rank"].tolist() == list(range(1, 11))
+    assert table["similarity"].is_monotonic_decreasing and str(ids[5]) not in table["item_id"].tolist()
+    assert table["text"].str.len().min() > 0
+    assert any("nearest to" in c.value for c in at.caption)
+    assert {"found item", "its neighbours"} <= set(_trace_names(_figures(at)[0]))
+    at.text_input(key="emb-find").set_value("no such title at all").run()
+    assert any("No item text contains" in c.value for c in at.caption)
+
+
+def test_colour_by_item_columns(explore):
+    at = show(start(**{"emb-method": "PCA", "emb-run": explore["additive"]}), "pages/embeddings.py")
+    colour = at.selectbox(key="emb-colour")
+    assert colour.value == "category" and {"category", "popularity"} <= set(colour.options)
+    categories = [t["name"] for t in _figures(at)[0]["data"]]
+    assert len(categories) == TINY["n_topics"]  # one trace (one colour) per category
+    colour.set_value("popularity").run()
+    figure = _figures(at)[0]
+    assert figure["layout"]["coloraxis"]["colorbar"]["title"]["text"] == "log10(1 + clicks)"
+    assert not at.exception
+
+
+def test_palette_has_a_colour_for_each_of_many_categories():
+    genres = pd.Series([f"genre {i}" for i in range(19)] * 3)
+    assert set(maps.group_categories(genres)) == set(genres)  # MovieLens' 19 genres: no "other"
+    assert len(set(maps.PALETTE)) == len(maps.PALETTE) >= 70
+    many = pd.Series([f"c{i}" for i in range(200)])
+    grouped = maps.group_categories(many)
+    assert grouped.nunique() == len(maps.PALETTE) and "other" in set(grouped)
