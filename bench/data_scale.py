@@ -152,10 +152,9 @@ def main() -> None:
     print(f"{'step':24s} {'seconds':>9s} {'peak RSS':>9s}  note")
     for what, seconds, rss, note in rows:
         target = TARGETS.get(what)
-        miss = " (over target)" if target and seconds and seconds > target * (args.scale if args.scale < 1 else 1) \
-            and args.scale >= 1 else ""
+        miss = " (over target)" if args.scale >= 1 and target and seconds and seconds > target else ""
         rss_note = f"{rss:8.2f}G" if rss else f"{'':9s}"
-        if rss and rss > RSS_TARGET_GB:
+        if args.scale >= 1 and rss and rss > RSS_TARGET_GB:
             miss += " (RSS over target)"
         print(f"{what:24s} {seconds if seconds is not None else float('nan'):9.2f} {rss_note}  {note}{miss}")
     if not args.root:

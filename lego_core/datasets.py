@@ -138,13 +138,11 @@ def register_tables(name: str, items_file: str | Path, interactions_file: str | 
 
 def register_mind(name: str, folder: str | Path, *, seed: int = 0, description: str = "",
                   overwrite: bool = False) -> Dataset:
-    """Validate a MIND folder by reading it fully, then save the processed dataset as `name`
-    (the folder itself is not copied; other seeds re-read it while it exists)."""
-    registry.check_name(name)
-    folder = Path(folder).expanduser().resolve()
-    dataset = mind.build_mind(folder, seed=seed, name=name)
-    return registry.register(name, "mind", dataset, {"seed": seed}, {"folder": str(folder)},
-                             description or f"MIND folder {folder.name}", overwrite=overwrite)
+    """Validate a MIND folder by reading it fully, then save the processed dataset as `name`: a
+    "format" registration (`add` with format "mind"); the folder itself is not copied, other seeds
+    re-read it while it exists. Registrations of kind "mind" made before formats still load."""
+    return registration.add(folder, registry.check_name(name), "mind", description=description,
+                            overwrite=overwrite, seed=seed)
 
 
 def _table(rows: list[list[str]]) -> str:

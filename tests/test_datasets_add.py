@@ -242,3 +242,14 @@ def test_uploaded_files_are_written_under_checked_base_names(tmp_path):
         registration.unpack_uploads([("d.zip", b"nope")], tmp_path)
     with pytest.raises(DataError, match="name part"):
         registration.unpack_uploads([(".hidden", b"a")], tmp_path)
+
+
+def test_mind_registrations_made_before_formats_still_load(tmp_path):
+    root = write_mind(tmp_path / "m").resolve()
+    registry.register("old-mind", "mind", mind.build_mind(root, seed=1, name="old-mind"), {"seed": 1},
+                      {"folder": str(root)}, "MIND folder m")  # what register_mind wrote before formats
+    assert datasets.load("old-mind").info["seed"] == 1 and datasets.load("old-mind", seed=2).info["seed"] == 2
+    with pytest.raises(DataError, match="cold_items applies to leave-last-out"):
+        datasets.check("old-mind", {"cold_items": 0.1})
+    assert datasets.register_mind("new-mind", root).name == "new-mind"
+    assert registry.manifest("new-mind")["kind"] == "format"
