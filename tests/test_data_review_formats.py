@@ -202,7 +202,7 @@ def test_goodreads_reads_is_read_interactions_by_date_added(goodreads_folder):
 
 def test_goodreads_interactions_file_finds_its_books_file(goodreads_folder):
     inter = goodreads_folder / "goodreads_interactions_poetry.json.gz"
-    assert detected(inter) == "goodreads" and goodreads.find_files(inter)[0].name == "goodreads_books_poetry.json.gz"
+    assert detected(inter) == "goodreads" and goodreads.locate(inter)[0].name == "goodreads_books_poetry.json.gz"
 
 
 # ---- Amazon 2014 / 2018 / 2023 -----------------------------------------------------------------------------
@@ -379,6 +379,14 @@ def test_movielens_bad_inputs(ml1m, mlcsv):
 
 def test_goodreads_bad_inputs(goodreads_folder):
     inter = goodreads_folder / "goodreads_interactions_poetry.json.gz"
+    books = goodreads_folder / "goodreads_books_poetry.json.gz"
+    books.rename(books.with_suffix(".bak"))
+    assert f"{books} not found: the books file that goes with {inter.name}" in \
+        error(lambda: goodreads.load(goodreads_folder))
+    books.with_suffix(".bak").rename(books)
+    write_gz(goodreads_folder / "goodreads_interactions_comics.json.gz", [])
+    assert "more than one goodreads_interactions file" in error(lambda: goodreads.load(goodreads_folder))
+    (goodreads_folder / "goodreads_interactions_comics.json.gz").unlink()
     good = gzip.decompress(inter.read_bytes()).decode().splitlines()
     write_gz(inter, good[:2] + ['{"user_id": "u", "book_id": "1",'] + good[2:])
     assert f"{inter} line 3 is not valid JSON" in error(lambda: goodreads.load(goodreads_folder))
@@ -393,6 +401,8 @@ def test_goodreads_bad_inputs(goodreads_folder):
     assert f"{inter} is not gzip-compressed" in error(lambda: goodreads.load(goodreads_folder))
     inter.write_bytes(b"")
     assert f"{inter} is empty" in error(lambda: goodreads.load(goodreads_folder))
+    write_gz(inter, [])
+    assert f"{inter} has no JSON lines" in error(lambda: goodreads.load(goodreads_folder))
     inter.write_bytes(gzip.compress(b"\n".join(g.encode() for g in good))[:60])  # truncated download
     assert "truncated or not a valid gzip file" in error(lambda: goodreads.load(goodreads_folder))
 
@@ -409,6 +419,12 @@ def test_amazon_bad_inputs(tmp_path):
     assert f"{meta} line 2 is not valid JSON" in error(lambda: amazon.load(tmp_path))
     reviews.write_text(json.dumps(review("A", "B1", 1)) + "\n")
     assert f"{reviews} is not gzip-compressed" in error(lambda: amazon.load(tmp_path))
+    write_gz(tmp_path / "reviews_Toys_5.json.gz", jsonl([review("A", "B1", 1)]))
+    write_gz(tmp_path / "meta_Toys.json.gz", [repr({"asin": "B1"})]).rename(tmp_path / "meta_Toys.json")
+    assert "holds several categories" in error(lambda: amazon.load(tmp_path))
+    (tmp_path / "meta_Toys.json").unlink()
+    message = error(lambda: amazon.load(tmp_path / "reviews_Toys_5.json.gz"))
+    assert f"{tmp_path / 'meta_Toys.json.gz'} not found: the metadata file of reviews_Toys_5.json.gz" in message
     reviews.unlink()
     assert "no Amazon review + metadata pair" in error(lambda: amazon.load(tmp_path))
 
@@ -426,7 +442,9 @@ def test_recbole_bad_inputs(atomic):
     inter.write_text("")
     assert f"{inter} is empty" in error(lambda: recbole_atomic.load(atomic))
     (atomic / "toy.item").unlink()
-    assert "no RecBole .inter + .item pair" in error(lambda: recbole_atomic.load(atomic))
+    assert f"{atomic / 'toy.item'} not found: the item file of toy.inter" in error(lambda: recbole_atomic.load(atomic))
+    (atomic / "other.inter").write_text("user_id:token\titem_id:token\n")
+    assert "more than one .inter file" in error(lambda: recbole_atomic.load(atomic))
 
 
 def test_options_are_checked_before_reading(ml1m):

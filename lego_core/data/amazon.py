@@ -36,7 +36,7 @@ from lego_core.data.arrays import as_str_ids
 from lego_core.data.cache import cached_build
 from lego_core.data.formats import Format
 from lego_core.data.goodreads import check_gzip, first_keys, read_json_lines, text_of
-from lego_core.data.io import to_unix_seconds, warn
+from lego_core.data.io import require_file, to_unix_seconds, warn
 from lego_core.data.leave_last_out import check_options, split_log
 from lego_core.data.schema import Dataset
 from lego_core.errors import DataError
@@ -77,8 +77,9 @@ def _reviews_for(folder: Path, cat: str) -> Path | None:
     return None
 
 
-def find_files(path: Path) -> tuple[Path, Path] | None:
-    """(review file, metadata file) of a folder holding one pair, or of a review/metadata file."""
+def locate(path: Path) -> tuple[Path, Path]:
+    """(review file, metadata file) of a folder holding one pair, or of a review/metadata file; DataError
+    naming what is missing otherwise."""
     path = Path(path)
     if path.is_dir():
         pairs = []
@@ -87,15 +88,25 @@ def find_files(path: Path) -> tuple[Path, Path] | None:
                 reviews = _reviews_for(path, _category(meta.name)[len("meta_"):])
                 if reviews is not None:
                     pairs.append((reviews, meta))
-        return pairs[0] if len(pairs) == 1 else None
-    if not (path.is_file() and re.search(_EXT, path.name)):
-        return None
+        if len(pairs) == 1:
+            return pairs[0]
+        if pairs:
+            raise DataError(f"{path} holds several categories {[r.name for r, _ in pairs]}: pass one review file")
+        raise DataError(f"{path}: no Amazon review + metadata pair found; {LAYOUT}")
+    if not re.search(_EXT, path.name):
+        raise DataError(f"{path} is not an Amazon review file (JSON lines, .json(.gz) or .jsonl(.gz)); {LAYOUT}")
+    require_file(path, LAYOUT)
     if path.name.startswith("meta_"):
         reviews = _reviews_for(path.parent, _category(path.name)[len("meta_"):])
-        return (reviews, path) if reviews is not None else None
+        if reviews is None:
+            raise DataError(f"{path}: no review file of its category beside it; {LAYOUT}")
+        return reviews, path
     cat = re.sub(r"_5$", "", re.sub(r"^reviews_", "", _category(path.name)))
     meta = _meta_for(path.parent, cat)
-    return (path, meta) if meta is not None else None
+    if meta is None:
+        raise DataError(f"{path.parent / f'meta_{cat}.json.gz'} not found: the metadata file of {path.name} "
+                        f"(meta_{cat}.jsonl for 2023)")
+    return path, meta
 
 
 def release(review_keys: set[str], meta_keys: set[str]) -> int | None:
@@ -110,8 +121,11 @@ def release(review_keys: set[str], meta_keys: set[str]) -> int | None:
 
 
 def detect(path: Path) -> bool:
-    found = find_files(path)
-    return found is not None and release(first_keys(found[0]), first_keys(found[1])) is not None
+    try:
+        reviews, meta = locate(path)
+    except DataError:
+        return False
+    return release(first_keys(reviews), first_keys(meta)) is not None
 
 
 def read_reviews(path: Path, year: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -155,12 +169,8 @@ def read_meta(path: Path, year: int) -> tuple[pd.DataFrame, int]:
 def load(path: Path, name: str | None = None, negatives: int = 99, seed: int = 0) -> Dataset:
     """An Amazon reviews folder or review file (2014, 2018 or 2023) as a leave-last-out dataset (cached)."""
     negatives, seed = check_options(negatives, seed, "amazon")
-    found = find_files(path)
-    if found is None:
-        raise DataError(f"{path}: no Amazon review + metadata pair found; {LAYOUT} (pass the review file "
-                        f"when the folder holds several categories)")
-    reviews_file, meta_file = found
-    for f in found:
+    reviews_file, meta_file = locate(path)
+    for f in (reviews_file, meta_file):
         if f.stat().st_size == 0:
             raise DataError(f"{f} is empty: an Amazon review or metadata file holds one record a line")
         check_gzip(f)

@@ -163,25 +163,27 @@ def text_of(values: pd.Series, sep: str = " ") -> np.ndarray:
 
 # ---- Goodreads ------------------------------------------------------------------------------------------
 
-def find_files(path: Path) -> tuple[Path, Path] | None:
-    """(books file, interactions file) for a folder or an interactions file; None if not Goodreads."""
+def locate(path: Path) -> tuple[Path, Path]:
+    """(books file, interactions file) for a folder or an interactions file; DataError naming what is
+    missing (the books file of the same suffix, or one interactions file among several)."""
     path = Path(path)
     if path.is_dir():
         found = sorted(p for p in path.glob("goodreads_interactions*.json*") if _is_json_name(p))
         if len(found) != 1:
-            return None
+            several = f"it holds {[p.name for p in found]}: pass one of them" if found else LAYOUT
+            raise DataError(f"{path}: {'no' if not found else 'more than one'} goodreads_interactions file; {several}")
         inter = found[0]
-    elif path.is_file() and path.name.startswith("goodreads_interactions") and _is_json_name(path):
-        inter = path
+    elif path.name.startswith("goodreads_interactions") and _is_json_name(path):
+        inter = require_file(path, LAYOUT)
     else:
-        return None
+        raise DataError(f"{path} is not a Goodreads folder or interactions file; {LAYOUT}")
     suffix = re.sub(r"\.json(\.gz)?$", "", inter.name)[len("goodreads_interactions"):]
     stems = [f"goodreads_books{suffix}"] + (["goodreads_books"] if suffix == "_dedup" else [])
     for stem in stems:
         for ext in (".json.gz", ".json"):
             if (inter.parent / f"{stem}{ext}").is_file():
                 return inter.parent / f"{stem}{ext}", inter
-    return None
+    raise DataError(f"{inter.parent / (stems[-1] + '.json.gz')} not found: the books file that goes with {inter.name}")
 
 
 def _is_json_name(path: Path) -> bool:
@@ -189,7 +191,10 @@ def _is_json_name(path: Path) -> bool:
 
 
 def detect(path: Path) -> bool:
-    return find_files(path) is not None
+    try:
+        return bool(locate(path))
+    except DataError:
+        return False
 
 
 def read_books(path: Path) -> pd.DataFrame:
@@ -240,11 +245,7 @@ def read_reads(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.
 def load(path: Path, name: str | None = None, negatives: int = 99, seed: int = 0) -> Dataset:
     """A Goodreads folder or interactions file as a leave-last-out dataset (cached)."""
     negatives, seed = check_options(negatives, seed, "goodreads")
-    found = find_files(path)
-    if found is None:
-        raise DataError(f"{path}: no Goodreads pair found; {LAYOUT} (pass the interactions file when the "
-                        f"folder holds several)")
-    books_file, inter_file = found
+    books_file, inter_file = locate(path)
     name = name or "goodreads" + re.sub(r"\.json(\.gz)?$", "", inter_file.name)[len("goodreads_interactions"):]
 
     def build() -> Dataset:

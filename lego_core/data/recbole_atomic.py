@@ -38,17 +38,22 @@ PROTOCOL = "every .inter row is a click (rows with label 0 are not); per user, l
            "unseen items"
 
 
-def find_files(path: Path) -> tuple[Path, Path] | None:
-    """(.inter, .item) of a folder holding one pair, or of a .inter/.item file."""
+def locate(path: Path) -> tuple[Path, Path]:
+    """(.inter, .item) of a folder holding one pair, or of a .inter/.item file; DataError naming what
+    is missing otherwise."""
     path = Path(path)
     if path.is_dir():
-        pairs = [(p, p.with_suffix(".item")) for p in sorted(path.glob("*.inter"))
-                 if p.is_file() and p.with_suffix(".item").is_file()]
-        return pairs[0] if len(pairs) == 1 else None
-    if path.is_file() and path.suffix in (".inter", ".item"):
-        inter, item = path.with_suffix(".inter"), path.with_suffix(".item")
-        return (inter, item) if inter.is_file() and item.is_file() else None
-    return None
+        inters = sorted(p for p in path.glob("*.inter") if p.is_file())
+        if len(inters) != 1:
+            several = f"it holds {[p.name for p in inters]}: pass one .inter file" if inters else LAYOUT
+            raise DataError(f"{path}: {'no' if not inters else 'more than one'} .inter file; {several}")
+        path = inters[0]
+    elif path.suffix not in (".inter", ".item"):
+        raise DataError(f"{path} is not a RecBole .inter or .item file; {LAYOUT}")
+    inter, item = path.with_suffix(".inter"), path.with_suffix(".item")
+    require_file(inter, LAYOUT)
+    require_file(item, f"the item file of {inter.name} ({item.stem}.item: item_id:token plus text fields)")
+    return inter, item
 
 
 def _header(path: Path) -> list[str]:
@@ -57,8 +62,11 @@ def _header(path: Path) -> list[str]:
 
 
 def detect(path: Path) -> bool:
-    found = find_files(path)
-    return found is not None and all(":" in field for field in _header(found[0]))
+    try:
+        inter, _ = locate(path)
+    except DataError:
+        return False
+    return all(":" in field for field in _header(inter))
 
 
 def read_atomic(path: Path, required: list[str], what: str) -> tuple[pd.DataFrame, dict[str, str]]:
@@ -119,11 +127,7 @@ def read_clicks(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
 def load(path: Path, name: str | None = None, negatives: int = 99, seed: int = 0) -> Dataset:
     """RecBole atomic files as a leave-last-out dataset (cached)."""
     negatives, seed = check_options(negatives, seed, "recbole")
-    found = find_files(path)
-    if found is None:
-        raise DataError(f"{path}: no RecBole .inter + .item pair found; {LAYOUT} (pass the .inter file when the "
-                        f"folder holds several)")
-    inter_file, item_file = found
+    inter_file, item_file = locate(path)
     name = name or inter_file.stem
 
     def build() -> Dataset:
