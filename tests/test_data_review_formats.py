@@ -158,7 +158,8 @@ def book(book_id: str, title: str, shelves: list[str], **extra) -> dict:
     return {"isbn": "", "text_reviews_count": "3", "series": [], "language_code": "eng",
             "popular_shelves": [{"count": str(100 - i), "name": s} for i, s in enumerate(shelves)],
             "average_rating": "4.09", "similar_books": [], "description": f"About {title}.",
-            "authors": [{"author_id": "18540", "role": ""}], "publication_year": "1982", "book_id": book_id,
+            "authors": [{"author_id": "18540", "role": ""}, {"author_id": "404", "role": "Illustrator"}],
+            "publication_year": "1982", "book_id": book_id,
             "ratings_count": "15716", "work_id": "372536", "title": title, "title_without_series": title, **extra}
 
 
@@ -175,7 +176,8 @@ def goodreads_folder(tmp_path):
     write_gz(folder / "goodreads_books_poetry.json.gz", jsonl([
         book("402128", "Old Possum's Book of Practical Cats", ["to-read", "poetry", "classics", "cats"]),
         book("1", "Leaves of Grass", ["currently-reading", "poetry"]),
-        book("2", "Ariel", ["favorites", "poetry", "confessional"]),
+        book("2", "Ariel", ["favorites", "poetry", "confessional"],
+             authors=[{"author_id": "21578", "role": ""}, {"author_id": "18540", "role": "Foreword"}]),
         book("3", "Unread Book", ["to-read"])]))
     user = "80d52f5e70f023bd0098ab96599a3530"
     write_gz(folder / "goodreads_interactions_poetry.json.gz", jsonl([
@@ -200,9 +202,15 @@ def test_goodreads_reads_is_read_interactions_by_date_added(goodreads_folder):
     assert ds.splits["test"].times.tolist() == [1508240333]  # Tue Oct 17 04:38:53 -0700 2017 in UTC
 
 
-def test_goodreads_interactions_file_finds_its_books_file(goodreads_folder):
+def test_goodreads_interactions_file_finds_its_books_file_and_author_names(goodreads_folder):
     inter = goodreads_folder / "goodreads_interactions_poetry.json.gz"
     assert detected(inter) == "goodreads" and goodreads.locate(inter)[0].name == "goodreads_books_poetry.json.gz"
+    write_gz(goodreads_folder / "goodreads_book_authors.json.gz", jsonl([
+        {"average_rating": "4.02", "author_id": "18540", "text_reviews_count": "7", "name": "T.S. Eliot",
+         "ratings_count": "9"}, {"author_id": "21578", "name": "Edward Gorey"}]))
+    ds = goodreads.load(inter)
+    assert ds.text_fields == ["title", "description", "shelves", "authors"]
+    assert ds.items["authors"].tolist() == ["T.S. Eliot", "T.S. Eliot", "Edward Gorey, T.S. Eliot"]  # 404: unknown
 
 
 # ---- Amazon 2014 / 2018 / 2023 -----------------------------------------------------------------------------
@@ -375,6 +383,10 @@ def test_movielens_bad_inputs(ml1m, mlcsv):
     assert "ratings.csv lacks column(s) ['timestamp']" in message
     (mlcsv / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,1,4.0,964981247\n1,99,4.0,964981247\n")
     assert "ratings.csv line 3: movieId '99' is not in" in error(lambda: movielens_variants.load_csv(mlcsv))
+    (mlcsv / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,1,4.0,964981247\n1,11,4.0\n")
+    assert "ratings.csv: column 'timestamp' line 3 is empty" in error(lambda: movielens_variants.load_csv(mlcsv))
+    (mlcsv / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,1,4.0,2015-01-01\n")
+    assert "column 'timestamp' line 2 has non-numeric timestamp" in error(lambda: movielens_variants.load_csv(mlcsv))
 
 
 def test_goodreads_bad_inputs(goodreads_folder):

@@ -13,7 +13,8 @@ file; its books file has the same suffix (`goodreads_interactions_poetry` ->
 with integer-mapped ids (`goodreads_interactions.csv`) is not read.
 
 Items: the books some kept interaction names (title, description, shelves = up to 10 most popular
-shelf names other than generic ones such as to-read; category = the first of them, year).
+shelf names other than generic ones such as to-read; category = the first of them, year; and the
+author names when `goodreads_book_authors.json.gz` lies beside the books file).
 Protocol: an interaction with `is_read` true is a click (rating > 0 implies is_read; shelved but
 unread books are not clicks); per user, leave-last-out by `date_added` (last = test, second to last =
 valid, `negatives` sampled unseen books). An interaction naming a book the books file lacks is an error.
@@ -46,8 +47,11 @@ GENERIC_SHELVES = frozenset({"to-read", "currently-reading", "favorites", "favou
                              "kindle", "ebook", "ebooks", "home-library", "i-own", "own-it", "re-read"})
 MAX_SHELVES = 10
 SHELF = pa.list_(pa.struct([("count", pa.string()), ("name", pa.string())]))
+AUTHORS = pa.list_(pa.struct([("author_id", pa.string()), ("role", pa.string())]))
 BOOK_FIELDS = {"book_id": pa.string(), "title": pa.string(), "description": pa.string(),
-               "popular_shelves": SHELF, "publication_year": pa.string()}
+               "popular_shelves": SHELF, "publication_year": pa.string(), "authors": AUTHORS}
+AUTHOR_FIELDS = {"author_id": pa.string(), "name": pa.string()}
+AUTHORS_FILE = "goodreads_book_authors.json.gz"
 INTERACTION_FIELDS = {"user_id": pa.string(), "book_id": pa.string(), "is_read": pa.bool_(),
                       "date_added": pa.string()}
 LAYOUT = "a Goodreads folder holds goodreads_books[_<genre>].json.gz and goodreads_interactions[_<genre>].json.gz"
@@ -197,7 +201,19 @@ def detect(path: Path) -> bool:
         return False
 
 
-def read_books(path: Path) -> pd.DataFrame:
+def author_names(books: pd.DataFrame, path: Path) -> np.ndarray:
+    """Each book's author names ("A, B") from `goodreads_book_authors.json.gz` (author_id, name)."""
+    authors = read_json_lines(path, AUTHOR_FIELDS, ["author_id"], "Goodreads authors file (JSON lines with "
+                              "author_id, name, ...)")
+    names = pd.Series(text_of(authors["name"]), index=authors["author_id"].astype(str).to_numpy())
+    names = names[~names.index.duplicated()]
+    ids = books["authors"].explode().str.get("author_id").dropna().astype(str)
+    found = pd.Series(names.reindex(ids.to_numpy()).to_numpy(), index=ids.index).dropna()
+    found = found[found != ""]
+    return found.groupby(level=0).agg(", ".join).reindex(range(len(books)), fill_value="").to_numpy(dtype=object)
+
+
+def read_books(path: Path, authors_file: Path | None = None) -> pd.DataFrame:
     what = "Goodreads books file (JSON lines with book_id, title, description, popular_shelves, ...)"
     frame = read_json_lines(path, BOOK_FIELDS, ["book_id"], what)
     ids = as_str_ids(frame["book_id"].to_numpy(dtype=object))
@@ -214,7 +230,8 @@ def read_books(path: Path) -> pd.DataFrame:
     return pd.DataFrame({"item_id": ids, "title": text_of(frame["title"]),
                          "description": text_of(frame["description"]),
                          "shelves": joined.to_numpy(dtype=object), "year": text_of(frame["publication_year"]),
-                         "category": first.to_numpy(dtype=object)})
+                         "category": first.to_numpy(dtype=object)}
+                        | ({"authors": author_names(frame, authors_file)} if authors_file else {}))
 
 
 def read_reads(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
@@ -246,10 +263,12 @@ def load(path: Path, name: str | None = None, negatives: int = 99, seed: int = 0
     """A Goodreads folder or interactions file as a leave-last-out dataset (cached)."""
     negatives, seed = check_options(negatives, seed, "goodreads")
     books_file, inter_file = locate(path)
+    authors_file = inter_file.parent / AUTHORS_FILE
+    authors_file = authors_file if authors_file.is_file() else None
     name = name or "goodreads" + re.sub(r"\.json(\.gz)?$", "", inter_file.name)[len("goodreads_interactions"):]
 
     def build() -> Dataset:
-        books = read_books(books_file)
+        books = read_books(books_file, authors_file)
         users, book_ids, times, unread, rows = read_reads(inter_file)
         unknown = pd.Index(books["item_id"]).get_indexer(pd.Index(book_ids)) < 0
         if unknown.any():
@@ -261,10 +280,11 @@ def load(path: Path, name: str | None = None, negatives: int = 99, seed: int = 0
         info = {"reader": "goodreads", "source": str(inter_file), "unread_interactions_dropped": unread,
                 "books_without_reads_dropped": int(len(books) - len(items))}
         return split_log(name, items, users, book_ids, times, negatives=negatives, seed=seed,
-                         text_fields=["title", "description", "shelves"], category_field="category", info=info,
+                         text_fields=["title", "description", "shelves"] + (["authors"] if authors_file else []),
+                         category_field="category", info=info,
                          source=str(inter_file))
 
-    return cached_build("goodreads", [books_file, inter_file], {"name": name, "negatives": negatives, "seed": seed},
+    return cached_build("goodreads", [books_file, inter_file] + ([authors_file] if authors_file else []), {"name": name, "negatives": negatives, "seed": seed},
                         build)
 
 
