@@ -281,11 +281,10 @@ def load(path: Path, name: str | None = None, negatives: int = 99, seed: int = 0
                 "books_without_reads_dropped": int(len(books) - len(items))}
         return split_log(name, items, users, book_ids, times, negatives=negatives, seed=seed,
                          text_fields=["title", "description", "shelves"] + (["authors"] if authors_file else []),
-                         category_field="category", info=info,
-                         source=str(inter_file))
+                         category_field="category", info=info, source=str(inter_file))
 
-    return cached_build("goodreads", [books_file, inter_file] + ([authors_file] if authors_file else []), {"name": name, "negatives": negatives, "seed": seed},
-                        build)
+    sources = [books_file, inter_file] + ([authors_file] if authors_file else [])
+    return cached_build("goodreads", sources, {"name": name, "negatives": negatives, "seed": seed}, build)
 
 
 FORMATS = (Format("goodreads", "Goodreads (UCSD Book Graph: goodreads_books + goodreads_interactions JSON lines)",
