@@ -115,7 +115,7 @@ def release(review_keys: set[str], meta_keys: set[str]) -> int | None:
         return 2023
     if not {"reviewerID", "asin"} <= review_keys:
         return None
-    if "category" in meta_keys or "main_cat" in meta_keys or review_keys & {"vote", "style"}:
+    if "category" in meta_keys or "main_cat" in meta_keys or review_keys & {"verified", "vote", "style"}:
         return 2018
     return 2014
 
@@ -133,7 +133,7 @@ def read_reviews(path: Path, year: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     fields = REVIEW_FIELDS[2023 if year == 2023 else "old"]
     user, item, time = fields
     what = f"Amazon {year} review file (JSON lines with {', '.join(fields)})"
-    frame = read_json_lines(path, fields, list(fields), what)
+    frame = read_json_lines(path, fields, list(fields), what, literal=year == 2014)  # 2014 was read with eval
     times = to_unix_seconds(frame[time], path, time, header=False)
     if year == 2023:
         times = times // 1000  # milliseconds
