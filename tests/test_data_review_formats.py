@@ -249,8 +249,8 @@ def test_amazon_2018_lists_and_repeated_meta_rows(tmp_path):
     folder = tmp_path / "amazon2018"
     folder.mkdir()
     write_gz(folder / "Luxury_Beauty_5.json.gz", jsonl([
-        review("U1", "B01", 1500000000, verified=True, vote="1,234", style={"Size:": " 3 oz"}), review("U1", "B02", 1500000002),
-        review("U1", "B03", 1500000001), review("U2", "B01", 1500000000), review("U2", "B03", 1500000000),
+        review("U1", "B01", 1500000000, verified=True, vote="1,234", style={"Size:": " 3 oz"}),
+        review("U1", "B02", 1500000002), review("U1", "B03", 1500000001), review("U2", "B01", 1500000000), review("U2", "B03", 1500000000),
         review("U2", "B02", 1500000000)]))
     meta = [{"asin": "B01", "title": "Serum", "category": ["Luxury Beauty", "Skin Care"],
              "description": ["Line one.", "Line two."], "brand": "Acme", "main_cat": "Luxury Beauty"},
