@@ -14,6 +14,8 @@ Layouts (a folder, or one of its files):
 
 Items: title (year cut off), year, genres (space-separated, "(no genres listed)" -> "unknown"),
 category = first genre, and for 10M / CSV releases the movie's tags (distinct, first-use order).
+users.dat is only used to tell 1M from 10M (the schema has no user features); links.csv and the
+tag genome are not read.
 Protocol, as for ml-100k (`movielens.py`): every rating is a click whatever its value; each user's
 clicks are split leave-last-out by timestamp (`leave_last_out.py`: last = test, second to last =
 valid, `negatives` sampled unseen items per valid/test impression). A rating naming a movie that
