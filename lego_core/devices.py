@@ -75,3 +75,12 @@ def choices() -> list[dict]:
     if count > 1:
         options.append({"label": f"All {count} GPUs (torchrun, DDP)", "device": "cuda", "nproc": count})
     return options
+
+
+def cpu_bf16() -> bool:
+    """The CPU runs bfloat16 matrix products natively (AVX512-BF16 or AMX), so CPU autocast pays."""
+    import torch
+
+    cpu = getattr(torch, "cpu", None)
+    return bool(cpu is not None and any(getattr(cpu, probe, lambda: False)()
+                                        for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")))

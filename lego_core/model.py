@@ -28,7 +28,8 @@ class Legommender(nn.Module):
         content_spec = get_brick(recipe.content.name, "content")
         self.input_kind = content_spec.cls.input_kind
         ctx = BuildContext(dim=t.dim, num_items=dataset.num_items, num_users=dataset.num_users,
-                           max_history=t.max_history, device=str(device), max_length=t.max_length)
+                           max_history=t.max_history, device=str(device), max_length=t.max_length,
+                           amp=t.amp)
         fields = t.fields or dataset.text_fields
         if self.input_kind == WORD_TOKENS:
             from lego_core.data.tokenize import word_tokens
@@ -72,13 +73,21 @@ class Legommender(nn.Module):
         return self.predictor(user, candidates)
 
     def forward(self, users: torch.Tensor, history: torch.Tensor, history_mask: torch.Tensor,
-                candidates: torch.Tensor) -> torch.Tensor:
-        """users [B], history [B, H] item ids, history_mask [B, H], candidates [B, C] -> logits [B, C]."""
+                candidates: torch.Tensor, history_table: torch.Tensor | None = None) -> torch.Tensor:
+        """users [B], history [B, H] item ids, history_mask [B, H], candidates [B, C] -> logits [B, C].
+        With `history_table` ([N, D], no gradient: lego_core.history_cache) history vectors are looked
+        up there and only the candidates are encoded."""
         b, h = history.shape
-        unique, inverse = torch.unique(torch.cat([history.reshape(-1), candidates.reshape(-1)]), return_inverse=True)
-        vectors = self.encode_items(unique)
-        history_vectors = vectors[inverse[: b * h]].view(b, h, -1)
-        candidate_vectors = vectors[inverse[b * h:]].view(b, candidates.shape[1], -1)
+        if history_table is not None:
+            unique, inverse = torch.unique(candidates.reshape(-1), return_inverse=True)
+            candidate_vectors = self.encode_items(unique)[inverse].view(b, candidates.shape[1], -1)
+            history_vectors = history_table[history].to(candidate_vectors.dtype)
+        else:
+            unique, inverse = torch.unique(torch.cat([history.reshape(-1), candidates.reshape(-1)]),
+                                           return_inverse=True)
+            vectors = self.encode_items(unique)
+            history_vectors = vectors[inverse[: b * h]].view(b, h, -1)
+            candidate_vectors = vectors[inverse[b * h:]].view(b, candidates.shape[1], -1)
         user = self.encode_users(history_vectors, history_mask, users)
         return self.score(user, candidate_vectors, history_vectors, history_mask)
 

@@ -58,6 +58,11 @@ class Training(_Strict):
                          "vector) or gate; cold items use content only")
     item_id_dropout: float = Field(0.2, ge=0, le=0.9, description="share of ID vectors dropped in training, "
                                    "so the model learns to score from content alone")
+    history_cache: bool | None = Field(None, description="history vectors from an item table refreshed every "
+                                       "history_refresh steps; only candidates are encoded with gradients "
+                                       "(default: on for language-model bricks, off otherwise)")
+    history_refresh: int = Field(100, ge=1, le=1_000_000, description="steps between refreshes of the history "
+                                 "cache's item table (also refreshed at each epoch start)")
     eval_batch_size: int = Field(512, ge=1, le=65536)
     log_every: int = Field(10, ge=1)
 

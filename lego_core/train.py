@@ -18,8 +18,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from lego_core import datasets, devices, evaluate as ev, export, metrics as metric_fns
+from lego_core import datasets, devices, evaluate as ev, export, history_cache, metrics as metric_fns
 from lego_core.batches import TrainingSamples
+from lego_core.history_cache import HistoryCache
 from lego_core.checkpoints import (CHECKPOINT_KEYS, Checkpointer, RunCheckpointer, check_weights, load_weights,
                                    rng_state, set_rng_state)
 from lego_core.errors import LegoError, RunError
@@ -127,6 +128,8 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids,
                                                                  find_unused_parameters=True)
+        self.history = HistoryCache(self.t.history_refresh, self.t.eval_batch_size) if history_cache.enabled(
+            self.recipe) else None
         amp = self.t.amp and self.device.type == "cuda" and not torch.cuda.is_bf16_supported()
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp)
         self.steps_per_epoch = -(-len(self.samples) // (self.t.batch_size * self.dist.world))
@@ -218,9 +221,11 @@ class Trainer:
     # ---- loop ---------------------------------------------------------------------------
     def train_step(self, batch) -> float:
         """One optimizer step on a batch of `TrainingSamples`; returns the loss."""
+        table = None if self.history is None else self.history.get(self.model)
         with _autocast(self.device, self.t.amp):
             logits = self.net(to_tensor(batch.users, self.device), to_tensor(batch.history, self.device),
-                              to_tensor(batch.history_mask, self.device), to_tensor(batch.candidates, self.device))
+                              to_tensor(batch.history_mask, self.device), to_tensor(batch.candidates, self.device),
+                              history_table=table)
         loss = loss_fn(logits, self.recipe.loss)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -231,6 +236,8 @@ class Trainer:
     def train_epoch(self, epoch: int) -> float | None:
         """One epoch from self.state['step']; returns the mean loss, or None when cancelled."""
         order = self.samples.epoch_order(self.t.seed, epoch, self.dist.rank, self.dist.world)
+        if self.history is not None:  # fresh at each epoch start (and after a resume)
+            self.history.invalidate()
         self.net.train()
         losses, start_step = [], self.state["step"]
         bar = tqdm(range(start_step, self.steps_per_epoch), desc=f"epoch {epoch + 1}/{self.t.epochs}",

@@ -123,3 +123,35 @@ def test_lora_trains_only_adapters_and_changes_the_output(name, top):
     after = op.eval()(None, None, torch.arange(4)).detach()
     assert (after - before).abs().max() > 1e-4
     assert all(torch.equal(p, base[n]) for n, p in op.stack.named_parameters() if "base_layer" in n)
+
+
+@pytest.mark.skipif(not __import__("lego_core.devices", fromlist=["cpu_bf16"]).cpu_bf16(),
+                    reason="this CPU has no native bfloat16")
+def test_amp_on_a_bf16_cpu_runs_the_lm_in_bfloat16_close_to_float32():
+    spec = get_brick("lm_encoder", "content")
+    params = spec.validate({"tuning": "top", "top_layers": 1})
+    torch.manual_seed(0)
+    exact = spec.cls(_ctx(), **params)
+    ctx = _ctx()
+    ctx.amp = True
+    fast = spec.cls(ctx, **params)
+    fast.load_state_dict(exact.state_dict())
+    assert fast.cpu_autocast and not exact.cpu_autocast
+    exact.eval(), fast.eval()
+    ids = torch.arange(len(TEXTS))
+    with torch.no_grad():
+        a, b = exact(None, None, ids), fast(None, None, ids)
+    assert b.dtype == torch.float32
+    assert torch.nn.functional.cosine_similarity(a, b).min() > 0.99
+
+
+def test_length_groups_give_the_same_vectors_as_one_padded_batch():
+    op = _build("lm_encoder", tuning="top", top_layers=1)
+    op.eval()
+    ids = torch.arange(len(TEXTS)).repeat(10)  # 80 texts: more than one group
+    groups = op.length_groups(ids, smallest=16)
+    assert len(groups) > 1 and sorted(torch.cat(groups).tolist()) == list(range(len(ids)))
+    lengths = [op.text_lengths[ids[g]] for g in groups]
+    assert all(a.max() <= b.min() for a, b in zip(lengths, lengths[1:]))  # shortest texts first
+    with torch.no_grad():
+        torch.testing.assert_close(op(None, None, ids), op._encode(ids), rtol=1e-5, atol=1e-5)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lego_core import devices
 from lego_core.lm import layer_cache as lcache
 from lego_core.lm.stack import LayerStack
 from lego_core.lm.tuning import apply_tuning
@@ -48,7 +49,7 @@ class TextStates(nn.Module):
     def __init__(self, loader: Callable, model: str, texts: list[str], max_length: int, tuning: str = "lora",
                  top_layers: int = 2, lora_rank: int = 8, lora_alpha: float = 16.0, lora_dropout: float = 0.05,
                  lora_targets: str = "auto", layer_cache: bool = True, device: torch.device | str = "cpu",
-                 who: str = "lm"):
+                 who: str = "lm", amp: bool = False):
         super().__init__()
         net, tokenizer = loader(model)
         self.model_name = model
@@ -59,6 +60,7 @@ class TextStates(nn.Module):
         ids, mask = tokenize(tokenizer, list(texts), int(max_length))
         self.register_buffer("input_ids", torch.from_numpy(ids), persistent=False)
         self.register_buffer("token_mask", torch.from_numpy(mask), persistent=False)
+        self.register_buffer("text_lengths", torch.from_numpy(mask.sum(axis=1)), persistent=False)
         self.stack = stack.to(device)
         self.cache: lcache.LayerCache | None = None
         if layer_cache and self.plan.boundary > 0:
@@ -66,9 +68,18 @@ class TextStates(nn.Module):
             self.cache = lcache.build_or_load(stack, ids, mask, self.plan.boundary, key, device)
             stack.drop_below(self.plan.boundary)
         self.hidden_size = stack.hidden_size
+        # CUDA autocast is the trainer's; on a CPU with native bfloat16 the LM layers use it here
+        self.cpu_autocast = bool(amp) and torch.device(device).type == "cpu" and devices.cpu_bf16()
 
     def lm_states(self, item_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Final hidden states [n, l, H] and mask [n, l] of the LM for the texts `item_ids`."""
+        """Final hidden states [n, l, H] (float32) and mask [n, l] of the LM for the texts `item_ids`."""
+        if not self.cpu_autocast:
+            return self._states(item_ids)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            hidden, mask = self._states(item_ids)
+        return hidden.float(), mask
+
+    def _states(self, item_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         item_ids = item_ids.to(self.input_ids.device)
         with torch.no_grad() if self.plan.mode == "frozen" else contextlib.nullcontext():
             if self.cache is not None:
@@ -83,6 +94,16 @@ class TextStates(nn.Module):
                     hidden = self.stack.run(self.stack.embed_tokens(ids), mask, 0, self.plan.boundary)
                 return self.stack.run(hidden, mask, self.plan.boundary), mask
             return self.stack.run(self.stack.embed_tokens(ids), mask, 0), mask
+
+    def length_groups(self, item_ids: torch.Tensor, groups: int = 4, smallest: int = 32) -> list[torch.Tensor]:
+        """Positions of `item_ids` in up to `groups` runs of similar text length (shortest first), each
+        of at least `smallest` texts. Run per group, a batch pads each text only to its group's
+        longest instead of the batch's longest: MovieLens titles average 14 tokens against 30."""
+        count = min(groups, len(item_ids) // smallest)
+        if count <= 1:
+            return [torch.arange(len(item_ids), device=item_ids.device)]
+        order = torch.argsort(self.text_lengths[item_ids.to(self.text_lengths.device)], stable=True)
+        return list(torch.tensor_split(order.to(item_ids.device), count))
 
     def train(self, mode: bool = True) -> "TextStates":
         """Frozen layers always run in eval mode (no dropout), so they match the layer cache."""

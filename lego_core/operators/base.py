@@ -37,6 +37,7 @@ class BuildContext:
     item_texts: list[str] | None = None  # one text per item (item index order), for LM_TOKENS bricks
     device: str = "cpu"  # a lego_core.devices name; LM bricks load their model there
     max_length: int = 32  # LM tokens per item text (the recipe's training.max_length)
+    amp: bool = False  # the recipe's training.amp: LM bricks run their layers in bfloat16 where it pays
 
 
 class ContentOperator(nn.Module):

@@ -54,12 +54,19 @@ class LMContentOperator(TextStates, ContentOperator):
                               f"({ctx.num_items} items, got {None if texts is None else len(texts)})")
         device = devices.torch_device(ctx.device)
         super().__init__(type(self).loader, model, texts, int(max_length) or ctx.max_length, tuning, top_layers,
-                         lora_rank, lora_alpha, lora_dropout, lora_targets, layer_cache, device, brick)
+                         lora_rank, lora_alpha, lora_dropout, lora_targets, layer_cache, device, brick, ctx.amp)
         self.pool = Pooling(pooling, self.hidden_size)
         self.proj = nn.Linear(self.hidden_size, ctx.dim)
         self.to(device)
         self.train(True)
 
     def forward(self, tokens: torch.Tensor | None, mask: torch.Tensor | None, item_ids: torch.Tensor) -> torch.Tensor:
+        groups = self.length_groups(item_ids)
+        if len(groups) == 1:
+            return self._encode(item_ids)
+        vectors = torch.cat([self._encode(item_ids[g]) for g in groups])
+        return vectors[torch.argsort(torch.cat(groups))]  # back to the order asked for
+
+    def _encode(self, item_ids: torch.Tensor) -> torch.Tensor:
         hidden, token_mask = self.lm_states(item_ids)
         return self.proj(self.pool(hidden, token_mask))

@@ -1,0 +1,117 @@
+"""Joint training steps of the language-model bricks: the exact path against the history cache.
+
+Times `Trainer.train_step` (the loop that ships) for PLM-NR (MiniLM, top 2 layers tuned) and ONCE
+(SmolLM2, LoRA on the top 2 layers) on MovieLens-100k, batch 64, 4 negatives, 50-click histories,
+both paths in the same process. The cached path's figure includes its table refreshes, amortised
+over `training.history_refresh` steps. `--profile` prints where the time goes (torch.profiler,
+top operators by self CPU time) for each path. `--quality N` also trains each path N steps from
+the same start and reports valid AUC (MovieLens-100k and MIND-format synthetic data).
+
+    .venv/bin/python bench/lm_train_speed.py [--presets plmnr once] [--steps 5] [--profile] [--quality 60]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+from common import machine
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from lego_core import datasets, evaluate as ev
+from lego_core.checkpoints import MemoryCheckpointer
+from lego_core.recipe import Recipe
+from lego_core.train import Trainer
+from lego_core.training_log import MemoryLog
+
+SETTINGS = {"training.batch_size": 64, "training.negatives": 4, "training.max_history": 50,
+            "training.device": "cpu"}
+
+
+def trainer_for(preset: str, dataset, cached: bool, **extra) -> Trainer:
+    recipe = Recipe.preset(preset).with_overrides({**SETTINGS, "training.history_cache": cached, **extra})
+    trainer = Trainer(recipe, MemoryLog(), MemoryCheckpointer(), progress=False, dataset=dataset)
+    trainer.setup()
+    trainer.net.train()
+    return trainer
+
+
+def batches(trainer: Trainer, count: int, first: int = 0):
+    order = trainer.samples.epoch_order(trainer.t.seed, 0)
+    size = trainer.t.batch_size
+    for step in range(first, first + count):
+        yield trainer.samples.batch(order[step * size:(step + 1) * size], trainer.t.seed, 0, step)
+
+
+def step_seconds(trainer: Trainer, steps: int, warmup: int = 1) -> float:
+    """Mean seconds per step after `warmup` steps; a cached trainer's refresh is timed apart and
+    amortised over its refresh interval."""
+    for batch in batches(trainer, warmup):
+        trainer.train_step(batch)
+    start = time.perf_counter()
+    for batch in batches(trainer, steps, warmup):
+        trainer.train_step(batch)
+    seconds = (time.perf_counter() - start) / steps
+    if trainer.history is not None:
+        start = time.perf_counter()
+        trainer.history.refresh(trainer.model)
+        refresh = time.perf_counter() - start
+        # the timed steps above ran on a table refreshed during warm-up, so add the refresh share
+        seconds += refresh / trainer.history.every
+        print(f"    table refresh {refresh:.2f} s every {trainer.history.every} steps")
+    return seconds
+
+
+def print_profile(trainer: Trainer, label: str, steps: int = 2) -> None:
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for batch in batches(trainer, steps, 50):
+            trainer.train_step(batch)
+    print(f"--- {label}: top operators by self CPU time over {steps} steps")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=40))
+
+
+def valid_auc_after(preset: str, dataset, cached: bool, steps: int) -> float:
+    trainer = trainer_for(preset, dataset, cached, **{"training.seed": 7})
+    for batch in batches(trainer, steps):
+        trainer.train_step(batch)
+    return ev.evaluate(trainer.model, trainer.dataset, "valid", batch_size=256)["auc"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--presets", nargs="+", default=["plmnr", "once"])
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per path")
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--quality", type=int, default=0, help="steps trained per path for the valid AUC check")
+    args = parser.parse_args()
+    dataset = datasets.load("ml-100k")
+    print(f"machine: {machine()}")
+    print(f"MovieLens-100k, batch 64, K=4, history 50; {args.steps} timed steps per path")
+    rows = []
+    for preset in args.presets:
+        timings = {}
+        for cached in (False, True):
+            trainer = trainer_for(preset, dataset, cached)
+            if args.profile:
+                print_profile(trainer, f"{preset} {'history cache' if cached else 'exact'}")
+            timings[cached] = step_seconds(trainer, args.steps)
+            print(f"  {preset:14s} {'history cache' if cached else 'exact':14s} {timings[cached]:7.3f} s/step",
+                  flush=True)
+        rows.append((preset, timings[False], timings[True]))
+    print("\npreset          exact s/step   cached s/step   speed-up")
+    for preset, exact, cached in rows:
+        print(f"{preset:14s} {exact:13.3f} {cached:15.3f} {exact / cached:9.1f}x")
+    if args.quality:
+        synthetic = datasets.load("synthetic", n_items=2000, n_users=800, n_impressions=1500, seed=1)
+        print(f"\nvalid AUC after {args.quality} steps from the same start (seed 7)")
+        print("preset          dataset      exact    cached    delta")
+        for preset in args.presets:
+            for name, data in (("ml-100k", dataset), ("synthetic", synthetic)):
+                exact = valid_auc_after(preset, data, False, args.quality)
+                cached = valid_auc_after(preset, data, True, args.quality)
+                print(f"{preset:14s} {name:10s} {exact:8.4f} {cached:9.4f} {cached - exact:+8.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
