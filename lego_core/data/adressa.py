@@ -136,13 +136,14 @@ def read_clicks(files: list[Path]) -> tuple[pd.DataFrame, dict]:
 
 
 def _items(events: pd.DataFrame) -> pd.DataFrame:
-    parts = events["category1"].fillna("").str.split("|", n=1, expand=True).reindex(columns=[0, 1]).fillna("")
-    fields = pd.DataFrame({"item_id": events["id"], "title": events["title"], "category": parts[0],
-                           "subcategory": parts[1], "url": events["url"], "publishtime": events["publishtime"],
-                           "keywords": events["keywords"]})
-    for col in ITEM_FIELDS:  # "" counts as missing so the first non-empty value wins
+    raw = ["title", "category1", "url", "publishtime", "keywords"]
+    fields = events[["id"] + raw].rename(columns={"id": "item_id"})
+    for col in raw:  # "" counts as missing so the first non-empty value wins
         fields[col] = fields[col].replace("", None)
     items = fields.groupby("item_id", sort=True).first().reset_index()
+    parts = items["category1"].fillna("").str.split("|", n=1, expand=True).reindex(columns=[0, 1]).fillna("")
+    items["category"], items["subcategory"] = parts[0], parts[1]
+    items = items[["item_id"] + ITEM_FIELDS]
     for col in ITEM_FIELDS:
         items[col] = items[col].fillna("").astype(str)
     return items
