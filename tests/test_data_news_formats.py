@@ -14,7 +14,7 @@ import pytest
 from lego_core.data import formats, mind
 from lego_core.data.cache import check_dataset
 from lego_core.data.io import DataWarning
-from lego_core.data.tokenize import split_words
+from lego_core.data.tokenize import split_words, word_tokens
 from lego_core.errors import DataError
 from tests.test_data_mind import BEHAVIORS_DEV, BEHAVIORS_TRAIN, NEWS_DEV, write_mind, write_tsv
 
@@ -91,6 +91,9 @@ def test_xmind_translated_news_with_mind_behaviours_keeps_unicode(tmp_path):
     assert d.items.loc[0, "title"] == "Команда «Синие» побеждает"
     assert d.items.loc[0, "category"] == ""  # the xMIND files carry no categories
     assert split_words(d.items.loc[0, "title"]) == ["команда", "синие", "побеждает"]
+    table = word_tokens(d, fields=["title"], glove=False, cache=False)
+    vocab = np.array(table.vocab, dtype=object)
+    assert vocab[table.tokens[0][table.mask[0]]].tolist() == ["команда", "синие", "побеждает"]
     assert ids_of(d, d.history(0)) == ["N1", "N2"]
     assert candidates(d, "train") == [["N3", "N4"], ["N1", "N3", "N5"], ["N5", "N4"]]
     assert len(d.splits["valid"]) + len(d.splits["test"]) == 5
