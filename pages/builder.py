@@ -9,7 +9,7 @@ import json
 import streamlit as st
 from streamlit_sortables import sort_items
 
-from lego_core import devices, viz
+from lego_core import devices, epoch_time, viz
 from lego_core.builder import QUICK, BuilderState, Widget
 from lego_core.errors import LegoError
 from lego_core.operators import catalog
@@ -180,6 +180,34 @@ def _model_size(recipe_yaml: str, dataset: str, options_json: str) -> dict:
     return viz.model_size(Recipe.from_yaml(recipe_yaml), ui.load_dataset(dataset, json.loads(options_json)))
 
 
+@st.cache_data(max_entries=32, show_spinner="Timing a few training steps…")
+def _measured_epoch(recipe_yaml: str, dataset: str, options_json: str) -> dict:
+    return epoch_time.measure(Recipe.from_yaml(recipe_yaml), ui.load_dataset(dataset, json.loads(options_json)))
+
+
+def _epoch_time(recipe: Recipe, key: str) -> None:
+    """Seconds per epoch before launch: from earlier runs of these bricks, else timed on request."""
+    options = json.dumps(state.options, sort_keys=True)
+    try:
+        data = ui.load_dataset(dataset_name, state.options)
+        found = epoch_time.estimate(recipe, data, ui.all_runs())
+        if found is None and st.session_state.get("time_epoch") == key:
+            found = _measured_epoch(key, dataset_name, options)
+    except LegoError as exc:
+        st.error(ui.one_line(exc))
+        return
+    e1, e2 = st.columns([1, 2])
+    if found is None:
+        if e1.button("Estimate epoch time", help="Times 3 training steps here (loads a language model first: "
+                                                 "15 s or more)."):
+            st.session_state["time_epoch"] = key
+            st.rerun()
+        return
+    e1.metric("Epoch (estimate)", form.human_seconds(found["seconds"]), help=f"{found['per_step']:.2f} s per step")
+    e2.caption(f"From {found['basis']}; {epoch_time.steps_per_epoch(recipe, data):,} steps per epoch, "
+               f"{recipe.training.epochs} epoch(s) at most.")
+
+
 if check.ok:
     size_key = recipe.model_copy(update={"name": "size"}).to_yaml()
     m1, m2, m3 = st.columns(3)
@@ -195,6 +223,7 @@ if check.ok:
     elif m1.button("Count parameters", help="Loads the language model (can take 15 s or more)."):
         st.session_state["count_lm"] = size_key
         st.rerun()
+    _epoch_time(recipe, size_key)
 
 if recipe is not None:
     text = recipe.to_yaml()

@@ -1,0 +1,39 @@
+"""The Builder's epoch-time estimate: from earlier runs of the same setup, else a measurement of
+real training steps; other bricks, datasets or batch sizes never lend their speed."""
+from __future__ import annotations
+
+from lego_core import datasets, epoch_time, runs, train
+from test_training import TINY, tiny_recipe
+
+
+def test_steps_per_epoch_counts_training_samples_and_honours_the_cap():
+    dataset = datasets.load("synthetic", **TINY)
+    recipe = tiny_recipe(batch_size=16)
+    from lego_core.batches import TrainingSamples
+
+    samples = len(TrainingSamples(dataset, recipe.training.negatives, recipe.training.max_history))
+    assert epoch_time.steps_per_epoch(recipe, dataset) == -(-samples // 16)
+    assert epoch_time.steps_per_epoch(tiny_recipe(max_steps_per_epoch=2), dataset) == 2
+
+
+def test_an_earlier_run_of_the_same_setup_gives_its_seconds_per_step(tmp_path):
+    dataset = datasets.load("synthetic", **TINY)
+    recipe = tiny_recipe()
+    run = runs.create(recipe, root=tmp_path, run_id="earlier")
+    metrics = train.run(recipe, run, progress=False)
+    steps = run.history("steps")[-1]["global_step"]
+    found = epoch_time.estimate(recipe, dataset, runs.list(tmp_path))
+    assert abs(found["per_step"] - metrics["train_seconds"] / steps) < 1e-9
+    assert found["seconds"] == found["per_step"] * epoch_time.steps_per_epoch(recipe, dataset)
+    assert "1 earlier run" in found["basis"]
+    assert epoch_time.estimate(tiny_recipe(batch_size=32), dataset, runs.list(tmp_path)) is None
+    assert epoch_time.estimate(tiny_recipe("attention"), dataset, runs.list(tmp_path)) is None
+
+
+def test_without_earlier_runs_a_few_steps_are_timed_on_request(tmp_path):
+    dataset = datasets.load("synthetic", **TINY)
+    recipe = tiny_recipe(history_cache=True)
+    assert epoch_time.estimate(recipe, dataset, []) is None
+    found = epoch_time.estimate(recipe, dataset, [], measure_now=True)
+    assert found["per_step"] > 0 and found["seconds"] > found["per_step"]
+    assert "timed" in found["basis"]
