@@ -347,6 +347,16 @@ def test_builder_counts_language_model_parameters_only_on_request():
     assert at.selectbox(key="p-content-lm_encoder-tuning").options == ["frozen", "top", "lora", "full"]
 
 
+def test_builder_times_an_epoch_on_request_before_launch():
+    at = show(start(dataset="synthetic", synthetic_options=TINY), "pages/builder.py")
+    assert "Epoch (estimate)" not in [m.label for m in at.metric]  # no earlier run: timing waits for a click
+    button(at, "Estimate epoch time").click().run()
+    assert not at.exception and not at.error
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Epoch (estimate)"].endswith(" s") or "min" in metrics["Epoch (estimate)"]
+    assert any("steps timed here" in c.value and "steps per epoch" in c.value for c in at.caption)
+
+
 def test_builder_forms_follow_the_catalog_and_presets_load():
     from lego_core.operators import get
 
