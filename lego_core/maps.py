@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
@@ -17,7 +19,7 @@ import pandas as pd
 from plotly.colors import qualitative
 
 from lego_core.data.schema import Dataset
-from lego_core.paths import cache_dir
+from lego_core.paths import cache_dir, use_numba_cache
 from lego_core.viz import item_frame
 
 UMAP_DEFAULTS = {"n_neighbors": 15, "min_dist": 0.1, "metric": "cosine", "seed": 0}
@@ -90,6 +92,86 @@ def cached_umap(run_id: str, vectors: np.ndarray, params: dict | None = None) ->
             return None
 
 
+def import_umap():
+    """`umap` with numba's disk cache on for its own jitted functions. umap-learn (0.5) marks almost
+    none of them `cache=True` (pynndescent marks most), so each new process compiled
+    smooth_knn_dist, compute_membership_strengths, fast_knn_indices and the layout epoch again
+    (most of a first map's time). Their caching is switched on here, before their first call; the
+    two tiny tau_rand functions compile at import (explicit signatures) and stay so. A function whose Python body backs two dispatchers (the serial and the
+    parallel layout epoch) is cached for its serial one only: numba's cache index would not tell
+    them apart."""
+    global _UMAP_CACHED
+    use_numba_cache()
+    import umap
+
+    if not _UMAP_CACHED:
+        from numba.core.caching import NullCache
+        from numba.core.dispatcher import Dispatcher
+
+        found: dict[int, dict[int, Dispatcher]] = {}  # Python function -> its dispatchers (a module
+        for name, module in list(sys.modules.items()):  # re-exporting one shows the same dispatcher)
+            if name == "umap" or name.startswith("umap."):
+                for obj in list(vars(module).values()):
+                    if isinstance(obj, Dispatcher) and isinstance(obj._cache, NullCache):
+                        found.setdefault(id(obj.py_func), {})[id(obj)] = obj
+        for twins in found.values():
+            for dispatcher in twins.values():
+                if len(twins) > 1 and dispatcher.targetoptions.get("parallel"):
+                    continue
+                try:
+                    dispatcher.enable_caching()
+                except RuntimeError:  # no place to cache it (numba says why): it compiles as before
+                    pass
+        _UMAP_CACHED = True
+    return umap
+
+
+_UMAP_CACHED = False
+
+
+def warm_umap(force: bool = False) -> Future | None:
+    """Import umap and run its jitted code once on a tiny matrix in the background UMAP thread, so
+    the first real map of this process only runs (the app calls it at start; once per process).
+    Only when numba's cache already holds umap's code (`force` to warm anyway): loading it costs
+    a second or two, while compiling it (the first process ever) takes a core for tens of seconds;
+    that one compile happens with the first real map instead. None when nothing was started."""
+    global _WARM
+    with _LOCK:
+        if _WARM is None:
+            if not force and not any(Path(use_numba_cache()).glob("umap_*/*.nbi")):
+                return None
+            _WARM = _executor().submit(_warm_up)
+        return _WARM
+
+
+def _warm_up() -> None:
+    _fit_umap(np.random.default_rng(0).normal(size=(64, 8)).astype(np.float32), UMAP_DEFAULTS)
+
+
+SMALL_TABLE = 4096  # below this many rows UMAP computes all pairwise distances instead of NN-descent
+
+
+def _fit_umap(arr: np.ndarray, full: dict) -> np.ndarray:
+    """[N, D] float32 -> [N, 2] with `full` parameters. A small table (UMAP's exact-neighbour case)
+    gets its distance matrix from scikit-learn's vectorised metric, passed as 'precomputed': umap
+    computes it by calling its numba metric once per pair from Python (1.4 M calls, ~4 s for the
+    1,682 MovieLens items)."""
+    import warnings
+
+    from sklearn.metrics.pairwise import PAIRWISE_DISTANCE_FUNCTIONS, pairwise_distances
+
+    umap = import_umap()
+    metric = str(full["metric"])
+    data = arr
+    if len(arr) < SMALL_TABLE and metric in PAIRWISE_DISTANCE_FUNCTIONS:
+        data, metric = pairwise_distances(arr, metric=metric).astype(np.float32), "precomputed"
+    reducer = umap.UMAP(n_neighbors=int(full["n_neighbors"]), min_dist=float(full["min_dist"]), metric=metric,
+                        random_state=int(full["seed"]), n_jobs=1)
+    with warnings.catch_warnings():  # "using precomputed metric; inverse_transform will be unavailable"
+        warnings.filterwarnings("ignore", message=".*precomputed metric.*")
+        return reducer.fit_transform(data).astype(np.float32)
+
+
 def umap_2d(run_id: str, vectors: np.ndarray, params: dict | None = None) -> np.ndarray:
     """[N, D] -> [N, 2] UMAP projection, computed once per (run, parameters, table) and stored."""
     found = cached_umap(run_id, vectors, params)
@@ -100,11 +182,7 @@ def umap_2d(run_id: str, vectors: np.ndarray, params: dict | None = None) -> np.
     if len(arr) <= max(3, int(full["n_neighbors"])):  # UMAP needs more points than neighbours
         out = pca_2d(arr)
     else:
-        import umap
-
-        reducer = umap.UMAP(n_neighbors=int(full["n_neighbors"]), min_dist=float(full["min_dist"]),
-                            metric=str(full["metric"]), random_state=int(full["seed"]), n_jobs=1)
-        out = reducer.fit_transform(arr).astype(np.float32)
+        out = _fit_umap(arr, full)
     store = _store()
     if store is not None:
         from lego_core.data.cache import CORRUPT_ERRORS, describe
@@ -121,19 +199,25 @@ def umap_2d(run_id: str, vectors: np.ndarray, params: dict | None = None) -> np.
 _EXECUTOR: ThreadPoolExecutor | None = None
 _PENDING: dict[str, Future] = {}
 _LOCK = threading.Lock()
+_WARM: Future | None = None
+
+
+def _executor() -> ThreadPoolExecutor:
+    """The one background UMAP thread (maps and the warm-up queue on it, one at a time)."""
+    global _EXECUTOR
+    if _EXECUTOR is None:
+        _EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lego-umap")
+    return _EXECUTOR
 
 
 def start_umap(run_id: str, vectors: np.ndarray, params: dict | None = None) -> Future:
     """Compute the UMAP projection in a background thread (one at a time); the same request while
     it runs returns the same future, so page reruns do not queue duplicates."""
-    global _EXECUTOR
     key = umap_key(run_id, vectors, params)
     with _LOCK:
         future = _PENDING.get(key)
         if future is None or (future.done() and future.exception() is not None):
-            if _EXECUTOR is None:
-                _EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lego-umap")
-            future = _EXECUTOR.submit(umap_2d, run_id, np.array(vectors, copy=True), params)
+            future = _executor().submit(umap_2d, run_id, np.array(vectors, copy=True), params)
             _PENDING[key] = future
         return future
 
