@@ -351,10 +351,10 @@ with add_tab:
     if ui.read_only():
         ui.read_only_note("Adding datasets")
     else:
-        any_tab, mind_tab, tables_tab = st.tabs(["Any format", "MIND folder", "Upload tables"])
-        with any_tab:
-            _add_any()
+        mind_tab, tables_tab, any_tab = st.tabs(["MIND folder", "Upload tables", "Any format"])
         with mind_tab:
             _add_mind()
         with tables_tab:
             _add_tables()
+        with any_tab:
+            _add_any()
