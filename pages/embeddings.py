@@ -112,7 +112,7 @@ def _scatter(frame, title: str, kind: str, legend: str):
                   hover_data={"item_id": True, "category": True, "colour": True, "x": False, "y": False},
                   render_mode="webgl" if len(frame) > 5000 else "auto", labels={"colour": legend})
     if kind == "numeric":
-        scale = "Reds" if legend == MOVED else "Viridis"
+        scale = "Bluered" if legend == MOVED else "Viridis"  # moved: blue = same neighbours, red = new ones
         fig = px.scatter(shown, color="colour", color_continuous_scale=scale,
                          range_color=(0, 1) if legend == MOVED else None, **common)
     else:
@@ -146,7 +146,7 @@ def _explained_on(fig, frame) -> None:
     _marks(fig, frame, "why: recommended", rows["item_id"], "star", "#E8590C", 15)
 
 
-def _map(run, frame, dataset_, key: str, title: str) -> None:
+def _map(run, frame, dataset_, key: str, title: str, ranges: dict | None = None) -> None:
     """Scatter of one run's items; the user's, the found and the explained items on top; the
     selected items listed below."""
     if colour == MOVED:
@@ -171,6 +171,8 @@ def _map(run, frame, dataset_, key: str, title: str) -> None:
         _explained_on(fig, frame)
     fig.update_layout(height=560, margin=dict(l=10, r=10, t=40, b=10), dragmode="lasso",
                       legend={"itemsizing": "constant"}, xaxis_title=None, yaxis_title=None)
+    if ranges:  # aligned maps share their axes, so the same place means the same place
+        fig.update_layout(xaxis_range=ranges["x"], yaxis_range=ranges["y"], title_font_size=13)
     event = st.plotly_chart(fig, width="stretch", key=key, on_select="rerun", selection_mode=("lasso", "box", "points"))
     points = (event or {}).get("selection", {}).get("points", []) if event else []
     chosen = {str(p["customdata"][0]) for p in points if p.get("customdata")}
@@ -191,6 +193,17 @@ def _projection(run, ds, pending: list) -> tuple:
         _, vectors = run.item_embeddings()
         pending.append(maps.start_umap(run.id, vectors, params))
     return maps.embedding_map(run, ds, "pca"), f"{run.id} · PCA" + (" (UMAP is computing…)" if method == "UMAP" else "")
+
+
+def _shared_ranges(framed) -> dict:
+    """Axis ranges that hold every point of both aligned maps (5% margin)."""
+    both = pd.concat([f[["x", "y"]] for f, _ in framed])
+    out = {}
+    for axis in ("x", "y"):
+        low, high = float(both[axis].min()), float(both[axis].max())
+        pad = 0.05 * (high - low or 1.0)
+        out[axis] = [low - pad, high + pad]
+    return out
 
 
 pending: list = []
@@ -225,7 +238,8 @@ columns = st.columns(2) if second else [st.container()]
 for run_id, column in zip(shown_runs, columns):
     with column:
         frame, title = frames[run_id]
-        _map(by_id[run_id], frame, datasets_[run_id], key=f"map-{'a' if run_id == first else 'b'}", title=title)
+        _map(by_id[run_id], frame, datasets_[run_id], key=f"map-{'a' if run_id == first else 'b'}", title=title,
+             ranges=_shared_ranges(frames.values()) if second else None)
 
 if pending:
     @st.fragment(run_every=1.5)

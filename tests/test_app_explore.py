@@ -85,6 +85,7 @@ def test_two_runs_are_aligned_and_coloured_by_moved_with_the_overlap_metric(expl
     for figure in figures:
         assert figure["layout"]["coloraxis"]["cmin"] == 0 and figure["layout"]["coloraxis"]["cmax"] == 1
         assert sum(_length(t.get("x", [])) for t in figure["data"]) == TINY["n_items"]
+    assert figures[0]["layout"]["xaxis"]["range"] == figures[1]["layout"]["xaxis"]["range"]  # one frame of reference
     at.selectbox(key="emb-colour-2").set_value("category").run()
     assert len(_figures(at)[0]["data"]) == TINY["n_topics"]  # the aligned maps take any colour too
 

@@ -1,5 +1,6 @@
 """End to end in a real headless Chromium: start the app, drag bricks into the slots, launch a quick
-run, wait for it on Training, see the item map on Embeddings and the recommendations on Users.
+run, wait for it on Training, see the item map on Embeddings and the recommendations on Users with
+why each was chosen (drawn on the map too), run a sweep, and compare two runs' aligned maps.
 Screenshots of every step go to tests/artifacts/ (git-ignored) for a human look."""
 from __future__ import annotations
 
@@ -221,6 +222,20 @@ def test_build_train_and_explore_in_a_real_browser(server):
             expect(page.get_by_test_id("stDataFrame")).to_have_count(3)  # recommendations, history, test clicks
             expect(page.get_by_test_id("stMetric").filter(has_text="History length")).to_be_visible()
             _shot(page, "07-users")
+            # why: the clicks behind each recommendation, then drawn on the map
+            why = page.get_by_text("Why these items")
+            why.first.scroll_into_view_if_needed()
+            expect(why.first).to_be_visible()
+            expect(page.get_by_text("additive attention").first).to_be_visible()  # the quick run's brick
+            page.get_by_role("button", name="Show on the map").first.click()
+            _wait_idle(page)
+            _shot(page, "07a-users-explanation")
+            page.get_by_role("link", name="Open the map on Embeddings").click()
+            page.get_by_role("heading", name="Embeddings", level=1).wait_for()
+            _wait_idle(page)
+            expect(page.get_by_text("Showing why user")).to_be_visible()
+            expect(page.get_by_test_id("stPlotlyChart").first.get_by_text("why: recommended")).to_be_visible()
+            _shot(page, "07b-embeddings-explanation")
 
             _nav(page, "Experiments")
             expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible()
@@ -261,6 +276,22 @@ def test_build_train_and_explore_in_a_real_browser(server):
             page.get_by_role("heading", name="Training", level=1).wait_for()
             _wait_idle(page)
             _shot(page, "11-training-from-leaderboard")
+
+            # two runs compared: the second map aligned onto the first, coloured by how much items moved
+            _nav(page, "Embeddings")
+            if page.get_by_role("button", name="Clear").count():  # the explanation sent from Users
+                page.get_by_role("button", name="Clear").click()
+                _wait_idle(page)
+            page.get_by_label("Side by side with", exact=True).click()
+            page.get_by_role("option").nth(1).click()  # the first run other than "(none)"
+            _wait_idle(page)
+            overlap = page.get_by_test_id("stMetric").filter(has_text="Neighbour overlap")
+            expect(overlap.get_by_test_id("stMetricValue")).to_contain_text("%")
+            expect(page.get_by_test_id("stPlotlyChart")).to_have_count(2)
+            expect(page.get_by_text("UMAP is computing")).to_have_count(0, timeout=120_000)  # both maps in UMAP
+            _wait_idle(page)
+            expect(page.get_by_text("· UMAP · aligned")).to_have_count(2)
+            _shot(page, "12-embeddings-compare")
         except Exception:
             _shot(page, "failure")
             print(server["log"].read_text()[-5000:])
