@@ -281,3 +281,12 @@ def quick_start_recipe(dataset: str = "ml-100k", options: dict | None = None) ->
     if not check.ok:
         raise check.error or LegoError(f"the quick-start recipe cannot run: {check.reason}")
     return check.recipe
+
+
+def field_choices(dataset: Any) -> list[str]:
+    """The item fields a recipe's `training.fields` can name for `dataset`: its text fields first,
+    then every other item column but the id, generated fields included (`datasets.load` joins
+    them into the items)."""
+    columns = [str(c) for c in dataset.items.columns if c != "item_id"]
+    first = [f for f in dataset.text_fields if f in columns]
+    return first + [c for c in columns if c not in first]

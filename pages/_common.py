@@ -186,6 +186,12 @@ def _load(name: str, options_json: str):
     return datasets.load(name, **json.loads(options_json))
 
 
+def forget_loaded_datasets() -> None:
+    """Drop the loaded datasets kept across reruns (a generated field was just saved: the next
+    load joins it into the items)."""
+    _load.clear()
+
+
 def current_dataset_name() -> str:
     return st.session_state.get("dataset", DEFAULT_DATASET)
 

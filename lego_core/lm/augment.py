@@ -12,7 +12,9 @@ where it stopped and a repeated run is served from the store. The new column is 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
+import os
 from collections.abc import Callable
 
 from lego_core import devices
@@ -26,6 +28,10 @@ from lego_core.paths import cache_dir
 
 STORE_VERSION = 1
 DEFAULT_MODEL = "smollm2"
+PREVIEW_ITEMS = 5
+# Test hook: "module:attr" of a class used instead of `Generator` (same call signature), so tests
+# can run the background job (`lego_core.jobs.augment`) with a stub instead of the LLM.
+GENERATOR_ENV = "LEGO_AUGMENT_GENERATOR"
 INSTRUCTIONS = {  # built-in prompts by field name; the item's text fields are appended
     "description": "Describe this item in one short sentence.",
     "keywords": "List five comma-separated keywords for this item.",
@@ -138,7 +144,7 @@ def augment(dataset: Dataset, field: str, template: str, model: str = DEFAULT_MO
         if progress is not None:
             progress(done, n)
         if todo:
-            generate = Generator(model, max_new_tokens, system)
+            generate = _generator_class()(model, max_new_tokens, system)
             order = sorted(todo, key=lambda i: len(prompts[i]))  # similar lengths: less padding
             with tqdm(total=len(order), desc=f"augment {field}", unit="item") as bar:
                 for start in range(0, len(order), int(batch_size)):
@@ -159,6 +165,27 @@ def augment(dataset: Dataset, field: str, template: str, model: str = DEFAULT_MO
     if save:
         generated.save_field(out, field, values)
     return out
+
+
+def _generator_class() -> type:
+    """`Generator`, or the class named by $LEGO_AUGMENT_GENERATOR (the test hook above)."""
+    spec = os.environ.get(GENERATOR_ENV, "").strip()
+    if not spec:
+        return Generator
+    module, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module), attr or "Generator")
+
+
+def preview(dataset: Dataset, field: str, template: str, model: str = DEFAULT_MODEL, max_new_tokens: int = 48,
+            n: int = PREVIEW_ITEMS, system: str | None = None) -> list[dict]:
+    """The first `n` items' prompt and generated text ({item_id, prompt, field: text}), generated in
+    this process: a quick look before the whole field is generated in the background. The answers
+    go into the store (the full run reuses them); no sidecar is saved."""
+    out = augment(dataset, field, template, model=model, max_new_tokens=max_new_tokens, batch_size=max(1, n),
+                  limit=n, system=system, save=False)
+    prompts = item_texts(dataset, template=template)[:n]
+    ids = dataset.items["item_id"].astype(str).tolist()[:n]
+    return [{"item_id": i, "prompt": p, field: t} for i, p, t in zip(ids, prompts, out.items[field].tolist())]
 
 
 def default_template(dataset: Dataset, field: str) -> str | None:
