@@ -282,6 +282,7 @@ def _add_tables() -> None:
 
 
 DETECT = "detect automatically"
+HERE, UPLOAD = "A folder or file on this machine", "Upload files"
 
 
 def _add_any() -> None:
@@ -305,8 +306,8 @@ def _add_any() -> None:
     roots = ui.data_roots()
     where = (f" It must be under {ui.safe(os.pathsep.join(str(r) for r in roots))} ({ui.DATA_ROOTS_ENV})."
              if roots is not None else "")
-    here, upload = st.tabs(["On this machine", "Upload"])
-    with here:
+    source = st.radio("Source", [HERE, UPLOAD], key="add-source", horizontal=True)
+    if source == HERE:
         st.caption("A dataset folder or file on the machine running this app." + where)
         path = st.text_input("Folder or file", key="add-path", placeholder="/data/MINDlarge")
         if st.button("Register", key="add-path-go", icon=":material/folder_open:"):
@@ -314,7 +315,7 @@ def _add_any() -> None:
                 st.error("Give the dataset's folder or file path.")
                 return
             _register(lambda: registration.add(registration.local_source(path, roots), **chosen))
-    with upload:
+    else:
         limit = ui.max_upload_mb()
         files = st.file_uploader("Dataset files, or a zip of the dataset folder", key="add-upload",
                                  accept_multiple_files=True,

@@ -22,6 +22,7 @@ def known_formats(monkeypatch):
 
 
 def uploader(at):
+    at.radio(key="add-source").set_value("Upload files").run()
     return next(u for u in at.get("file_uploader") if u.label.startswith("Dataset files"))
 
 

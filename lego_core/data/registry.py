@@ -12,8 +12,11 @@ import json
 import re
 import shutil
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 from lego_core.data.cache import (CORRUPT_ERRORS, PROCESSED, CorruptFile, describe, probe_dataset, read_dataset,
                                   write_dataset)
@@ -52,6 +55,34 @@ def _read_manifest(path: Path) -> dict:
     return doc
 
 
+def _shape_problem(folder: Path, summary: object) -> str:
+    """Why arrays.npz disagrees with the counts recorded at registration ("" when it agrees or no
+    counts were recorded). Reads only the array headers, so listings stay cheap at any size."""
+    if not isinstance(summary, dict):
+        return ""
+    expected = {"users": summary.get("users"), "seq_items": summary.get("clicks")}
+    if isinstance(summary.get("users"), int):
+        expected["seq_offsets"] = summary["users"] + 1
+    expected.update({f"{k[:-len('_impressions')]}.ids": v for k, v in summary.items() if k.endswith("_impressions")})
+    path = folder / "arrays.npz"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for key, count in expected.items():
+                if not isinstance(count, int) or f"{key}.npy" not in archive.namelist():
+                    continue
+                with archive.open(f"{key}.npy") as handle:
+                    version = np.lib.format.read_magic(handle)
+                    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                        np.lib.format.read_array_header_2_0
+                    shape = read_header(handle)[0]
+                if shape[:1] != (count,):
+                    return (f"{path} does not match the counts recorded at registration ({key} has "
+                            f"{shape[0] if shape else 0:,} entries, expected {count:,})")
+    except CORRUPT_ERRORS as exc:
+        return f"{path} is unreadable ({describe(exc)})"
+    return ""
+
+
 def manifests() -> list[dict]:
     """The manifest of every registered dataset, sorted by name. An unreadable one is listed with
     `loadable` False and the `reason`, as is one whose processed files do not open."""
@@ -61,7 +92,7 @@ def manifests() -> list[dict]:
             continue
         try:
             manifest = _read_manifest(path)
-            reason = probe_dataset(path.parent)
+            reason = probe_dataset(path.parent) or _shape_problem(path.parent, manifest.get("summary"))
             if reason:
                 reason = f"{reason}; register it again"
         except DataError as exc:
