@@ -5,23 +5,26 @@ finishes in about a second."""
 from __future__ import annotations
 
 import sys
+import time
 
 import pytest
 
 from lego_core import jobs, runs
 from lego_core.builder import DEFAULT_PRESET, QUICK, quick_start_recipe
-from tests.test_app_pages import PAGES, TINY, _navigation_mode, button, show, start, wait_finished  # noqa: F401
+from tests.test_app_pages import (PAGES, TINY, _navigation_mode, button, show, start, texts,  # noqa: F401
+                                  wait_finished)
 from tests.test_jobs import _kill_all, fake_by_default
 
 EMPTY_PAGES = ["pages/training.py", "pages/embeddings.py", "pages/users.py"]
 assert set(EMPTY_PAGES) <= set(PAGES)
 
 FAKE_TRAINER = r'''
-import sys, time
+import os, sys, time
 import numpy as np
 from lego_core import runs
 run = runs.open(sys.argv[1])
-run.set_training_status(state="running", started=time.time())
+run.set_training_status(state="running", started=time.time(), progress=0.5)
+time.sleep(float(os.environ.get("FAKE_SECONDS", "0")))
 ids = [str(i) for i in range(5)]
 run.save_embeddings(ids, np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32))
 run.write_metrics({"test": {"auc": 0.5}})
@@ -71,6 +74,24 @@ def test_empty_pages_offer_the_quick_start_and_a_click_trains_it(fake_trainer):
         show(at, page)
         assert not [b for b in at.button if b.label == "Quick start"], page
     assert jobs.status(launched[0].id)["state"] == "succeeded"
+
+
+def test_an_empty_page_follows_the_running_quick_start_until_it_ends(fake_trainer, monkeypatch):
+    monkeypatch.setenv("FAKE_SECONDS", "4")
+    at = show(start(dataset="synthetic", synthetic_options=TINY), "pages/embeddings.py")
+    button(at, "Quick start").click().run()
+    [run] = runs.list()
+    deadline = time.monotonic() + 30
+    while runs.open(run.id).status().get("progress") != 0.5:  # the stand-in trainer is running
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    at.run()
+    assert not at.exception
+    assert f"Run {run.id} is running" in texts(at) and at.get("progress")
+    assert not [b for b in at.button if b.label == "Quick start"]  # one quick start at a time
+    assert wait_finished(run.id, timeout=60)["state"] == "succeeded"
+    at.run()
+    assert not at.exception and "is running" not in texts(at) and "No finished run" not in texts(at)
 
 
 def test_read_only_app_offers_no_quick_start(monkeypatch):
