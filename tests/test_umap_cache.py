@@ -17,11 +17,18 @@ from lego_core import maps
 ROOT = Path(__file__).resolve().parent.parent
 
 APP_THEN_UMAP = r'''
-import json, os, sys
+import importlib.abc, json, os, sys
+at_import = {}
+class Watch(importlib.abc.MetaPathFinder):
+    """Records $NUMBA_CACHE_DIR when numba and umap are first imported, whoever imports them."""
+    def find_spec(self, name, path, target=None):
+        if name in ("numba", "umap"):
+            at_import.setdefault(name, os.environ.get("NUMBA_CACHE_DIR"))
+        return None
+sys.meta_path.insert(0, Watch())
 from streamlit.testing.v1 import AppTest
 at = AppTest.from_file(sys.argv[1], default_timeout=120).run()
-seen = {"exceptions": [str(e.value) for e in at.exception], "env": os.environ.get("NUMBA_CACHE_DIR"),
-        "numba_loaded_by_app": "numba" in sys.modules}
+seen = {"exceptions": [str(e.value) for e in at.exception], "env": os.environ.get("NUMBA_CACHE_DIR")}
 from lego_core import maps
 maps.import_umap()
 import numba.core.config
@@ -34,6 +41,7 @@ seen["cached"] = {name: where(f) for name, f in [
     ("compute_membership_strengths", umap.umap_.compute_membership_strengths),
     ("fast_knn_indices", umap.utils.fast_knn_indices),
     ("layout_epoch", umap.layouts._nb_optimize_layout_euclidean_single_epoch)]}
+seen["at_import"] = at_import
 seen["parallel_twin"] = type(umap.layouts._nb_optimize_layout_euclidean_single_epoch_parallel._cache).__name__
 print(json.dumps(seen))
 '''
@@ -75,6 +83,7 @@ def test_app_points_numba_at_the_cache_folder_before_umap_loads(tmp_path):
     assert seen["exceptions"] == []
     folder = str(cache / "numba")
     assert seen["env"] == folder and seen["numba_config"] == folder
+    assert seen["at_import"] == {"numba": folder, "umap": folder}  # set before either was imported
     assert (cache / "numba").is_dir()
     for name, path in seen["cached"].items():  # umap-learn's own functions now cache there too
         assert path and path.startswith(folder), (name, path)
