@@ -32,6 +32,7 @@ COPY = "data"  # uploaded sources live in <registration>/sources/data
 _BAD_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 _SAFE_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+ -]{0,127}")  # an upload path component we write
 MAX_UPLOAD_FILES = 10_000
+MAX_UNPACKED_BYTES = 16 * 2**30  # a zip bomb stops here, before anything is written
 SHOWN_ITEMS = 5
 
 
@@ -74,7 +75,11 @@ def add(path: str | Path, name: str | None = None, format: str | None = None, *,
     options = options_of(fmt, options)
     if progress:
         progress(f"reading {path} as {fmt.name} ...")
-    dataset = fmt.read(path, name=name, **options)
+    try:
+        dataset = fmt.read(path, name=name, **options)
+    except OSError as exc:  # permissions, a vanished file: name it, not what it holds
+        raise DataError(f"{exc.filename or path} could not be read ({exc.strerror or type(exc).__name__}); "
+                        "check that it exists and is readable") from None
     source = {"format": fmt.name, "path": str(path)}
     copies = None
     if copy:
@@ -154,6 +159,10 @@ def _extract_zip(data: bytes, dest: Path, shown: str) -> None:
             members = archive.infolist()
             if len(members) > MAX_UPLOAD_FILES:
                 raise DataError(f"{shown} holds {len(members):,} entries, over {MAX_UPLOAD_FILES:,}")
+            unpacked = sum(info.file_size for info in members)
+            if unpacked > MAX_UNPACKED_BYTES:
+                raise DataError(f"{shown} unpacks to {unpacked / 2**30:,.1f} GiB, over {MAX_UNPACKED_BYTES // 2**30} "
+                                "GiB; give the dataset's folder on this machine instead")
             planned = []
             for info in members:
                 if stat.S_ISLNK(info.external_attr >> 16):

@@ -253,3 +253,20 @@ def test_mind_registrations_made_before_formats_still_load(tmp_path):
         datasets.check("old-mind", {"cold_items": 0.1})
     assert datasets.register_mind("new-mind", root).name == "new-mind"
     assert registry.manifest("new-mind")["kind"] == "format"
+
+
+def test_zip_bombs_and_unreadable_sources_are_one_line_errors(tmp_path, monkeypatch):
+    monkeypatch.setattr(registration, "MAX_UNPACKED_BYTES", 10)
+    dest = tmp_path / "upload"
+    dest.mkdir()
+    with pytest.raises(DataError, match="unpacks to"):
+        registration.unpack_uploads([("big.zip", _zip({"a.txt": b"x" * 100}))], dest)
+    assert list(dest.iterdir()) == []
+
+    def denied(path, **options):
+        raise PermissionError(13, "Permission denied", str(path / "items.csv"))
+
+    monkeypatch.setattr(formats, "all_formats", lambda: [SHOP.__class__(**{**SHOP.__dict__, "read": denied})])
+    with pytest.raises(DataError, match=r"items.csv could not be read \(Permission denied\)"):
+        datasets.add(shop_folder(tmp_path), name="denied")
+    assert registry.manifest("denied") is None
