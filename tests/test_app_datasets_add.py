@@ -116,3 +116,12 @@ def test_read_only_hides_the_tab(monkeypatch):
     assert not at.exception and not [t for t in at.text_input if t.key == "add-path"]
     assert not at.get("file_uploader")
     assert os.environ["LEGO_READ_ONLY"] == "1"
+
+
+def test_every_dataset_is_listed_with_counts_at_start_up(tmp_path, monkeypatch):
+    datasets.add(shop_folder(tmp_path), name="shop", negatives=3)
+    monkeypatch.setattr(formats, "all_formats", lambda: [])  # a registered dataset is listed, not read
+    at = start()
+    listed = at.dataframe[0].value.set_index("name")
+    assert listed.loc["shop", "items"] == 12 and listed.loc["shop", "kind"] == "shop-test"
+    assert listed.loc["synthetic", "items"] == 2000 and listed.loc["ml-100k", "items"] == 1682
