@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lego_core.data.arrays import sorted_unique
 from lego_core.data.schema import Dataset, Impressions, _ranges
 
 
@@ -47,7 +48,8 @@ class TrainingSamples:
         # every (user, item) the user touched, as sorted keys, to reject sampled negatives
         seq_users = np.repeat(np.arange(dataset.num_users), np.diff(dataset.seq_offsets))
         keys = seq_users.astype(np.int64) * dataset.num_items + dataset.seq_items
-        self.seen_keys = np.unique(np.concatenate([keys, imps.users[group[positive]] * dataset.num_items + self.positive]))
+        clicked = imps.users[group[positive]] * dataset.num_items + self.positive
+        self.seen_keys = sorted_unique(np.concatenate([keys, clicked]))
         self.cold = dataset.cold if dataset.cold is not None and dataset.cold.any() else None
         self.warm_items = np.flatnonzero(~self.cold) if self.cold is not None else None
 

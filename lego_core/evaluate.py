@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from lego_core import metrics as metric_fns
 from lego_core.batches import impression_batches, padded_candidates
+from lego_core.data.arrays import sorted_unique
 from lego_core.data.cold import cold_impressions
 from lego_core.data.schema import Dataset, Impressions, _ranges
 from lego_core.model import Legommender, to_tensor
@@ -138,7 +139,7 @@ def popularity(dataset: Dataset) -> np.ndarray:
     clicked = imps.labels == 1
     keys = np.concatenate([seq_users[in_train] * n + dataset.seq_items[in_train],
                            imps.users[imps.group[clicked]] * n + imps.items[clicked]])
-    counts = np.bincount(np.unique(keys) % n, minlength=n).astype(np.float64)
+    counts = np.bincount(sorted_unique(keys) % n, minlength=n).astype(np.float64)
     if dataset.cold is not None:  # training never sees cold items: neither does the floor
         counts[dataset.cold] = 0.0
     return counts

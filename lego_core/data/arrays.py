@@ -30,3 +30,12 @@ def index_of(ids: np.ndarray | list, known: pd.Index) -> np.ndarray:
 def as_str_ids(values: np.ndarray | list) -> np.ndarray:
     """Ids as an object array of Python str (the schema's id type)."""
     return np.asarray([str(v) for v in values], dtype=object)
+
+
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """np.unique(values) for 1-D numbers, by sorting: numpy 2.4's plain np.unique hashes, which
+    took 10 s on 10M distinct int64 keys against 0.07 s for a sort (MIND-large sizes)."""
+    values = np.sort(np.asarray(values).reshape(-1))
+    if len(values) < 2:
+        return values
+    return values[np.concatenate([[True], values[1:] != values[:-1]])]

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from lego_core.data.arrays import sorted_unique
 from lego_core.data.io import warn
 from lego_core.data.schema import SPLITS, Dataset, Impressions
 from lego_core.fileio import atomic_write_folder
@@ -328,4 +329,4 @@ def check_dataset(dataset: Dataset) -> None:
         assert np.all((imps.history_end >= 0) & (imps.history_end <= lengths))
         ids.append(imps.ids)
     all_ids = np.concatenate(ids)
-    assert len(np.unique(all_ids)) == len(all_ids), "impression ids must be unique across splits"
+    assert len(sorted_unique(all_ids)) == len(all_ids), "impression ids must be unique across splits"
