@@ -61,8 +61,10 @@ class Training(_Strict):
     history_cache: bool | None = Field(None, description="history vectors from an item table refreshed every "
                                        "history_refresh steps; only candidates are encoded with gradients "
                                        "(default: on for language-model bricks, off otherwise)")
-    history_refresh: int = Field(100, ge=1, le=1_000_000, description="steps between refreshes of the history "
-                                 "cache's item table (also refreshed at each epoch start)")
+    history_refresh: int | None = Field(None, ge=1, le=1_000_000, description="steps between refreshes of the "
+                                        "history cache's item table (also at each epoch start); default: items / "
+                                        "(batch_size x (1 + negatives)), so re-encoding the catalogue costs about "
+                                        "as many item encodings as the candidates do")
     eval_batch_size: int = Field(512, ge=1, le=65536)
     log_every: int = Field(10, ge=1)
 

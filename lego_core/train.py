@@ -128,8 +128,10 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids,
                                                                  find_unused_parameters=True)
-        self.history = HistoryCache(self.t.history_refresh, self.t.eval_batch_size) if history_cache.enabled(
-            self.recipe) else None
+        self.history = None
+        if history_cache.enabled(self.recipe):
+            every = history_cache.refresh_interval(self.recipe, self.dataset.num_items)
+            self.history = HistoryCache(every, self.t.eval_batch_size)
         amp = self.t.amp and self.device.type == "cuda" and not torch.cuda.is_bf16_supported()
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp)
         self.steps_per_epoch = -(-len(self.samples) // (self.t.batch_size * self.dist.world))

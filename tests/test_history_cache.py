@@ -125,3 +125,11 @@ def test_two_ddp_processes_train_with_the_history_cache(tmp_path):
     status = runs.open("ddp", tmp_path).status()
     assert status["state"] == "succeeded" and status["nproc"] == 2
     assert 0.0 <= runs.open("ddp", tmp_path).metrics()["test"]["auc"] <= 1.0
+
+
+def test_the_default_refresh_interval_follows_the_catalogue_size():
+    recipe = tiny_recipe("lm_encoder", batch_size=64, negatives=4)
+    assert history_cache.refresh_interval(recipe, 1682) == 5  # MovieLens-100k
+    assert history_cache.refresh_interval(recipe, 160_000) == 500  # MIND-large
+    assert history_cache.refresh_interval(recipe, 10) == 1
+    assert history_cache.refresh_interval(recipe.with_overrides({"training.history_refresh": 40}), 1682) == 40
