@@ -180,10 +180,24 @@ def available_datasets() -> list[dict]:
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the dataset…")
-def _load(name: str, options_json: str):
+def _load(name: str, options_json: str, version: str):
     from lego_core import datasets
 
     return datasets.load(name, **json.loads(options_json))
+
+
+def _version(name: str) -> str:
+    """What a name means now: the cache folder and, for a registered dataset, when its registration
+    was written, so a name removed and registered again never serves the old dataset."""
+    from lego_core.data import registry
+    from lego_core.paths import cache_dir
+
+    path = registry.manifest_path(name)
+    try:
+        written = path.stat().st_mtime_ns if path is not None else 0
+    except OSError:
+        written = 0
+    return f"{cache_dir()}|{written}"
 
 
 def forget_loaded_datasets() -> None:
@@ -209,7 +223,7 @@ def load_dataset(name: str | None = None, options: dict | None = None):
     """The Dataset object, cached across reruns and pages; LegoError propagates to the caller."""
     name = name or current_dataset_name()
     options = current_options() if options is None and name == current_dataset_name() else (options or {})
-    return _load(name, json.dumps(options, sort_keys=True))
+    return _load(name, json.dumps(options, sort_keys=True), _version(name))
 
 
 def dataset_or_stop(name: str | None = None, options: dict | None = None):

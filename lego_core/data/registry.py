@@ -104,13 +104,18 @@ def manifests() -> list[dict]:
     return out
 
 
+def manifest_path(name: str) -> Path | None:
+    """Where the manifest of a dataset called `name` lives (None for a name that cannot be registered)."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name == PROCESSED:
+        return None
+    return folder_of(name) / MANIFEST
+
+
 def manifest(name: str) -> dict | None:
     """The manifest of registered dataset `name`, None when there is none; DataError naming the
     file when it exists but cannot be read."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name) or name == PROCESSED:
-        return None
-    path = folder_of(name) / MANIFEST
-    if not path.is_file():
+    path = manifest_path(name)
+    if path is None or not path.is_file():
         return None
     return _read_manifest(path)
 
