@@ -290,6 +290,14 @@ def empty_state(message: str, page: str | None = None, label: str | None = None)
         st.page_link(page, label=label or "Go there", icon=":material/arrow_forward:")
 
 
+def generate_field(dataset_name: str) -> None:
+    """The Datasets page's section that writes a new item field with the local LLM (preview, then a
+    background job): `pages/_generate_field.render`."""
+    from pages import _generate_field
+
+    _generate_field.render(dataset_name)
+
+
 # ---- first launch -------------------------------------------------------------------------------
 QUICK_START_REFRESH_SECONDS = 2.0
 

@@ -84,6 +84,7 @@ items_tab, users_tab, imps_tab, plots_tab, add_tab = st.tabs(["Items", "Users", 
 with items_tab:
     st.caption(f"First {min(PREVIEW_ROWS, dataset.num_items):,} of {dataset.num_items:,} items.")
     st.dataframe(dataset.items.head(PREVIEW_ROWS), hide_index=True, width="stretch")
+    ui.generate_field(ui.current_dataset_name())
 with users_tab:
     st.caption(f"First {min(PREVIEW_ROWS, dataset.num_users):,} of {dataset.num_users:,} users.")
     st.dataframe(viz.users_frame(dataset, PREVIEW_ROWS), hide_index=True, width="stretch")

@@ -18,7 +18,7 @@ from lego_core import datasets
 from lego_core.builder import field_choices
 from lego_core.jobs import augment as augment_jobs
 from lego_core.lm import augment as generation
-from tests.test_app_pages import TINY, _navigation_mode, button, texts  # noqa: F401 (fixture)
+from tests.test_app_pages import TINY, _navigation_mode, button, start, texts  # noqa: F401 (fixture)
 from tests.test_jobs import _kill_all
 from tests.test_lm_augment import tiny  # noqa: F401 (fixture: a tiny random Llama folder)
 
@@ -152,6 +152,14 @@ def test_a_bad_request_is_one_line_and_starts_nothing(stub):
     with pytest.raises(Exception, match="not allowed"):
         augment_jobs.launch_augment("synthetic", "bad name", TEMPLATE, options=TINY)
     assert augment_jobs.augment_jobs() == [] and answered(stub) == 0
+
+
+def test_the_datasets_page_shows_the_section(monkeypatch):
+    monkeypatch.delenv("LEGO_READ_ONLY", raising=False)
+    at = start(dataset="synthetic", synthetic_options=TINY)
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Generate a field with the LLM" in texts(at)
+    assert [b for b in at.button if b.label == "Preview 5 items"]
 
 
 def test_read_only_app_offers_no_generation(monkeypatch):
