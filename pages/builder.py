@@ -10,7 +10,7 @@ import streamlit as st
 from streamlit_sortables import sort_items
 
 from lego_core import devices, epoch_time, viz
-from lego_core.builder import QUICK, BuilderState, Widget
+from lego_core.builder import QUICK, BuilderState, Widget, field_choices
 from lego_core.errors import LegoError
 from lego_core.operators import catalog
 from lego_core.operators.catalog import KINDS
@@ -158,6 +158,19 @@ with st.expander("Training settings", expanded=False):
     tcols = st.columns(4)
     for i, w in enumerate(state.training_widgets()):
         state.set_setting(w, _widget(w, state.setting(w), tcols[i % 4]))
+    try:  # the item fields forming the text, generated fields (Datasets page) included
+        choices = field_choices(ui.load_dataset(dataset_name, state.options))
+    except LegoError:
+        choices = []
+    chosen = [f for f in state.training.get("fields", []) if f in choices]
+    version = st.session_state["builder_version"]  # a loaded preset redraws the picker with its fields
+    picked = st.multiselect("Item fields", choices, default=chosen, key=f"fields-{dataset_name}-{version}",
+                            help="Fields joined into each item's text; none = the dataset's default text fields. "
+                                 "Fields generated on the Datasets page are listed too.")
+    if picked:
+        state.training["fields"] = picked
+    else:
+        state.training.pop("fields", None)
 
 state.quick = st.toggle("Quick test run", key="quick",
                         help="1 epoch of at most 20 steps: checks a recipe end to end in well under a minute.")

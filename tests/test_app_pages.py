@@ -357,6 +357,15 @@ def test_builder_times_an_epoch_on_request_before_launch():
     assert any("steps timed here" in c.value and "steps per epoch" in c.value for c in at.caption)
 
 
+def test_builder_item_fields_list_the_dataset_columns_and_go_into_the_recipe():
+    at = show(start(dataset="synthetic", synthetic_options=TINY), "pages/builder.py")
+    fields = at.multiselect(key="fields-synthetic-0")
+    assert "title" in fields.options and "item_id" not in fields.options
+    fields.set_value(["title"]).run()
+    assert not at.exception and not at.error
+    assert "fields:\n  - title" in at.code[0].value or "fields: [title]" in at.code[0].value
+
+
 def test_builder_forms_follow_the_catalog_and_presets_load():
     from lego_core.operators import get
 
