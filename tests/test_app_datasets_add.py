@@ -7,18 +7,10 @@ import os
 import pytest
 
 from lego_core import datasets
-from lego_core.data import formats, registry
+from lego_core.data import registry
 from test_app_pages import _navigation_mode, button, start  # noqa: F401  (_navigation_mode: autouse fixture)
 from test_data_mind import BEHAVIORS_TRAIN, write_mind
-from test_datasets_add import MIND_TEST, SHOP, _folder_zip, _zip, shop_folder
-
-
-@pytest.fixture(autouse=True)
-def known_formats(monkeypatch):
-    real = formats.all_formats()
-    extra = ([] if any(f.name == "mind" for f in real) else [MIND_TEST]) + [SHOP]
-    monkeypatch.setattr(formats, "all_formats", lambda: extra + real)
-    return extra + real
+from test_datasets_add import SHOP, _folder_zip, _zip, known_formats, shop_folder  # noqa: F401 (autouse fixture)
 
 
 def uploader(at):

@@ -36,7 +36,7 @@ import pyarrow.json as pj
 from lego_core.data.arrays import as_str_ids
 from lego_core.data.cache import cached_build
 from lego_core.data.formats import Format
-from lego_core.data.io import line_of, require_file, to_unix_seconds
+from lego_core.data.io import check_known, line_of, require_file, to_unix_seconds
 from lego_core.data.leave_last_out import check_options, split_log
 from lego_core.data.schema import Dataset
 from lego_core.errors import DataError
@@ -270,12 +270,8 @@ def load(path: Path, name: str | None = None, negatives: int = 99, seed: int = 0
     def build() -> Dataset:
         books = read_books(books_file, authors_file)
         users, book_ids, times, unread, rows = read_reads(inter_file)
-        unknown = pd.Index(books["item_id"]).get_indexer(pd.Index(book_ids)) < 0
-        if unknown.any():
-            i = int(np.flatnonzero(unknown)[0])
-            raise DataError(f"{inter_file} line {line_of(rows[i], False)}: book_id {book_ids[i]!r} is not in "
-                            f"{books_file} ({int(unknown.sum())} such read interactions); use the books file of "
-                            f"the same genre subset")
+        check_known(book_ids, pd.Index(books["item_id"]), rows, inter_file, False, "book_id", books_file,
+                    "use the books file of the same genre subset")
         items = books[books["item_id"].isin(pd.unique(book_ids))].reset_index(drop=True)
         info = {"reader": "goodreads", "source": str(inter_file), "unread_interactions_dropped": unread,
                 "books_without_reads_dropped": int(len(books) - len(items))}

@@ -236,3 +236,14 @@ def _short(value) -> str:
 def text_column(values: pd.Series) -> pd.Series:
     """A column as clean strings ("" for missing) so every item field is text."""
     return values.astype(object).where(values.notna(), "").astype(str)
+
+
+def check_known(ids: np.ndarray, known: pd.Index, rows: np.ndarray, path: Path, header: bool, what: str,
+                where: Path, fix: str) -> None:
+    """DataError naming the first of `ids` (read from `path`, data rows `rows`) missing from `known`
+    (the ids of `where`), with how many there are and `fix`."""
+    unknown = known.get_indexer(pd.Index(ids)) < 0
+    if unknown.any():
+        i = int(np.flatnonzero(unknown)[0])
+        raise DataError(f"{path} line {line_of(rows[i], header)}: {what} {ids[i]!r} is not in {where} "
+                        f"({int(unknown.sum())} such rows); {fix}")

@@ -24,7 +24,8 @@ import pandas as pd
 from lego_core.data.arrays import as_str_ids
 from lego_core.data.cache import cached_build
 from lego_core.data.formats import Format
-from lego_core.data.io import check_unique, first_short_line, line_of, read_delimited, require_file, to_unix_seconds
+from lego_core.data.io import (check_known, check_unique, first_short_line, line_of, read_delimited, require_file,
+                               to_unix_seconds)
 from lego_core.data.leave_last_out import check_options, split_log
 from lego_core.data.schema import Dataset
 from lego_core.errors import DataError
@@ -133,12 +134,8 @@ def load(path: Path, name: str | None = None, negatives: int = 99, seed: int = 0
     def build() -> Dataset:
         items = read_items(item_file)
         users, item_ids, times, rows, timed, dropped = read_clicks(inter_file)
-        unknown = pd.Index(items["item_id"]).get_indexer(pd.Index(item_ids)) < 0
-        if unknown.any():
-            i = int(np.flatnonzero(unknown)[0])
-            raise DataError(f"{inter_file} line {line_of(rows[i], True)}: item_id {item_ids[i]!r} is not in "
-                            f"{item_file} ({int(unknown.sum())} such rows); add the item to {item_file.name} or "
-                            f"remove those rows")
+        check_known(item_ids, pd.Index(items["item_id"]), rows, inter_file, True, "item_id", item_file,
+                    f"add the item to {item_file.name} or remove those rows")
         text = [c for c in items.columns if c not in ("item_id", "category")]
         info = {"reader": "recbole", "source": str(inter_file), "label_0_rows_dropped": dropped,
                 "order": "timestamp" if timed else "file order"}
