@@ -7,7 +7,7 @@ import os
 import pytest
 
 from lego_core import datasets
-from lego_core.data import registry
+from lego_core.data import formats, registry
 from test_app_pages import _navigation_mode, button, start  # noqa: F401  (_navigation_mode: autouse fixture)
 from test_data_mind import BEHAVIORS_TRAIN, write_mind
 from test_datasets_add import SHOP, _folder_zip, _zip, known_formats, shop_folder  # noqa: F401 (autouse fixture)
