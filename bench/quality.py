@@ -86,7 +86,9 @@ def main() -> None:
         result = json.loads((run_dir / "metrics.json").read_text())
         recipe = Recipe.from_yaml(run_dir / "recipe.yaml")
         t = recipe.training
-        note = f"{recipe.summary().split(' on ')[0]}; {t.epochs} ep" + (
+        done = len(runs.open(preset, root).history("epochs")) or t.epochs
+        budget = f"{t.epochs} ep" if done == t.epochs else f"early stop after {done} of {t.epochs} ep"
+        note = f"{recipe.summary().split(' on ')[0]}; {budget}, best {result.get('best_epoch', '?')}" + (
             f", {t.max_steps_per_epoch} steps/ep" if t.max_steps_per_epoch else "")
         lines.append(row(preset, result["test"], f"{result['parameters']:,}", f"{result['train_seconds']:.0f}", note))
     fresh = {line.split("|")[1].strip(): line for line in lines}
