@@ -20,7 +20,6 @@ from tqdm.auto import tqdm
 
 from lego_core import datasets, devices, evaluate as ev, export, history_cache, metrics as metric_fns
 from lego_core.batches import TrainingSamples
-from lego_core.history_cache import HistoryCache
 from lego_core.checkpoints import (CHECKPOINT_KEYS, Checkpointer, RunCheckpointer, check_weights, load_weights,
                                    rng_state, set_rng_state)
 from lego_core.errors import LegoError, RunError
@@ -131,7 +130,7 @@ class Trainer:
         self.history = None
         if history_cache.enabled(self.recipe):
             every = history_cache.refresh_interval(self.recipe, self.dataset.num_items)
-            self.history = HistoryCache(every, self.t.eval_batch_size)
+            self.history = history_cache.HistoryCache(every, self.t.eval_batch_size)
         amp = self.t.amp and self.device.type == "cuda" and not torch.cuda.is_bf16_supported()
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp)
         self.steps_per_epoch = -(-len(self.samples) // (self.t.batch_size * self.dist.world))
