@@ -41,35 +41,19 @@ def measure(what: str, folder: str, steps: int, device: str) -> dict:
     dataset = datasets.load(folder)
     out = {"read_s": time.perf_counter() - start, "cache": dataset.info.get("cache"), **dataset.summary()}
     if what == "train":
-        import torch
-
-        from lego_core.checkpoints import MemoryCheckpointer
         from lego_core.devices import torch_device
+        from lego_core.epoch_time import in_memory_trainer, step_timing
         from lego_core.recipe import Recipe
-        from lego_core.train import Trainer
-        from lego_core.training_log import MemoryLog
 
         dev = torch_device(device)
         recipe = Recipe.preset("nrms").with_overrides({
             "training.dim": 64, "training.batch_size": 64, "training.negatives": 4, "training.max_history": 50,
             "training.fields": ["title"], "training.glove": False, "training.device": str(dev)})
         start = time.perf_counter()
-        trainer = Trainer(recipe, MemoryLog(), MemoryCheckpointer(), progress=False, dataset=dataset)
-        trainer.setup()
+        trainer = in_memory_trainer(recipe, dataset)
         out["setup_s"] = time.perf_counter() - start
-        trainer.net.train()
-        order = trainer.samples.epoch_order(0, 0)
         out["samples"] = len(trainer.samples)
-        warmup = 5
-        for step in range(warmup + steps):
-            if step == warmup:
-                if dev.type == "cuda":
-                    torch.cuda.synchronize()
-                start = time.perf_counter()
-            trainer.train_step(trainer.samples.batch(order[step * 64:(step + 1) * 64], 0, 0, step))
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        out["steps_per_s"] = steps / (time.perf_counter() - start)
+        out["steps_per_s"] = 1.0 / step_timing(trainer, steps, warmup=5)["per_step"]
         out["epoch_steps"] = trainer.steps_per_epoch
     elif what == "eval":
         from lego_core import evaluate as ev

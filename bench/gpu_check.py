@@ -21,23 +21,17 @@ from common import machine
 import torch
 
 from lego_core import datasets, devices, evaluate as ev, runs
-from lego_core.checkpoints import MemoryCheckpointer
+from lego_core.epoch_time import in_memory_trainer, training_batches
 from lego_core.recipe import Recipe
 from lego_core.train import Trainer
-from lego_core.training_log import MemoryLog
 
 
 def timed_steps(preset: str, dataset, device: str, steps: int, **overrides) -> Trainer:
     recipe = Recipe.preset(preset).with_overrides({"training.device": device, "training.amp": True,
                                                    "training.batch_size": 64, **overrides})
-    trainer = Trainer(recipe, MemoryLog(), MemoryCheckpointer(), progress=False, dataset=dataset)
-    trainer.setup()
-    trainer.net.train()
-    order = trainer.samples.epoch_order(trainer.t.seed, 0)
-    losses, start = [], time.perf_counter()
-    for step in range(steps):
-        batch = trainer.samples.batch(order[step * 64:(step + 1) * 64], trainer.t.seed, 0, step)
-        losses.append(trainer.train_step(batch))
+    trainer = in_memory_trainer(recipe, dataset)
+    start = time.perf_counter()
+    losses = [trainer.train_step(batch) for batch in training_batches(trainer, steps)]
     if trainer.device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start

@@ -12,7 +12,6 @@ the same start and reports valid AUC (MovieLens-100k and MIND-format synthetic d
 from __future__ import annotations
 
 import argparse
-import time
 
 from common import machine
 
@@ -20,10 +19,9 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from lego_core import datasets, evaluate as ev
-from lego_core.checkpoints import MemoryCheckpointer
+from lego_core.epoch_time import in_memory_trainer, step_timing, training_batches
 from lego_core.recipe import Recipe
 from lego_core.train import Trainer
-from lego_core.training_log import MemoryLog
 
 SETTINGS = {"training.batch_size": 64, "training.negatives": 4, "training.max_history": 50,
             "training.device": "cpu"}
@@ -35,44 +33,23 @@ def trainer_for(preset: str, dataset, cached: bool, baseline: bool = False, **ex
     overrides = {**SETTINGS, "training.history_cache": cached, **extra}
     if baseline:
         overrides["training.amp"] = False
-    recipe = Recipe.preset(preset).with_overrides(overrides)
-    trainer = Trainer(recipe, MemoryLog(), MemoryCheckpointer(), progress=False, dataset=dataset)
-    trainer.setup()
+    trainer = in_memory_trainer(Recipe.preset(preset).with_overrides(overrides), dataset)
     if baseline:
         trainer.model.content.length_groups = lambda ids, *_, **__: [torch.arange(len(ids), device=ids.device)]
-    trainer.net.train()
     return trainer
 
 
-def batches(trainer: Trainer, count: int, first: int = 0):
-    order = trainer.samples.epoch_order(trainer.t.seed, 0)
-    size = trainer.t.batch_size
-    for step in range(first, first + count):
-        yield trainer.samples.batch(order[step * size:(step + 1) * size], trainer.t.seed, 0, step)
-
-
 def step_seconds(trainer: Trainer, steps: int, warmup: int = 1) -> float:
-    """Mean seconds per step after `warmup` steps; a cached trainer's refresh is timed apart and
-    amortised over its refresh interval."""
-    for batch in batches(trainer, warmup):
-        trainer.train_step(batch)
-    start = time.perf_counter()
-    for batch in batches(trainer, steps, warmup):
-        trainer.train_step(batch)
-    seconds = (time.perf_counter() - start) / steps
-    if trainer.history is not None:
-        start = time.perf_counter()
-        trainer.history.refresh(trainer.model)
-        refresh = time.perf_counter() - start
-        # the timed steps above ran on a table refreshed during warm-up, so add the refresh share
-        seconds += refresh / trainer.history.every
-        print(f"    table refresh {refresh:.2f} s every {trainer.history.every} steps")
-    return seconds
+    """Mean seconds per step after `warmup` steps, a cached trainer's table refresh amortised."""
+    timing = step_timing(trainer, steps, warmup)
+    if timing["refresh"] is not None:
+        print(f"    table refresh {timing['refresh']:.2f} s every {trainer.history.every} steps")
+    return timing["per_step"]
 
 
 def print_profile(trainer: Trainer, label: str, steps: int = 2) -> None:
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for batch in batches(trainer, steps, 50):
+        for batch in training_batches(trainer, steps, 50):
             trainer.train_step(batch)
     print(f"--- {label}: top operators by self CPU time over {steps} steps")
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=40))
@@ -83,7 +60,7 @@ def valid_auc_after(preset: str, dataset, cached: bool, steps: int, refresh: str
     if "genres" not in dataset.items.columns:  # the presets' template names MovieLens' fields
         extra["training.template"] = "Title: {title}. Category: {category}."
     trainer = trainer_for(preset, dataset, cached, **extra)
-    for batch in batches(trainer, steps):
+    for batch in training_batches(trainer, steps):
         trainer.train_step(batch)
     return ev.evaluate(trainer.model, trainer.dataset, "valid", batch_size=256)["auc"]
 

@@ -7,7 +7,6 @@ titles, 50-click histories, on MovieLens-100k.
 from __future__ import annotations
 
 import argparse
-import time
 
 from common import machine
 
@@ -15,11 +14,9 @@ import numpy as np
 import torch
 
 from lego_core import datasets
-from lego_core.checkpoints import MemoryCheckpointer
 from lego_core.devices import torch_device
+from lego_core.epoch_time import in_memory_trainer, step_timing
 from lego_core.recipe import Recipe
-from lego_core.train import Trainer
-from lego_core.training_log import MemoryLog
 
 
 def samples_per_second(preset: str, dataset, steps: int, warmup: int, device: torch.device) -> float:
@@ -27,20 +24,8 @@ def samples_per_second(preset: str, dataset, steps: int, warmup: int, device: to
         "training.dim": 64, "training.batch_size": 64, "training.negatives": 4, "training.max_history": 50,
         "training.fields": ["title"], "training.glove": True, "training.device": str(device),
         "training.lr_pretrained": 1e-3})
-    trainer = Trainer(recipe, MemoryLog(), MemoryCheckpointer(), progress=False, dataset=dataset)
-    trainer.setup()
-    trainer.net.train()
-    order = trainer.samples.epoch_order(0, 0)
-    start = 0.0
-    for step in range(warmup + steps):
-        if step == warmup:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-        trainer.train_step(trainer.samples.batch(order[step * 64:(step + 1) * 64], 0, 0, step))
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return steps * 64 / (time.perf_counter() - start)
+    trainer = in_memory_trainer(recipe, dataset)
+    return trainer.t.batch_size / step_timing(trainer, steps, warmup)["per_step"]
 
 
 def main() -> None:

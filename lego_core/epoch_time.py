@@ -53,8 +53,8 @@ def from_runs(recipe: Recipe, steps: int, earlier: Iterable[Any]) -> dict | None
             "basis": f"{len(per_step)} earlier run(s) of these bricks here"}
 
 
-def measure(recipe: Recipe, dataset: Dataset, steps: int = 3) -> dict:
-    """{"seconds", "per_step", "basis"}: time `steps` training steps (after one warm-up) in memory."""
+def in_memory_trainer(recipe: Recipe, dataset: Dataset):
+    """A set-up `Trainer` in train mode that writes nothing (timings, benches)."""
     from lego_core.checkpoints import MemoryCheckpointer
     from lego_core.train import Trainer
     from lego_core.training_log import MemoryLog
@@ -62,18 +62,46 @@ def measure(recipe: Recipe, dataset: Dataset, steps: int = 3) -> dict:
     trainer = Trainer(recipe, MemoryLog(), MemoryCheckpointer(), progress=False, dataset=dataset)
     trainer.setup()
     trainer.net.train()
+    return trainer
+
+
+def training_batches(trainer, count: int, first: int = 0):
+    """Batches `first` .. `first + count - 1` of the trainer's first epoch, in order."""
     order = trainer.samples.epoch_order(trainer.t.seed, 0)
     size = trainer.t.batch_size
-    batches = [trainer.samples.batch(order[i * size:(i + 1) * size], trainer.t.seed, 0, i) for i in range(steps + 1)]
-    trainer.train_step(batches[0])
-    start = time.perf_counter()
-    for batch in batches[1:]:
+    for step in range(first, first + count):
+        yield trainer.samples.batch(order[step * size:(step + 1) * size], trainer.t.seed, 0, step)
+
+
+def step_timing(trainer, steps: int, warmup: int = 1) -> dict:
+    """{"per_step", "refresh"}: mean seconds of `steps` training steps after `warmup`, plus the share
+    of the history cache's table refresh (timed apart as "refresh", None without the cache)."""
+    import torch
+
+    def sync() -> None:
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    for batch in training_batches(trainer, warmup):
         trainer.train_step(batch)
-    per_step = (time.perf_counter() - start) / steps
-    if trainer.history is not None:  # its table refresh, shared by history_refresh steps
+    sync()
+    start = time.perf_counter()
+    for batch in training_batches(trainer, steps, warmup):
+        trainer.train_step(batch)
+    sync()
+    per_step, refresh = (time.perf_counter() - start) / steps, None
+    if trainer.history is not None:  # the timed steps ran on a table refreshed in warm-up
         start = time.perf_counter()
         trainer.history.refresh(trainer.model)
-        per_step += (time.perf_counter() - start) / trainer.history.every
+        sync()
+        refresh = time.perf_counter() - start
+        per_step += refresh / trainer.history.every
+    return {"per_step": per_step, "refresh": refresh}
+
+
+def measure(recipe: Recipe, dataset: Dataset, steps: int = 3) -> dict:
+    """{"seconds", "per_step", "basis"}: time `steps` training steps (after one warm-up) in memory."""
+    per_step = step_timing(in_memory_trainer(recipe, dataset), steps)["per_step"]
     total = steps_per_epoch(recipe, dataset)
     return {"seconds": per_step * total, "per_step": per_step, "basis": f"{steps} steps timed here just now"}
 
