@@ -191,17 +191,7 @@ def _add_mind() -> None:
         return
     from lego_core import datasets
 
-    try:
-        with ui.data_notes() as notes, st.spinner("Reading and checking the MIND files…"):
-            datasets.register_mind(name.strip(), path)
-    except LegoError as exc:
-        st.error(ui.one_line(exc), icon=":material/error:")
-        return
-    except OSError as exc:  # unreadable file or folder: say which, not what it holds
-        st.error(ui.message(f"Could not read {ui.shown_name(exc.filename or folder, 120)}: "
-                            f"{exc.strerror or type(exc).__name__}"), icon=":material/error:")
-        return
-    _registered(name.strip(), notes)
+    _register(lambda: datasets.register_mind(name.strip(), path), folder, "Reading and checking the MIND files…")
 
 
 def _add_tables() -> None:
@@ -342,16 +332,17 @@ def _add_any() -> None:
             _register(lambda: registration.add_upload([(f.name, f.getvalue()) for f in files], **chosen))
 
 
-def _register(do) -> None:
-    """Run a registration; one-line error, or make the new dataset current."""
+def _register(do, source: str = "the dataset", reading: str = "Reading and checking the dataset…") -> None:
+    """Run a registration; one-line error (naming `source` when the OS does not say which file), or
+    make the new dataset current."""
     try:
-        with ui.data_notes() as notes, st.spinner("Reading and checking the dataset…"):
+        with ui.data_notes() as notes, st.spinner(reading):
             dataset = do()
     except LegoError as exc:
         st.error(ui.one_line(exc), icon=":material/error:")
         return
     except OSError as exc:  # unreadable file or folder: say which, not what it holds
-        st.error(ui.message(f"Could not read {ui.shown_name(exc.filename or 'the dataset', 120)}: "
+        st.error(ui.message(f"Could not read {ui.shown_name(exc.filename or source, 120)}: "
                             f"{exc.strerror or type(exc).__name__}"), icon=":material/error:")
         return
     _registered(dataset.name, notes)
