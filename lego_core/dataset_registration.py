@@ -25,7 +25,8 @@ import yaml
 from lego_core.data import formats, registry
 from lego_core.data.cache import CorruptFile, read_dataset
 from lego_core.data.schema import Dataset
-from lego_core.errors import DataError
+from lego_core import paths
+from lego_core.errors import DataError, LegoError
 
 KIND = "format"
 COPY = "data"  # uploaded sources live in <registration>/sources/data
@@ -226,21 +227,12 @@ def add_upload(uploads: list[tuple[str, bytes]], name: str | None = None, format
 
 
 def local_source(text: str, roots: list[Path] | None) -> Path:
-    """A file or folder path typed in the app, resolved (links followed) and confined to `roots`
-    (LEGO_DATA_ROOTS; None: anywhere); DataError naming the path, never its content."""
-    shown = re.sub(r"[\x00-\x1f\x7f]", "?", text.strip())[:200]
-    if shown != text.strip()[:200]:
-        raise DataError(f"path {shown!r} contains control characters; type the dataset's path")
+    """A file or folder path typed in the app, resolved and confined to `roots` (LEGO_DATA_ROOTS;
+    None: anywhere), every link inside it included; DataError naming the path, never its content."""
     try:
-        path = Path(text.strip()).expanduser().resolve()
-    except (OSError, RuntimeError, ValueError):
-        raise DataError(f"{shown!r} is not a usable path on this machine") from None
-    if roots is not None and not any(path == root or path.is_relative_to(root) for root in roots):
-        raise DataError(f"{shown!r} is outside the folders this app may read (LEGO_DATA_ROOTS="
-                        f"{os.pathsep.join(str(r) for r in roots)}); put the dataset under one of them")
-    if not path.exists():
-        raise DataError(f"{shown!r} does not exist on this machine")
-    return path
+        return paths.confine(text, roots)
+    except LegoError as exc:
+        raise DataError(str(exc)) from None
 
 
 # ---- CLI ----------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -42,3 +43,86 @@ def use_numba_cache() -> str:
     if config is not None and not getattr(config, "CACHE_DIR", None):
         config.CACHE_DIR = folder
     return folder
+
+
+# ---- the folders a shared app may read -------------------------------------------------------
+DATA_ROOTS_ENV = "LEGO_DATA_ROOTS"
+CONFINE_MAX_ENTRIES = 200_000  # a dataset folder holds a few hundred files; past this, refuse
+
+
+def data_roots() -> list[Path] | None:
+    """The folders LEGO_DATA_ROOTS (os.pathsep-separated) allows, resolved; None when it is unset
+    (any folder this machine can read)."""
+    raw = os.environ.get(DATA_ROOTS_ENV, "")
+    parts = [part.strip() for part in raw.split(os.pathsep) if part.strip()]
+    return [Path(part).expanduser().resolve() for part in parts] if parts else None
+
+
+def _inside(path: Path, roots: list[Path]) -> bool:
+    return any(path == root or path.is_relative_to(root) for root in roots)
+
+
+def confine(text: str | os.PathLike, roots: list[Path] | None, what: str = "path") -> Path:
+    """A file or folder path typed by a visitor, resolved (links followed) and confined to `roots`
+    (None: anywhere). Every file a reader may open is confined by its resolved path, not only the
+    folder named: each link inside the folder is followed and checked, so a link in an allowed root
+    that points outside it is refused. LegoError naming the path (never its content) and the fix."""
+    raw = str(text).strip()
+    shown = re.sub(r"[\x00-\x1f\x7f]", "?", raw)[:200]
+    if shown != raw[:200]:
+        raise LegoError(f"{what} {shown!r} contains control characters; type the dataset's path")
+    try:
+        path = Path(raw).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError):
+        raise LegoError(f"{what} {shown!r} is not a usable path on this machine") from None
+    if roots is None:
+        if not path.exists():
+            raise LegoError(f"{what} {shown!r} does not exist on this machine")
+        return path
+    listed = os.pathsep.join(str(r) for r in roots)
+    if not _inside(path, roots):
+        raise LegoError(f"{what} {shown!r} is outside the folders this app may read ({DATA_ROOTS_ENV}={listed}); "
+                        "put the dataset under one of them")
+    if not path.exists():
+        raise LegoError(f"{what} {shown!r} does not exist on this machine")
+    escape = _first_escape(path, roots)
+    if escape is not None:
+        inner = escape.relative_to(path) if escape.is_relative_to(path) else escape
+        raise LegoError(f"{str(inner)!r} in {what} {shown!r} links outside the folders this app may read "
+                        f"({DATA_ROOTS_ENV}={listed}); copy it in instead of linking it")
+    return path
+
+
+def _first_escape(folder: Path, roots: list[Path]) -> Path | None:
+    """The first entry under `folder` (itself resolved inside `roots`) whose resolved path lies
+    outside `roots`, following links into folders once each; None when there is none."""
+    if not folder.is_dir():
+        return None
+    seen: set[Path] = set()
+    pending, count = [folder], 0
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            entries = list(os.scandir(current))
+        except OSError:
+            continue  # an unreadable folder: the reader will name it
+        for entry in entries:
+            count += 1
+            if count > CONFINE_MAX_ENTRIES:
+                raise LegoError(f"{folder} holds over {CONFINE_MAX_ENTRIES:,} files; give the dataset's own folder")
+            shown = Path(current) / entry.name
+            try:
+                target = Path(entry.path).resolve() if entry.is_symlink() else Path(entry.path)
+            except (OSError, RuntimeError):
+                return shown  # a link loop or an unreadable link: never followed
+            if not _inside(target, roots):
+                return shown
+            try:
+                if target.is_dir():
+                    pending.append(target)
+            except OSError:
+                continue
+    return None

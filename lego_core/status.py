@@ -72,6 +72,7 @@ class TrainingPart(_Part):
     changed: float = Field(0.0, description="when `state` last changed (unix seconds)")
     error: str | None = Field(None, description="why training failed (one line)")
     pid: int | None = Field(None, description="pid of the trainer (rank 0)")
+    start_ticks: int | None = Field(None, description="its start time (proves the pid is still the trainer's)")
     host: str | None = Field(None, description="machine it trains on")
     device: str | None = Field(None, description="torch device of rank 0")
     nproc: int | None = Field(None, description="processes (DDP world size)")

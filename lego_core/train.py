@@ -23,6 +23,7 @@ from lego_core.batches import TrainingSamples
 from lego_core.checkpoints import (CHECKPOINT_KEYS, Checkpointer, RunCheckpointer, check_weights, load_weights,
                                    rng_state, set_rng_state)
 from lego_core.errors import LegoError, RunError
+from lego_core.jobs.process import start_ticks
 from lego_core.training_log import RunLog, TrainingLog
 from lego_core.model import Legommender, build, to_tensor
 from lego_core.recipe import Recipe
@@ -317,7 +318,8 @@ class Trainer:
 
     def fit(self, resume: bool = False) -> dict | None:
         """Train to the end (or early stop) and evaluate the best weights; None when cancelled."""
-        self._status(state="running", pid=os.getpid(), host=socket.gethostname(), device=str(self.device),
+        self._status(state="running", pid=os.getpid(), start_ticks=start_ticks(os.getpid()),
+                     host=socket.gethostname(), device=str(self.device),
                      nproc=self.dist.world, started=time.time(), ended=None, error=None, progress=0.0,
                      environment=environment())
         self.setup()

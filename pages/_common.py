@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 import streamlit as st
 
+from lego_core import paths
 from lego_core.errors import LegoError
 from lego_core.viz import plain
 
@@ -97,7 +98,7 @@ def lego_errors() -> Iterator[None]:
 
 # ---- sharing the app ----------------------------------------------------------------------
 READ_ONLY_ENV = "LEGO_READ_ONLY"
-DATA_ROOTS_ENV = "LEGO_DATA_ROOTS"
+DATA_ROOTS_ENV = paths.DATA_ROOTS_ENV
 
 
 def read_only() -> bool:
@@ -111,13 +112,8 @@ def read_only_note(what: str) -> None:
 
 
 def data_roots() -> list[Path] | None:
-    """The folders LEGO_DATA_ROOTS (os.pathsep-separated) allows the MIND folder field to read,
-    resolved; None when it is unset (any folder this machine can read)."""
-    raw = os.environ.get(DATA_ROOTS_ENV, "")
-    parts = [part.strip() for part in raw.split(os.pathsep) if part.strip()]
-    if not parts:
-        return None
-    return [Path(part).expanduser().resolve() for part in parts]
+    """The folders LEGO_DATA_ROOTS allows the path fields to read (None: any folder)."""
+    return paths.data_roots()
 
 
 def shown_name(name: Any, limit: int = 80) -> str:
@@ -131,24 +127,14 @@ def shown_name(name: Any, limit: int = 80) -> str:
 
 
 def data_folder(text: str) -> Path:
-    """The folder a visitor typed, resolved and checked against LEGO_DATA_ROOTS; ValueError with a
-    one-line reason (naming the folder, not its content) when it may not or cannot be read."""
-    shown = shown_name(text.strip())
-    if re.search(r"[\x00-\x1f\x7f]", text):
-        raise ValueError(f"Folder {shown} contains control characters; type the folder's path.")
+    """The folder a visitor typed, confined to LEGO_DATA_ROOTS (every link inside it too); ValueError
+    with a one-line reason (naming the folder, not its content) when it may not or cannot be read."""
     try:
-        path = Path(text.strip()).expanduser().resolve()
-    except (OSError, RuntimeError, ValueError):
-        raise ValueError(f"Folder {shown} is not a usable path on this machine.") from None
-    roots = data_roots()
-    if roots is not None and not any(path == root or path.is_relative_to(root) for root in roots):
-        listed = os.pathsep.join(str(root) for root in roots)
-        raise ValueError(f"Folder {shown} is outside the folders this app may read ({DATA_ROOTS_ENV}={listed}); "
-                         "put the MIND folder under one of them.")
+        path = paths.confine(text, data_roots(), what="folder")
+    except LegoError as exc:
+        raise ValueError(str(exc)) from None
     if path.is_file():
-        raise ValueError(f"{shown} is a file, not a folder: give the folder holding train/ and dev/.")
-    if not path.is_dir():
-        raise ValueError(f"Folder {shown} does not exist on this machine.")
+        raise ValueError(f"{shown_name(text.strip())} is a file, not a folder: give the folder holding train/ and dev/.")
     return path
 
 

@@ -98,8 +98,32 @@ def test_path_outside_the_data_roots_is_refused(tmp_path, monkeypatch):
         assert not at.exception and len(at.error) == 1, path
         assert "LEGO\\_DATA\\_ROOTS" in at.error[0].value
     at.text_input(key="add-path").set_value(str(roots))
+    button(at, "Register").click().run()  # the root itself holds the link out: refused too
+    assert len(at.error) == 1 and "'escape' in path" in at.error[0].value and registered() == []
+    (roots / "escape").unlink()
     button(at, "Register").click().run()
     assert len(at.error) == 1 and "no known dataset format" in at.error[0].value and registered() == []
+
+
+def test_a_link_inside_the_data_roots_to_a_file_outside_is_refused(tmp_path, monkeypatch):
+    """Regression: the folder named was confined, the files in it were not: a MIND folder under an
+    allowed root whose news.tsv links to a file outside was read. Every file is confined by its
+    resolved path."""
+    roots, outside = tmp_path / "roots", write_mind(tmp_path / "elsewhere")
+    folder = write_mind(roots / "mind")
+    (folder / "train" / "news.tsv").unlink()
+    (folder / "train" / "news.tsv").symlink_to(outside / "train" / "news.tsv")
+    monkeypatch.setenv("LEGO_DATA_ROOTS", str(roots))
+    at = start()
+    at.text_input(key="add-path").set_value(str(folder))
+    button(at, "Register").click().run()
+    assert not at.exception and len(at.error) == 1
+    assert "train/news.tsv" in at.error[0].value and "LEGO\\_DATA\\_ROOTS" in at.error[0].value
+    assert registered() == []
+    (folder / "train" / "news.tsv").unlink()  # a link that stays inside the roots is fine
+    (folder / "train" / "news.tsv").symlink_to(write_mind(roots / "copy") / "train" / "news.tsv")
+    button(at, "Register").click().run()
+    assert not at.error and registered() == ["mind"]
 
 
 def test_read_only_hides_the_tab(monkeypatch):

@@ -74,7 +74,7 @@ def wait_finished(run_id: str, timeout: float = 240) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         status = jobs.status(run_id)
-        if status["state"] in runs.FINAL_STATES and not jobs._run_pids(status):
+        if status["state"] in runs.FINAL_STATES and not jobs.run_pids(status):
             return status
         if time.monotonic() > deadline:
             raise AssertionError(f"run {run_id} still {status['state']}; log:\n{jobs.logs(run_id)}")
@@ -288,9 +288,31 @@ def test_mind_folder_is_confined_to_the_data_roots(tmp_path, monkeypatch):
         button(at, "Load MIND folder").click().run()
         assert not at.exception and len(at.error) == 1, folder
         assert "LEGO\\_DATA\\_ROOTS" in at.error[0].value and "\n" not in at.error[0].value
-    at.text_input(key="mind-folder").set_value(str(roots))  # allowed: lego_core says what is wrong
+    at.text_input(key="mind-folder").set_value(str(roots))  # holds the link out: refused too
+    button(at, "Load MIND folder").click().run()
+    assert len(at.error) == 1 and "'escape' in folder" in at.error[0].value
+    (roots / "escape").unlink()  # allowed: lego_core says what is wrong
     button(at, "Load MIND folder").click().run()
     assert len(at.error) == 1 and "not a MIND folder" in at.error[0].value
+
+
+def test_mind_folder_with_a_link_out_of_the_data_roots_is_refused(tmp_path, monkeypatch):
+    """Regression: a folder under an allowed root whose dev/ is a link to a folder outside was read."""
+    from test_data_mind import write_mind
+
+    roots = tmp_path / "roots"
+    folder = write_mind(roots / "mind")
+    outside = write_mind(tmp_path / "elsewhere")
+    import shutil
+    shutil.rmtree(folder / "dev")
+    (folder / "dev").symlink_to(outside / "dev")
+    monkeypatch.setenv("LEGO_DATA_ROOTS", str(roots))
+    at = start()
+    at.text_input(key="mind-name").set_value("mind-x")
+    at.text_input(key="mind-folder").set_value(str(folder))
+    button(at, "Load MIND folder").click().run()
+    assert not at.exception and len(at.error) == 1
+    assert "'dev'" in at.error[0].value and "LEGO\\_DATA\\_ROOTS" in at.error[0].value
 
 
 def test_mind_folder_that_is_a_file_is_named_not_read(tmp_path):
@@ -538,7 +560,7 @@ def test_cancel_and_resume_from_the_training_page(tmp_path, monkeypatch):
         button(at, "Cancel").click().run()
         assert not at.exception
         deadline = time.monotonic() + 30  # the button only signals; wait for the processes to exit
-        while runs.open(run_id).state != "cancelled" or jobs._run_pids(runs.open(run_id).status()):
+        while runs.open(run_id).state != "cancelled" or jobs.run_pids(runs.open(run_id).status()):
             assert time.monotonic() < deadline
             time.sleep(0.1)
         at.run()

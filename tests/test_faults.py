@@ -250,7 +250,7 @@ def job_root(lab, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     root = lab["base"] / f"jobs-{time.monotonic_ns()}"
     yield root
-    scan = jobs._token_pids() or {}  # leave no process behind, whatever happened
+    scan = jobs.process.token_pids() or {}  # leave no process behind, whatever happened
     for run in runs.list(root) if root.exists() else []:
         for pid in scan.get(run.status().get("token") or "", []):
             try:
@@ -264,7 +264,7 @@ def _wait_final(run: runs.Run, root: Path, timeout: float = 120.0) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         status = jobs.status(run.id, root)
-        if status["state"] in runs.FINAL_STATES and not jobs._run_pids(status):
+        if status["state"] in runs.FINAL_STATES and not jobs.run_pids(status):
             return runs.open(run.id, root).status()
         assert time.monotonic() < deadline, (status, jobs.logs(run.id, root=root))
         time.sleep(0.1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import signal
 import socket
 import sys
@@ -56,7 +57,7 @@ def _kill_all(base):
     """Leave no process behind, whatever the test did."""
     if not base.exists():
         return
-    scan = jobs._token_pids() or {}
+    scan = jobs.process.token_pids() or {}
     for run in runs.list(base):
         token = run.status().get("token")
         for pid in scan.get(token, []) if token else []:
@@ -95,7 +96,7 @@ def wait_for(run_id, states, root, timeout=30.0):
     deadline = time.monotonic() + timeout
     while True:
         status = jobs.status(run_id, root)
-        finished = status["state"] in runs.FINAL_STATES and not jobs._run_pids(status)
+        finished = status["state"] in runs.FINAL_STATES and not jobs.run_pids(status)
         if status["state"] in states and (finished or status["state"] not in runs.FINAL_STATES):
             return runs.open(run_id, root).status()  # final: the supervisor has recorded the end too
         if time.monotonic() > deadline:
@@ -148,7 +149,7 @@ def test_env_limit_and_cancel_of_queued_and_running_runs(root, fake, monkeypatch
     started = time.monotonic()
     assert jobs.cancel(first, timeout=10, root=root)["state"] == "cancelled"
     assert time.monotonic() - started < 8  # graceful: the trainer handled SIGTERM
-    assert jobs._run_pids(status) == []
+    assert jobs.run_pids(status) == []
     assert "exited with code 0" in jobs.logs(first, root=root)
     assert jobs.cancel(first, root=root)["state"] == "cancelled"  # cancelling twice is harmless
     runs.open(first, root).set_training_status(state="succeeded", started=time.time())
@@ -162,7 +163,7 @@ def test_cancel_kills_a_trainer_that_ignores_sigterm(root, fake):
     started = time.monotonic()
     final = jobs.cancel(run_id, timeout=1, root=root)
     assert final["state"] == "cancelled" and time.monotonic() - started < 10
-    assert jobs._run_pids(status) == []
+    assert jobs.run_pids(status) == []
     # without waiting: cancel returns at once and the supervisor escalates to SIGKILL itself
     second = jobs.launch(_recipe(), device="cpu", root=root, command=fake(60, "ignore"))
     status = wait_trainer(second, root)
@@ -170,7 +171,7 @@ def test_cancel_kills_a_trainer_that_ignores_sigterm(root, fake):
     assert jobs.cancel(second, timeout=1, root=root, wait=False)["state"] == "running"
     assert time.monotonic() - started < 1
     final = wait_for(second, ("cancelled",), root, timeout=20)
-    assert jobs._run_pids(status) == [] and "did not stop in time" in jobs.logs(second, root=root)
+    assert jobs.run_pids(status) == [] and "did not stop in time" in jobs.logs(second, root=root)
 
 
 def test_a_killed_run_is_interrupted_and_resumes(root, fake):
@@ -212,7 +213,10 @@ def test_stale_states_are_detected_without_a_daemon(root):
     foreground_dead = runs.create(_recipe(), root=root)
     foreground_dead.set_training_status(state="running", pid=2 ** 22 + 12345, started=time.time())
     foreground_live = runs.create(_recipe(), root=root)
-    foreground_live.set_training_status(state="running", pid=os.getpid(), started=time.time())
+    foreground_live.set_training_status(state="running", pid=os.getpid(), start_ticks=jobs.process.start_ticks(os.getpid()),
+                                        started=time.time())
+    foreground_unproven = runs.create(_recipe(), root=root)  # a live pid, but nothing proves it is the trainer
+    foreground_unproven.set_training_status(state="running", pid=os.getpid(), started=time.time())
     other_host = runs.create(_recipe(), root=root)
     other_host.set_training_status(state="running", pid=2 ** 22 + 12345, host="another-node")
     rebooted = runs.create(_recipe(), root=root)
@@ -224,11 +228,47 @@ def test_stale_states_are_detected_without_a_daemon(root):
     assert dead.status()["state"] == "interrupted"
     assert foreground_dead.status()["state"] == "interrupted"
     assert foreground_live.status()["state"] == "running"
+    assert foreground_unproven.status()["state"] == "interrupted"
     assert other_host.status()["state"] == "running"
-    assert rebooted.status()["state"] == ("interrupted" if jobs._boot_id() else "running")
+    assert rebooted.status()["state"] == ("interrupted" if jobs.process.boot_id() else "running")
     jobs.delete(foreground_dead.id, root)  # ...jobs.delete refreshes first
     with pytest.raises(RunError, match="cancel it first"):
         jobs.delete(foreground_live.id, root)
+
+
+@pytest.fixture
+def bystander():
+    """An unrelated process (a `sleep`) whose pid a forged status names."""
+    proc = subprocess.Popen(["sleep", "60"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+@pytest.mark.parametrize("part", ["job", "training"])
+def test_a_forged_pid_is_never_signalled(root, bystander, part):
+    """Regression: cancel killed whatever process held the pid written in status.json (an unrelated
+    `sleep`, or pid 1). A pid is only signalled once its run token or recorded start time proves it
+    is the run's; otherwise the run is marked interrupted and nothing is signalled."""
+    for pid in (bystander.pid, 1):
+        run = runs.create(_recipe(), root=root)
+        if part == "job":  # a job status naming a foreign supervisor (its token is nowhere)
+            run.set_job_status(state="running", token=f"{run.id}:forged", supervisor_pid=pid,
+                               supervisor_start_ticks=12345, host=socket.gethostname(), started=time.time())
+        else:  # a foreground trainer's status naming a foreign pid, with and without a start time
+            run.set_training_status(state="running", pid=pid, started=time.time(),
+                                    start_ticks=None if pid == 1 else 12345)
+        assert jobs.run_pids(run.status()) == []
+        final = jobs.cancel(run.id, timeout=1, root=root)
+        assert final["state"] == "interrupted" and "nothing was signalled" in final["error"]
+        assert bystander.poll() is None  # still running: never signalled
+    bystander_status = {"pid": bystander.pid, "start_ticks": jobs.process.start_ticks(bystander.pid)}
+    assert jobs.run_pids(bystander_status) == [bystander.pid]  # the recorded start time is the proof
+    from lego_core.sweeps import sessions  # a sweep worker's session is proven the same way before a pause
+    here = socket.gethostname()
+    assert not sessions.alive({"host": here, "pid": bystander.pid, "ticks": None})
+    assert not sessions.alive({"host": here, "pid": 1, "ticks": jobs.process.start_ticks(1)})
+    assert sessions.alive({"host": here, "pid": bystander.pid, "ticks": bystander_status["start_ticks"]})
 
 
 def test_malformed_recipes_are_refused_before_anything_starts(root, fake):

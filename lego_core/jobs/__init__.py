@@ -26,9 +26,8 @@ from typing import Any
 
 from lego_core import devices, runs
 from lego_core.errors import RecipeError, RunError
-# also re-exported for lego_core.train and the tests: _boot_id, _token_pids, _fit, _training_argv, plan, ...
-from lego_core.jobs.process import (TOKEN_ENV, _boot_id, _run_pids, _signal, _token_pids, _wait_gone,  # noqa: F401
-                                    live_pids)
+from lego_core.jobs import process
+from lego_core.jobs.process import TOKEN_ENV, live_pids, run_pids  # noqa: F401  (public API)
 from lego_core.jobs.scheduler import (DEFAULT_CPU_SLOTS, DEFAULT_GPU_SLOTS, MAX_CONCURRENT_ENV, Devices,  # noqa: F401
                                       _fit, _limit, _scheduler_lock, plan, refresh)
 from lego_core.jobs.launcher import _training_argv  # noqa: F401
@@ -130,18 +129,20 @@ def cancel(run_id: str, timeout: float = 10, root: str | os.PathLike | None = No
         if status.get("host") not in (None, socket.gethostname()):
             raise RunError(f"run {run.id} runs on host {status['host']}; cancel it there")
         run.set_job_status(cancel_requested=True, cancel_timeout=float(timeout))
+    pids = process.run_pids(status)
+    if not pids:  # nothing provably the run's is alive: judge it gone, signal nothing
+        return _mark_unproven(run, status)
     supervisor = status.get("supervisor_pid")
-    pids = _run_pids(status)
     if isinstance(supervisor, int) and supervisor in pids:
-        _signal([supervisor], signal.SIGTERM)  # the supervisor forwards it: one signal per process
+        process.signal_run(status, signal.SIGTERM, only=[supervisor])  # it forwards it: one signal per process
     else:
-        _signal(pids, signal.SIGTERM)
+        process.signal_run(status, signal.SIGTERM)
     if not wait:
         return run.status()
-    if not _wait_gone(status, timeout):
+    if not process.wait_gone(status, timeout):
         for _ in range(3):  # SIGKILL everything carrying the token (torchrun workers included)
-            _signal(_run_pids(status), signal.SIGKILL)
-            if _wait_gone(status, 5):
+            process.signal_run(status, signal.SIGKILL)
+            if process.wait_gone(status, 5):
                 break
 
     def finish(current: dict) -> dict | None:
@@ -150,6 +151,23 @@ def cancel(run_id: str, timeout: float = 10, root: str | os.PathLike | None = No
         return {"state": "cancelled", "ended": runs.now(), "error": None}
     final = run.update_job_status(finish)
     refresh(base)
+    return final
+
+
+def _mark_unproven(run: runs.Run, status: dict) -> dict:
+    """Cancel of a run none of whose recorded processes can be proven its own (gone, or a pid that
+    now belongs to another process): record it `interrupted`, having signalled nothing."""
+    others = process.unproven_pids(status)
+    why = (f"its recorded process (pid {others[0]}) is not this run's (no run token, another start time); "
+           "nothing was signalled" if others else "its processes had already exited")
+
+    def change(current: dict) -> dict | None:
+        if current.get("token") != status.get("token") or current.get("state") not in runs.ACTIVE_STATES:
+            return None  # it recorded its own end meanwhile
+        return {"state": "interrupted", "ended": runs.now(), "cancel_requested": False,
+                "error": f"cancel found no live process of run {run.id}: {why}; resume it to continue"}
+    final = run.update_job_status(change)
+    refresh(run.path.parent)
     return final
 
 
@@ -182,7 +200,7 @@ def resume(run_id: str, root: str | os.PathLike | None = None) -> str:
         if status.get("state") not in RESUMABLE_STATES:
             raise RunError(f"run {run.id} is {status.get('state')}; only {', '.join(RESUMABLE_STATES)} runs "
                            "can be resumed")
-        if _run_pids(status):
+        if process.run_pids(status):
             raise RunError(f"run {run.id} is still stopping (its processes have not exited); "
                            "try again in a few seconds")
         launch_info = dict(status.get("launch") or {"device": status.get("device") or "cpu",

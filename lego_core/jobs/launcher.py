@@ -15,7 +15,8 @@ import sys
 import time
 
 from lego_core import runs
-from lego_core.jobs.process import TOKEN_ENV, _CHILDREN, _boot_id, _start_ticks
+from lego_core.jobs import process
+from lego_core.jobs.process import TOKEN_ENV
 from lego_core.paths import PROJECT_ROOT
 
 
@@ -80,7 +81,7 @@ def _start(run: runs.Run, gpus: list[int] | None, slots: int) -> dict:
         visible = [v for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
         env["CUDA_VISIBLE_DEVICES"] = ",".join(visible[g] if g < len(visible) else str(g) for g in gpus)
     run.set_job_status(state="running", token=token, supervisor_pid=None, started=runs.now(), ended=None,
-                       error=None, exit_code=None, gpus=gpus, host=socket.gethostname(), boot_id=_boot_id(),
+                       error=None, exit_code=None, gpus=gpus, host=socket.gethostname(), boot_id=process.boot_id(),
                        resumed_from_checkpoint=resume, cancel_requested=False)
     command = [sys.executable, "-m", "lego_core.jobs", "worker", str(run.path), "--", *argv]
     try:
@@ -92,7 +93,7 @@ def _start(run: runs.Run, gpus: list[int] | None, slots: int) -> dict:
     except OSError as exc:
         return run.set_job_status(state="failed", ended=runs.now(),
                                   error=f"could not start the training process: {exc}")
-    _CHILDREN.append(proc)
-    ticks = _start_ticks(proc.pid)
+    process.CHILDREN.append(proc)
+    ticks = process.start_ticks(proc.pid)
 
     return run.set_job_status(supervisor_pid=proc.pid, supervisor_start_ticks=ticks)

@@ -19,7 +19,7 @@ from lego_core import devices as lego_devices
 from lego_core import runs
 from lego_core.errors import RunError
 from lego_core.jobs.launcher import _start
-from lego_core.jobs.process import _reap_children, _token_pids, _vanished
+from lego_core.jobs import process
 
 MAX_CONCURRENT_ENV = "LEGO_MAX_CONCURRENT"
 DEFAULT_CPU_SLOTS = 2
@@ -148,14 +148,14 @@ def refresh(root: str | os.PathLike | None = None) -> list[str]:
     base = runs.runs_root(root)
     started: list[str] = []
     with _scheduler_lock(base):
-        _reap_children()
-        scan = _token_pids()  # processes first, statuses after: a run that exited has written its end
+        process.reap_children()
+        scan = process.token_pids()  # processes first, statuses after: a run that exited has written its end
         here = socket.gethostname()
         found: dict[str, tuple[runs.Run, dict]] = {}
         for run in reversed(runs.list(base)):  # oldest first
             status = run.status()
             if _started(status):
-                if _vanished(status, scan):
+                if process.vanished(status, scan):
                     status = _mark_interrupted(run)
                 if status.get("state") in runs.ACTIVE_STATES and status.get("host") not in (None, here):
                     continue  # another node's run holds none of this machine's slots

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from lego_core import runs
-from lego_core.jobs.process import TOKEN_ENV, _signal, _token_pids
+from lego_core.jobs import process
 from lego_core.jobs.scheduler import refresh
 
 
@@ -55,16 +55,18 @@ def _supervise(child: subprocess.Popen, run: runs.Run, received: list[int]) -> i
             deadline = time.monotonic() + (grace if isinstance(grace, (int, float)) else 30.0)
         if deadline is not None and time.monotonic() > deadline:
             print("[jobs] the training did not stop in time: killing it", flush=True)
-            scan = _token_pids() or {}
-            token = os.environ.get(TOKEN_ENV)
-            _signal([p for p in scan.get(token, []) if p != os.getpid()] if token else [child.pid], signal.SIGKILL)
+            token = os.environ.get(process.TOKEN_ENV)
+            if token:  # every process of this run carries the token (torchrun's workers included)
+                process.signal_run({"token": token}, signal.SIGKILL)
+            if child.poll() is None:
+                child.kill()  # our own child: no proof needed
             deadline = time.monotonic() + 5.0
 
 
 def worker(run_dir: str, argv: list[str]) -> int:
     """Supervise one run: start the training, forward SIGTERM, record the end, start the next run."""
     run = runs.open(run_dir)
-    token = os.environ.get(TOKEN_ENV)
+    token = os.environ.get(process.TOKEN_ENV)
     received: list[int] = []
     child: subprocess.Popen | None = None
 

@@ -11,13 +11,13 @@ import sys
 import time
 from typing import Any
 
-from lego_core.jobs.process import _boot_id, _pid_alive, _start_ticks
+from lego_core.jobs import process
 from lego_core.sweeps import study as studies
 
 
 def me() -> dict:
     pid = os.getpid()
-    return {"host": socket.gethostname(), "pid": pid, "ticks": _start_ticks(pid), "boot": _boot_id()}
+    return {"host": socket.gethostname(), "pid": pid, "ticks": process.start_ticks(pid), "boot": process.boot_id()}
 
 
 def alive(owner: Any) -> bool:
@@ -26,12 +26,9 @@ def alive(owner: Any) -> bool:
         return False
     if owner.get("host") != socket.gethostname():
         return True
-    if owner.get("boot") and _boot_id() and owner["boot"] != _boot_id():
+    if owner.get("boot") and process.boot_id() and owner["boot"] != process.boot_id():
         return False
-    pid = owner.get("pid")
-    if not isinstance(pid, int) or not _pid_alive(pid):
-        return False
-    return owner.get("ticks") is None or _start_ticks(pid) in (None, owner["ticks"])
+    return process.is_ours(owner.get("pid"), ticks=owner.get("ticks"))
 
 
 def sessions(study: Any) -> list[dict]:
@@ -81,7 +78,9 @@ def start_background(sweep_id: str, storage: str | None = None, runs_dir: Any = 
 def stop(sweep_id: str, storage: str | None = None) -> list[int]:
     """Ask this machine's workers of a sweep to pause (SIGTERM); returns their pids."""
     study, _ = studies.load(sweep_id, storage)
-    pids = [s["pid"] for s in sessions(study) if s["alive"] and s.get("host") == socket.gethostname()]
+    # alive() proved each pid by its start time: a forged or reused pid is never signalled
+    pids = [s["pid"] for s in sessions(study) if s["alive"] and s.get("host") == socket.gethostname()
+            and s["pid"] != os.getpid()]
     for pid in pids:
         try:
             os.kill(pid, signal.SIGTERM)
