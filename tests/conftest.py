@@ -1,4 +1,7 @@
-"""Shared fixtures: every test gets its own cache folder; a small synthetic dataset."""
+"""Shared fixtures: every test gets its own cache folder and empty Streamlit caches; a small
+synthetic dataset."""
+import sys
+
 import pytest
 
 import lego_core  # noqa: F401  (sets OMP_WAIT_POLICY before anything imports torch)
@@ -8,6 +11,11 @@ import lego_core  # noqa: F401  (sets OMP_WAIT_POLICY before anything imports to
 def _isolated_cache(tmp_path, monkeypatch):
     """Point LEGO_CACHE_DIR at a per-test folder so tests never touch the real cache."""
     monkeypatch.setenv("LEGO_CACHE_DIR", str(tmp_path / "lego-cache"))
+    if "streamlit" in sys.modules:  # st.cache_data / cache_resource outlive an AppTest: a page must not
+        import streamlit as st  # show what an earlier test cached (a dataset list, a loaded dataset)
+
+        st.cache_data.clear()
+        st.cache_resource.clear()
 
 
 @pytest.fixture
