@@ -15,11 +15,11 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:  # pages import `pages._common` and `lego_core` from here
     sys.path.insert(0, str(ROOT))
 
-from lego_core import paths  # noqa: E402
+from lego_core.core import paths  # noqa: E402
 
 paths.use_numba_cache()  # before anything imports numba: umap's compiled code is kept across processes
 
-from lego_core import maps  # noqa: E402
+from lego_core.explore import maps  # noqa: E402
 
 maps.warm_umap()  # load it in the background now, so the first item map comes sooner
 

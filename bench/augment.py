@@ -15,7 +15,7 @@ import time
 
 from common import machine
 
-from lego_core import datasets
+from lego_core.data import datasets
 from lego_core.lm import augment as aug
 from lego_core.lm.models import load_decoder
 

@@ -1,6 +1,6 @@
 """MIND-large scale: reading, caching, training step rate and cached evaluation on a synthetic
 MIND-format folder the size of MIND-large (160k news, 1M users, 2.2M train impressions of ~37
-candidates, 0.37M dev impressions; `lego_core.data.synthetic_mind`).
+candidates, 0.37M dev impressions; `lego_core.data.readers.synthetic_mind`).
 
 Each measurement runs in a fresh subprocess, so its peak RSS (ru_maxrss) is its own: first read
 (`datasets.load(folder)`, cache miss), cached read (hit), NRMS (D=64, batch 64, K=4, history 50,
@@ -35,15 +35,15 @@ def _peak_gb() -> float:
 
 def measure(what: str, folder: str, steps: int, device: str) -> dict:
     """One measurement in this (fresh) process; the parent reads the JSON line it prints."""
-    from lego_core import datasets
+    from lego_core.data import datasets
 
     start = time.perf_counter()
     dataset = datasets.load(folder)
     out = {"read_s": time.perf_counter() - start, "cache": dataset.info.get("cache"), **dataset.summary()}
     if what == "train":
-        from lego_core.devices import torch_device
-        from lego_core.epoch_time import in_memory_trainer, step_timing
-        from lego_core.recipe import Recipe
+        from lego_core.core.devices import torch_device
+        from lego_core.training.epoch_time import in_memory_trainer, step_timing
+        from lego_core.bricks.recipe import Recipe
 
         dev = torch_device(device)
         recipe = Recipe.preset("nrms").with_overrides({
@@ -56,10 +56,10 @@ def measure(what: str, folder: str, steps: int, device: str) -> dict:
         out["steps_per_s"] = 1.0 / step_timing(trainer, steps, warmup=5)["per_step"]
         out["epoch_steps"] = trainer.steps_per_epoch
     elif what == "eval":
-        from lego_core import evaluate as ev
-        from lego_core.devices import torch_device
-        from lego_core.model import build
-        from lego_core.recipe import Recipe
+        from lego_core.evaluation import evaluate as ev
+        from lego_core.core.devices import torch_device
+        from lego_core.bricks.model import build
+        from lego_core.bricks.recipe import Recipe
 
         dev = torch_device(device)
         recipe = Recipe.preset("nrms").with_overrides({"training.dim": 64, "training.fields": ["title"],
@@ -101,7 +101,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure(args.child, args.folder, args.steps, args.device)))
         return
-    from lego_core.data.synthetic_mind import write_mind_folder
+    from lego_core.data.readers.synthetic_mind import write_mind_folder
 
     root = Path(args.root or tempfile.mkdtemp(prefix="lego-data-scale-"))
     folder, cache = root / "mind", root / "cache"

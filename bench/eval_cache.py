@@ -19,10 +19,11 @@ from common import machine
 import numpy as np
 import torch
 
-from lego_core import datasets, evaluate as ev
-from lego_core.model import build
-from lego_core.recipe import Recipe
-from lego_core.devices import torch_device
+from lego_core.data import datasets
+from lego_core.evaluation import evaluate as ev
+from lego_core.bricks.model import build
+from lego_core.bricks.recipe import Recipe
+from lego_core.core.devices import torch_device
 
 
 def timed(fn) -> tuple[float, object]:

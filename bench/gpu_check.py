@@ -20,10 +20,13 @@ from common import machine
 
 import torch
 
-from lego_core import datasets, devices, evaluate as ev, runs
-from lego_core.epoch_time import in_memory_trainer, training_batches
-from lego_core.recipe import Recipe
-from lego_core.train import Trainer
+from lego_core import runs
+from lego_core.data import datasets
+from lego_core.core import devices
+from lego_core.evaluation import evaluate as ev
+from lego_core.training.epoch_time import in_memory_trainer, training_batches
+from lego_core.bricks.recipe import Recipe
+from lego_core.training.train import Trainer
 
 
 def timed_steps(preset: str, dataset, device: str, steps: int, **overrides) -> Trainer:

@@ -17,10 +17,10 @@ from common import machine
 
 import torch
 
-from lego_core import datasets
+from lego_core.data import datasets
 from lego_core.data.text import item_texts
-from lego_core.operators import get as get_brick
-from lego_core.operators.base import BuildContext
+from lego_core.bricks import get as get_brick
+from lego_core.bricks.base import BuildContext
 
 TEMPLATE = "Title: {title}. Genres: {genres}."
 

@@ -18,10 +18,11 @@ from common import machine
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from lego_core import datasets, evaluate as ev
-from lego_core.epoch_time import in_memory_trainer, step_timing, training_batches
-from lego_core.recipe import Recipe
-from lego_core.train import Trainer
+from lego_core.data import datasets
+from lego_core.evaluation import evaluate as ev
+from lego_core.training.epoch_time import in_memory_trainer, step_timing, training_batches
+from lego_core.bricks.recipe import Recipe
+from lego_core.training.train import Trainer
 
 SETTINGS = {"training.batch_size": 64, "training.negatives": 4, "training.max_history": 50,
             "training.device": "cpu"}

@@ -21,10 +21,13 @@ from common import machine
 
 import numpy as np
 
-from lego_core import datasets, evaluate as ev, runs, train
-from lego_core.metrics import DEFAULT_METRICS
-from lego_core.paths import cache_dir
-from lego_core.recipe import Recipe
+from lego_core import runs
+from lego_core.data import datasets
+from lego_core.evaluation import evaluate as ev, popularity
+from lego_core.training import train
+from lego_core.evaluation.metrics import DEFAULT_METRICS
+from lego_core.core.paths import cache_dir
+from lego_core.bricks.recipe import Recipe
 
 CLASSIC = ["idonly", "naml", "nrms", "lstur", "fastformer", "miner", "din"]
 LM = ["plmnr-frozen", "plmnr", "once-frozen", "once"]
@@ -63,7 +66,7 @@ def main() -> None:
         return cold_table(args)
     root = cache_dir("bench_runs")
     dataset = datasets.load("ml-100k")
-    lines = [row("popularity", ev.evaluate_scores(dataset, "test", ev.popularity(dataset)), "0", "0", "floor")]
+    lines = [row("popularity", ev.evaluate_scores(dataset, "test", popularity.scores(dataset)), "0", "0", "floor")]
     earlier = earlier_rows()
     for preset in args.presets:
         run_dir = root / preset
@@ -131,7 +134,7 @@ def cold_table(args) -> None:
     for seed in args.seeds:
         options = {"seed": seed, "cold_items": args.cold}
         dataset = datasets.load("ml-100k", **options)
-        pop = ev.evaluate_scores(dataset, "test", ev.popularity(dataset), parts=True)
+        pop = ev.evaluate_scores(dataset, "test", popularity.scores(dataset), parts=True)
         results.setdefault("popularity", []).append({**{k: v for k, v in pop.items()}, "seconds": 0.0})
         for model in args.models:
             preset, _, mode = model.partition("+")

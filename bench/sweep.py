@@ -24,8 +24,8 @@ from pathlib import Path
 from common import machine
 
 from lego_core import sweeps
-from lego_core.paths import cache_dir
-from lego_core.sweeps import cli as sweep_cli
+from lego_core.core.paths import cache_dir
+from lego_core.cli import sweeps as sweep_cli
 from lego_core.sweeps.leaderboard import Snapshot
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results.md"

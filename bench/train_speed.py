@@ -1,4 +1,4 @@
-"""Training throughput of the loop that ships (`lego_core.train.Trainer.train_step`, in memory):
+"""Training throughput of the loop that ships (`lego_core.training.train.Trainer.train_step`, in memory):
 samples per second (1 clicked + 4 negatives each) for NAML and NRMS at D=64, batch 64, GloVe 50d
 titles, 50-click histories, on MovieLens-100k.
 
@@ -13,10 +13,10 @@ from common import machine
 import numpy as np
 import torch
 
-from lego_core import datasets
-from lego_core.devices import torch_device
-from lego_core.epoch_time import in_memory_trainer, step_timing
-from lego_core.recipe import Recipe
+from lego_core.data import datasets
+from lego_core.core.devices import torch_device
+from lego_core.training.epoch_time import in_memory_trainer, step_timing
+from lego_core.bricks.recipe import Recipe
 
 
 def samples_per_second(preset: str, dataset, steps: int, warmup: int, device: torch.device) -> float:

@@ -6,7 +6,7 @@ dimensions), before and after numba's compiled code is kept in the cache folder.
 Every measurement is a new Python process (what a new app process pays). Rows:
 - before: the code before the change (`import umap; umap.UMAP(...).fit_transform`): umap-learn's
   own jitted functions compile in every process;
-- after, cold cache: `lego_core.maps.umap_2d` with an empty cache folder (compiles once, writes
+- after, cold cache: `lego_core.explore.maps.umap_2d` with an empty cache folder (compiles once, writes
   numba's cache under `cache/numba`);
 - after, warm cache: the same with the cache folder the cold run filled;
 - after, warm cache + warm-up: `maps.warm_umap()` at "app start", the map requested `--delay`
@@ -39,7 +39,7 @@ def child(args: argparse.Namespace) -> None:
 
     vectors = np.random.default_rng(0).normal(size=(args.items, args.dim)).astype(np.float32)
     if args.child != "before":
-        from lego_core import maps
+        from lego_core.explore import maps
 
         if args.child == "warmup":
             maps.warm_umap()

@@ -1,3 +1,3 @@
-from lego_core.cli import main
+from lego_core.cli.main import main
 
 raise SystemExit(main())

@@ -18,9 +18,9 @@ from typing import Any, Iterator
 
 import streamlit as st
 
-from lego_core import paths
-from lego_core.errors import LegoError
-from lego_core.viz import plain
+from lego_core.core import paths
+from lego_core.core.errors import LegoError
+from lego_core.explore.frames import plain
 
 DEFAULT_DATASET = "ml-100k"
 # Small synthetic sizes for quick test runs (a tiny run finishes in well under a minute on a CPU).
@@ -44,7 +44,7 @@ def require_navigation() -> None:
 
 # ---- text from files and visitors ---------------------------------------------------------
 # Markdown that Streamlit would act on inside one line: emphasis, code, links and images ([ ]),
-# LaTeX ($), strikethrough (~), table cells (|); < > & are already entities (viz.plain).
+# LaTeX ($), strikethrough (~), table cells (|); < > & are already entities (frames.plain).
 _MARKDOWN = re.compile(r"([\\`*_\[\]$~|])")
 _LINE_START = re.compile(r"^(\s*)(?:([-+=#])|(\d+)([.)]))", re.MULTILINE)  # lists, headings
 _AUTOLINK = re.compile(r"(?i)(://|\bwww\.|@)")  # GFM links bare URLs and e-mail addresses
@@ -56,7 +56,7 @@ MESSAGE_CHARS = 400  # and a whole message to this many
 
 def safe(text: Any) -> str:
     """`text` (from a file, a visitor or an error) as inert Markdown: shown as typed, never as
-    formatting, a link, an image or HTML. Builds on viz.plain (the HTML escape of plot labels)."""
+    formatting, a link, an image or HTML. Builds on frames.plain (the HTML escape of plot labels)."""
     out = _MARKDOWN.sub(r"\\\1", plain(text))
     out = _LINE_START.sub(lambda m: m.group(1) + (f"\\{m.group(2)}" if m.group(2) else f"{m.group(3)}\\{m.group(4)}"),
                           out)
@@ -130,7 +130,7 @@ def data_folder(text: str) -> Path:
     """The folder a visitor typed, confined to LEGO_DATA_ROOTS (every link inside it too); ValueError
     with a one-line reason (naming the folder, not its content) when it may not or cannot be read."""
     try:
-        path = paths.confine(text, data_roots(), what="folder")
+        path = paths.confine(text, data_roots(), what="Folder", show=shown_name)
     except LegoError as exc:
         raise ValueError(str(exc)) from None
     if path.is_file():
@@ -160,14 +160,14 @@ def data_notes() -> Iterator[list[str]]:
 @st.cache_data(ttl=15, show_spinner=False)
 def available_datasets() -> list[dict]:
     """datasets.available(), refreshed every few seconds (and after a registration)."""
-    from lego_core import datasets
+    from lego_core.data import datasets
 
     return datasets.available()
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the dataset…")
 def _load(name: str, options_json: str, version: str):
-    from lego_core import datasets
+    from lego_core.data import datasets
 
     return datasets.load(name, **json.loads(options_json))
 
@@ -176,7 +176,7 @@ def _version(name: str) -> str:
     """What a name means now: the cache folder and, for a registered dataset, when its registration
     was written, so a name removed and registered again never serves the old dataset."""
     from lego_core.data import registry
-    from lego_core.paths import cache_dir
+    from lego_core.core.paths import cache_dir
 
     path = registry.manifest_path(name)
     try:
@@ -276,21 +276,13 @@ def empty_state(message: str, page: str | None = None, label: str | None = None)
         st.page_link(page, label=label or "Go there", icon=":material/arrow_forward:")
 
 
-def generate_field(dataset_name: str) -> None:
-    """The Datasets page's section that writes a new item field with the local LLM (preview, then a
-    background job): `pages/_generate_field.render`."""
-    from pages import _generate_field
-
-    _generate_field.render(dataset_name)
-
-
 # ---- first launch -------------------------------------------------------------------------------
 QUICK_START_REFRESH_SECONDS = 2.0
 
 
 def quick_start(key: str = "quick-start") -> None:
     """The first-launch offer under a page's empty state: one click trains the Builder's default
-    recipe for one short epoch in the background (`lego_core.builder.quick_start_recipe`). While a
+    recipe for one short epoch in the background (`lego_core.explore.builder.quick_start_recipe`). While a
     run is active its progress shows here, refreshed every few seconds, and the page reruns when
     it ends. No button when the app is read-only."""
     from lego_core import runs
@@ -301,7 +293,7 @@ def quick_start(key: str = "quick-start") -> None:
         return
     if read_only():
         return
-    from lego_core.builder import DEFAULT_PRESET, QUICK
+    from lego_core.explore.builder import DEFAULT_PRESET, QUICK
 
     st.caption(f"Or start at once: train the {DEFAULT_PRESET.upper()} preset on {safe(current_dataset_name())} for "
                f"{QUICK['training.epochs']} epoch of at most {QUICK['training.max_steps_per_epoch']} steps in the "
@@ -310,7 +302,7 @@ def quick_start(key: str = "quick-start") -> None:
                  help="Train the default recipe briefly, then explore its results on every page."):
         with lego_errors():
             from lego_core import jobs
-            from lego_core.builder import quick_start_recipe
+            from lego_core.explore.builder import quick_start_recipe
 
             run_id = jobs.launch(quick_start_recipe(current_dataset_name(), current_options()))
             st.session_state["select_run"] = run_id

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lego_core.errors import LegoError
+from lego_core.core.errors import LegoError
 from pages import _common as ui
 
 REFRESH_SECONDS = 2.0

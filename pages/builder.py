@@ -9,14 +9,16 @@ import json
 import streamlit as st
 from streamlit_sortables import sort_items
 
-from lego_core import devices, epoch_time, viz
-from lego_core.builder import QUICK, BuilderState, Widget, field_choices
-from lego_core.errors import LegoError
-from lego_core.operators import catalog
-from lego_core.operators.catalog import KINDS
-from lego_core.recipe import Recipe, presets
-from lego_core.sweeps import form
-from lego_core.sweeps.form import RangeWidget
+from lego_core.core import devices
+from lego_core.training import epoch_time
+from lego_core.explore import frames
+from lego_core.explore.builder import QUICK, BuilderState, Widget, field_choices
+from lego_core.core.errors import LegoError
+from lego_core.bricks import catalog
+from lego_core.bricks.catalog import KINDS
+from lego_core.bricks.recipe import Recipe, presets
+from lego_core.explore import sweep_form as form
+from lego_core.explore.sweep_form import RangeWidget
 from lego_core.sweeps.spec import SweepSpec
 from pages import _common as ui
 
@@ -42,7 +44,7 @@ st.title("Builder")
 names_of = {kind: list(catalog(kind)) for kind in KINDS}
 if not all(names_of.values()):
     missing = [KIND_LABEL[k] for k in KINDS if not names_of[k]]
-    st.error(f"No {', '.join(missing)} bricks are registered in lego_core.operators; the catalog is incomplete.")
+    st.error(f"No {', '.join(missing)} bricks are registered in lego_core.bricks; the catalog is incomplete.")
     st.stop()
 
 
@@ -190,7 +192,7 @@ elif check.error is not None:
 
 @st.cache_data(max_entries=64, show_spinner="Building the model to count its parameters…")
 def _model_size(recipe_yaml: str, dataset: str, options_json: str) -> dict:
-    return viz.model_size(Recipe.from_yaml(recipe_yaml), ui.load_dataset(dataset, json.loads(options_json)))
+    return frames.model_size(Recipe.from_yaml(recipe_yaml), ui.load_dataset(dataset, json.loads(options_json)))
 
 
 @st.cache_data(max_entries=32, show_spinner="Timing a few training steps…")
@@ -227,8 +229,8 @@ if check.ok:
     if not state.loads_language_model or st.session_state.get("count_lm") == size_key:
         try:
             size = _model_size(size_key, dataset_name, json.dumps(state.options, sort_keys=True))
-            m1.metric("Parameters", viz.human_count(size["parameters"]), help=f"{size['parameters']:,} in total")
-            m2.metric("Trainable", viz.human_count(size["trainable"]), help=f"{size['trainable']:,} trained")
+            m1.metric("Parameters", frames.human_count(size["parameters"]), help=f"{size['parameters']:,} in total")
+            m2.metric("Trainable", frames.human_count(size["trainable"]), help=f"{size['trainable']:,} trained")
             m3.metric("Memory (estimate)", f"{size['memory_mb']:,.0f} MB",
                       help="weights + Adam state of the trainable part + one batch of activations")
         except LegoError as exc:

@@ -4,7 +4,7 @@ an upload, a MIND folder on disk, or uploaded items + interactions tables.
 
 Table uploads are written under names chosen here (items.csv, ...), each in a fresh temporary
 folder: the name a browser sends is only shown (escaped), never used as a path. Any-format uploads
-go to lego_core.dataset_registration.add_upload, which writes them in a new temporary folder under
+go to lego_core.data.registration.add_upload, which writes them in a new temporary folder under
 checked base names (a zip: checked relative names; '..', absolute names and links refused) and
 copies them into the registration. The path fields are confined to LEGO_DATA_ROOTS when that is
 set; LEGO_READ_ONLY=1 hides every form."""
@@ -20,9 +20,9 @@ from typing import Any, Iterator
 import plotly.express as px
 import streamlit as st
 
-from lego_core import viz
-from lego_core.errors import LegoError
-from pages import _common as ui
+from lego_core.explore import frames
+from lego_core.core.errors import LegoError
+from pages import _common as ui, _generate_field
 
 ui.require_navigation()
 
@@ -46,7 +46,7 @@ left, right = st.columns([1, 2], vertical_alignment="bottom")
 left.selectbox("Current dataset", loadable or [current], key="datasets-pick", on_change=_pick,
                help="The same choice as in the sidebar: every page works on it.")
 dataset = ui.dataset_or_stop()
-counts = viz.dataset_counts(dataset)
+counts = frames.dataset_counts(dataset)
 seen = st.session_state.setdefault("dataset_counts", {})  # counts of datasets opened in this session
 seen[current] = counts
 BUILT_IN = ("movielens", "synthetic")  # kinds available() lists without recorded counts
@@ -55,7 +55,7 @@ BUILT_IN = ("movielens", "synthetic")  # kinds available() lists without recorde
 def _builtin_counts(name: str) -> dict:
     """A built-in dataset's counts with its default options (cached loads, milliseconds)."""
     try:
-        return viz.dataset_counts(ui.load_dataset(name, {}))
+        return frames.dataset_counts(ui.load_dataset(name, {}))
     except LegoError:
         return {}
 
@@ -84,15 +84,15 @@ items_tab, users_tab, imps_tab, plots_tab, add_tab = st.tabs(["Items", "Users", 
 with items_tab:
     st.caption(f"First {min(PREVIEW_ROWS, dataset.num_items):,} of {dataset.num_items:,} items.")
     st.dataframe(dataset.items.head(PREVIEW_ROWS), hide_index=True, width="stretch")
-    ui.generate_field(ui.current_dataset_name())
+    _generate_field.render(ui.current_dataset_name())
 with users_tab:
     st.caption(f"First {min(PREVIEW_ROWS, dataset.num_users):,} of {dataset.num_users:,} users.")
-    st.dataframe(viz.users_frame(dataset, PREVIEW_ROWS), hide_index=True, width="stretch")
+    st.dataframe(frames.users_frame(dataset, PREVIEW_ROWS), hide_index=True, width="stretch")
 with imps_tab:
     splits = [s for s, imps in dataset.splits.items() if len(imps)]
     if splits:
         split = st.selectbox("Split", splits, key="datasets-split")
-        frame = viz.impressions_frame(dataset, split, 200)
+        frame = frames.impressions_frame(dataset, split, 200)
         st.caption(f"First {len(frame):,} of {len(dataset.splits[split]):,} {split} impressions "
                    "(candidates and clicks as item ids).")
         st.dataframe(frame, hide_index=True, width="stretch")
@@ -100,20 +100,20 @@ with imps_tab:
         st.info("This dataset has no impressions.")
 with plots_tab:
     p1, p2 = st.columns(2)
-    lengths = viz.history_lengths(dataset)
+    lengths = frames.history_lengths(dataset)
     fig = px.histogram(lengths, x="history_length", nbins=50, title="History length per user")
     fig.update_layout(height=330, margin=dict(l=10, r=10, t=40, b=10), yaxis_title="users")
     p1.plotly_chart(fig, width="stretch", key="plot-history")
-    sizes = viz.impression_sizes(dataset)
+    sizes = frames.impression_sizes(dataset)
     fig = px.histogram(sizes, x="candidates", color="split", nbins=50, barmode="overlay", log_y=True,
                        title="Impression size (candidates), log scale")
     fig.update_layout(height=330, margin=dict(l=10, r=10, t=40, b=10), yaxis_title="impressions")
     p2.plotly_chart(fig, width="stretch", key="plot-sizes")
-    p2.dataframe(viz.impression_stats(dataset), hide_index=True, width="stretch")
-    cats = viz.category_counts(dataset)
+    p2.dataframe(frames.impression_stats(dataset), hide_index=True, width="stretch")
+    cats = frames.category_counts(dataset)
     if len(cats):
-        top = cats.head(30).assign(category=lambda f: f["category"].map(viz.plain))  # plotly reads HTML tags
-        fig = px.bar(top, x="category", y="items", title=f"Items per {viz.plain(dataset.category_field)}"
+        top = cats.head(30).assign(category=lambda f: f["category"].map(frames.plain))  # plotly reads HTML tags
+        fig = px.bar(top, x="category", y="items", title=f"Items per {frames.plain(dataset.category_field)}"
                      + (f" (top 30 of {len(cats)})" if len(cats) > 30 else ""))
         fig.update_layout(height=360, margin=dict(l=10, r=10, t=40, b=10))
         st.plotly_chart(fig, width="stretch", key="plot-categories")
@@ -141,7 +141,7 @@ def _upload_problem(label: str, upload: Any) -> str | None:
     limit = ui.max_upload_mb()
     if upload.size > limit * 2**20:
         return (f"{label} {shown} is {upload.size / 2**20:,.1f} MB, over the {limit} MB upload limit; "
-                "register larger tables from Python (lego_core.datasets.register_tables).")
+                "register larger tables from Python (lego_core.data.datasets.register_tables).")
     return None
 
 
@@ -189,7 +189,7 @@ def _add_mind() -> None:
     except ValueError as exc:
         st.error(ui.one_line(exc), icon=":material/error:")
         return
-    from lego_core import datasets
+    from lego_core.data import datasets
 
     _register(lambda: datasets.register_mind(name.strip(), path), folder, "Reading and checking the MIND files…")
 
@@ -204,7 +204,7 @@ def _add_tables() -> None:
     # No `type=` filter: Streamlit would answer a wrong extension with a traceback; the page checks
     # the name itself (_upload_problem) and says what is wrong in one line.
     limit_help = (f"CSV, TSV or Parquet, up to {limit:,} MB per file (server.maxUploadSize); register larger "
-                  "tables from Python with lego_core.datasets.register_tables.")
+                  "tables from Python with lego_core.data.datasets.register_tables.")
     items_file = u1.file_uploader("Items table", key="tables-items", help=limit_help)
     inter_file = u2.file_uploader("Interactions table", key="tables-inter", help=limit_help)
 
@@ -213,7 +213,7 @@ def _add_tables() -> None:
         with tempfile.TemporaryDirectory(prefix="lego-upload-") as tmp:
             path = Path(tmp) / f"table{UPLOAD_SUFFIXES[suffix]}"
             path.write_bytes(_data)
-            return viz.table_preview(path)
+            return frames.table_preview(path)
 
     previews, uploads = {}, {}
     for key, label, upload in (("items", "Items table", items_file),
@@ -268,7 +268,7 @@ def _add_tables() -> None:
                        "category": None if category == NONE else category, "user": user, "item": item,
                        "timestamp": stamp, "label": None if label == NONE else label}
             shown = {key: uploads[key][1] for key in uploads}
-            from lego_core import datasets
+            from lego_core.data import datasets
 
             try:
                 with ui.data_notes() as notes, st.spinner("Checking the tables…"), ExitStack() as stack:
@@ -290,7 +290,7 @@ HERE, UPLOAD = "A folder or file on this machine", "Upload files"
 
 def _add_any() -> None:
     """Any known format, from a path on this machine or an upload (files or a zip of the folder)."""
-    from lego_core import dataset_registration as registration
+    from lego_core.data import registration
 
     known = registration.format_rows()
     layouts = {row["name"]: row for row in known}

@@ -10,8 +10,11 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from lego_core import compare, explain, maps, viz
-from lego_core.errors import LegoError
+from lego_core.explore import compare
+from lego_core.explore import explain
+from lego_core.explore import maps
+from lego_core.explore import frames
+from lego_core.core.errors import LegoError
 from pages import _common as ui
 
 ui.require_navigation()
@@ -58,7 +61,7 @@ colour = st.selectbox("Colour by", colour_choices, key="emb-colour-2" if second 
 with st.expander("Highlight a user's history and recommendations", expanded=False):
     h1, h2, h3 = st.columns([2, 2, 1])
     query = h1.text_input("Search user id", key="emb-user-query", placeholder="type part of a user id")
-    matches = viz.find_users(dataset, query)
+    matches = frames.find_users(dataset, query)
     user = h2.selectbox("User", [None] + matches, key="emb-user",
                         format_func=lambda u: "(none)" if u is None else str(u))
     k = h3.number_input("Top k", 1, 100, 10, key="emb-k")
@@ -106,8 +109,8 @@ if explained:
 
 def _scatter(frame, title: str, kind: str, legend: str):
     """The items coloured by `colour`: a discrete palette with one colour per category, or a scale."""
-    shown = frame.assign(hover=frame["text"].str.slice(0, HOVER_CHARS).map(viz.plain),
-                         category=frame["category"].map(viz.plain))  # plotly reads HTML tags in labels
+    shown = frame.assign(hover=frame["text"].str.slice(0, HOVER_CHARS).map(frames.plain),
+                         category=frame["category"].map(frames.plain))  # plotly reads HTML tags in labels
     common = dict(x="x", y="y", custom_data=["item_id"], hover_name="hover", title=title, opacity=0.75,
                   hover_data={"item_id": True, "category": True, "colour": True, "x": False, "y": False},
                   render_mode="webgl" if len(frame) > 5000 else "auto", labels={"colour": legend})
@@ -116,7 +119,7 @@ def _scatter(frame, title: str, kind: str, legend: str):
         fig = px.scatter(shown, color="colour", color_continuous_scale=scale,
                          range_color=(0, 1) if legend == MOVED else None, **common)
     else:
-        shown["colour"] = shown["colour"].fillna("unknown").astype(str).map(viz.plain)
+        shown["colour"] = shown["colour"].fillna("unknown").astype(str).map(frames.plain)
         fig = px.scatter(shown, color="colour", color_discrete_sequence=maps.PALETTE, **common)
     fig.update_traces(marker={"size": 6})
     return fig
@@ -126,7 +129,7 @@ def _marks(fig, frame, role: str, ids, symbol: str, colour_: str, size: int = 13
     part = frame[frame["item_id"].isin([str(i) for i in ids])]
     fig.add_trace(go.Scatter(x=part["x"], y=part["y"], mode="markers", name=role,
                              customdata=part[["item_id"]].to_numpy(),
-                             hovertext=part["text"].str.slice(0, HOVER_CHARS).map(viz.plain),
+                             hovertext=part["text"].str.slice(0, HOVER_CHARS).map(frames.plain),
                              hovertemplate="%{hovertext}<extra>" + role + "</extra>",
                              marker={"symbol": symbol, "size": size, "color": colour_,
                                      "line": {"width": 2, "color": colour_}}))
@@ -156,8 +159,8 @@ def _map(run, frame, dataset_, key: str, title: str, ranges: dict | None = None)
     fig = _scatter(frame, title, kind, legend)
     if user is not None:
         try:
-            history = viz.user_history(dataset_, user)["item_id"].tolist()
-            recommended = viz.recommendations(run, dataset_, user, int(k))["item_id"].tolist()
+            history = frames.user_history(dataset_, user)["item_id"].tolist()
+            recommended = frames.recommendations(run, dataset_, user, int(k))["item_id"].tolist()
         except (KeyError, LegoError) as exc:
             st.warning(f"User {ui.safe(user)}: {ui.one_line(exc)}")
             history, recommended = [], []
@@ -210,17 +213,17 @@ pending: list = []
 shown_runs = [first, second] if second else [first]
 try:
     datasets_ = {run_id: dataset if run_id == first else ui.dataset_of_run(by_id[run_id]) for run_id in shown_runs}
-    frames = {run_id: _projection(by_id[run_id], datasets_[run_id], pending) for run_id in shown_runs}
+    projections = {run_id: _projection(by_id[run_id], datasets_[run_id], pending) for run_id in shown_runs}
     if second:
         with st.spinner("Comparing the two item spaces (nearest neighbours of each item)…"):
             comparison = compare.compare_runs(by_id[first], by_id[second], k=NEIGHBOURS)
-        aligned_a, aligned_b, disparity = compare.align_maps(frames[first][0], frames[second][0])
+        aligned_a, aligned_b, disparity = compare.align_maps(projections[first][0], projections[second][0])
         moved = comparison.frame().set_index("item_id")["moved"]
         scored = aligned_a["item_id"].isin(moved.index)  # beyond compare.MAX_ITEMS: the sampled items
-        frames = {first: (aligned_a[scored].assign(colour=aligned_a.loc[scored, "item_id"].map(moved).to_numpy()),
-                          frames[first][1] + " · aligned"),
+        projections = {first: (aligned_a[scored].assign(colour=aligned_a.loc[scored, "item_id"].map(moved).to_numpy()),
+                          projections[first][1] + " · aligned"),
                   second: (aligned_b[scored].assign(colour=aligned_b.loc[scored, "item_id"].map(moved).to_numpy()),
-                           frames[second][1] + " · aligned")}
+                           projections[second][1] + " · aligned")}
         c1, c2, c3 = st.columns(3)
         c1.metric("Neighbour overlap", f"{comparison.overlap:.0%}",
                   help=f"Mean share of each item's {comparison.k} nearest neighbours (cosine, in each run's full "
@@ -237,9 +240,9 @@ except LegoError as exc:
 columns = st.columns(2) if second else [st.container()]
 for run_id, column in zip(shown_runs, columns):
     with column:
-        frame, title = frames[run_id]
+        frame, title = projections[run_id]
         _map(by_id[run_id], frame, datasets_[run_id], key=f"map-{'a' if run_id == first else 'b'}", title=title,
-             ranges=_shared_ranges(frames.values()) if second else None)
+             ranges=_shared_ranges(projections.values()) if second else None)
 
 if pending:
     @st.fragment(run_every=1.5)

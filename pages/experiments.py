@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from lego_core import viz
+from lego_core.explore import frames
 from pages import _common as ui
 
 ui.require_navigation()
@@ -19,8 +19,8 @@ if not all_runs:
                    "start); each finished run becomes a row here.", "pages/builder.py", "Open the Builder")
     st.stop()
 
-table = viz.runs_table(all_runs)
-metrics = viz.metric_columns(table)
+table = frames.runs_table(all_runs)
+metrics = frames.metric_columns(table)
 
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns(4)
@@ -73,7 +73,7 @@ floor = st.checkbox("Show the popularity baseline", value=True, key="exp-baselin
 if chosen and pick_metrics:
     bars = scored[scored["run_id"].isin(chosen)]
     if floor:
-        base = viz.baselines([r for r in all_runs if r.id in chosen])
+        base = frames.baselines([r for r in all_runs if r.id in chosen])
         bars = pd.concat([bars, base[[c for c in base.columns if c in ("run_id", *pick_metrics)]]], ignore_index=True)
     long = bars.melt(id_vars=["run_id"], value_vars=pick_metrics, var_name="metric", value_name="value")
     long["metric"] = long["metric"].str.removeprefix("test_").str.upper()

@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from lego_core.errors import LegoError
+from lego_core.core.errors import LegoError
 from lego_core.sweeps import leaderboard, list_sweeps
 from pages import _common as ui
 

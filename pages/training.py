@@ -5,8 +5,9 @@ from __future__ import annotations
 import plotly.express as px
 import streamlit as st
 
-from lego_core import runs, viz
-from lego_core.errors import LegoError
+from lego_core import runs
+from lego_core.explore import frames
+from lego_core.core.errors import LegoError
 from pages import _common as ui
 
 ui.require_navigation()
@@ -42,7 +43,7 @@ any_active = any(r.is_active() for r in all_runs)
 
 
 def _runs_table() -> None:
-    table = viz.runs_table(ui.all_runs())
+    table = frames.runs_table(ui.all_runs())
     st.dataframe(table[[c for c in TABLE_COLUMNS if c in table.columns]], hide_index=True,
                  width="stretch", height=min(38 * (len(table) + 1) + 2, 260),
                  column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0,
@@ -65,7 +66,7 @@ def _live_run() -> None:
     if status.get("error"):
         st.error(ui.one_line(Exception(status["error"])))
     st.progress(min(max(float(status.get("progress") or 0), 0.0), 1.0))
-    steps, epochs = viz.curves(current)
+    steps, epochs = frames.curves(current)
     left, right = st.columns(2)
     with left:
         if len(steps):
@@ -85,7 +86,7 @@ def _live_run() -> None:
         else:
             st.caption("Validation curves appear after the first epoch.")
     st.subheader("Log", divider="gray")
-    tail = viz.log_tail(current)
+    tail = frames.log_tail(current)
     st.code(tail or "(no log lines yet)", language=None)
     if state == "succeeded":
         metrics = current.metrics()

@@ -1,12 +1,13 @@
 """Users: pick a user; see their history (oldest first), a run's top-k recommendations with scores,
 which of them the user really clicked in the test impressions, why the model chose each (the clicks
-behind it, lego_core.explain; "Show on the map" draws them on Embeddings), and a second run's list."""
+behind it, lego_core.explore.explain; "Show on the map" draws them on Embeddings), and a second run's list."""
 from __future__ import annotations
 
 import streamlit as st
 
-from lego_core import explain, viz
-from lego_core.errors import LegoError
+from lego_core.explore import explain
+from lego_core.explore import frames
+from lego_core.core.errors import LegoError
 from pages import _common as ui
 
 ui.require_navigation()
@@ -28,7 +29,7 @@ u1, u2, u3, u4 = st.columns([2, 2, 1, 1.4], vertical_alignment="bottom")
 query = u1.text_input("Search user id", key="users-query", placeholder="type part of a user id")
 tested = u4.checkbox("Test users only", value=True, key="users-tested",
                      help="List only users who have test impressions, so the list can be checked against them.")
-matches = viz.find_users(dataset, query, split="test" if tested else None)
+matches = frames.find_users(dataset, query, split="test" if tested else None)
 if not matches:
     st.info(f"No user id in {ui.safe(dataset.name)} contains '{ui.message(query)}'"
             + (" among users with test impressions" if tested else "") + ". Clear the search to list users.",
@@ -38,8 +39,8 @@ user = u2.selectbox("User", matches, key="users-user", help="At most 200 matches
 k = u3.number_input("Top k", 1, 100, 10, key="users-k")
 
 try:
-    history = viz.user_history(dataset, user)
-    clicked = viz.test_clicks(dataset, user)
+    history = frames.user_history(dataset, user)
+    clicked = frames.test_clicks(dataset, user)
 except KeyError as exc:
     st.error(ui.message(str(exc).strip("'\"")))
     st.stop()
@@ -47,7 +48,7 @@ except KeyError as exc:
 m1, m2, m3 = st.columns(3)
 m1.metric("History length", len(history))
 m2.metric("Test impressions' clicks", len(clicked))
-m3.metric("Candidates shown in test", len(viz.test_candidates(dataset, user)))
+m3.metric("Candidates shown in test", len(frames.test_candidates(dataset, user)))
 
 ITEM_COLUMNS = {"text": st.column_config.TextColumn("item", width="large"),
                 "score": st.column_config.NumberColumn("score", format="%.4f"),
@@ -66,7 +67,7 @@ def _recommendations(run_id: str, column) -> None:
                 st.warning(f"This run was trained on {ui.safe(ds.name)}, not {ui.safe(dataset.name)}; "
                            "pick a run on the same dataset.")
                 return
-            recs = viz.recommendations(run, ds, user, int(k))
+            recs = frames.recommendations(run, ds, user, int(k))
         except (LegoError, KeyError) as exc:
             st.error(ui.one_line(exc))
             return
@@ -122,6 +123,6 @@ else:
                  column_config=ITEM_COLUMNS, height=min(36 * (len(history) + 1) + 2, 420))
 if clicked:
     st.subheader("Clicked in the test impressions", divider="gray")
-    frame = viz.item_frame(dataset)
+    frame = frames.item_frame(dataset)
     st.dataframe(frame[frame["item_id"].isin(clicked)][["text", "category", "item_id"]], hide_index=True,
                  width="stretch", column_config=ITEM_COLUMNS)

@@ -21,7 +21,7 @@ def _isolated_cache(tmp_path, monkeypatch):
 @pytest.fixture
 def synthetic_dataset():
     """A small synthetic Dataset (300 items, 120 users, 6 topics) with a planted signal."""
-    from lego_core.data.synthetic import generate
+    from lego_core.data.readers.synthetic import generate
 
     return generate(n_items=300, n_users=120, n_topics=6, history_len=12, n_impressions=240,
                     impression_size=8, seed=7)

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from lego_core import datasets
+from lego_core.data import datasets
 from lego_core.data import formats, registry
 from test_app_pages import _navigation_mode, button, start  # noqa: F401  (_navigation_mode: autouse fixture)
 from test_data_mind import BEHAVIORS_TRAIN, write_mind

@@ -10,7 +10,10 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import app_test
 
-from lego_core import explain, maps, runs, train
+from lego_core import runs
+from lego_core.explore import explain
+from lego_core.explore import maps
+from lego_core.training import train
 from tests.test_app_pages import TINY, _length, _navigation_mode, _NavigationPages, button, show, start  # noqa: F401
 from tests.test_training import tiny_recipe
 
@@ -94,7 +97,7 @@ def test_find_an_item_by_name_and_list_its_neighbours(explore):
     at = show(start(**{"emb-method": "PCA", "emb-run": explore["additive"]}), "pages/embeddings.py")
     run = runs.open(explore["additive"])
     ids, _ = run.item_embeddings()
-    from lego_core import datasets
+    from lego_core.data import datasets
 
     dataset = datasets.load("synthetic", **TINY)
     title = str(dataset.items["title"].iloc[5])

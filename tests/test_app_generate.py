@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from lego_core import datasets
-from lego_core.builder import field_choices
+from lego_core.data import datasets
+from lego_core.explore.builder import field_choices
 from lego_core.jobs import augment as augment_jobs
 from lego_core.lm import augment as generation
 from tests.test_app_pages import TINY, _navigation_mode, button, start, texts  # noqa: F401 (fixture)

@@ -135,7 +135,7 @@ def test_registering_a_bad_mind_folder_shows_one_line_and_saves_nothing(tmp_path
     [b for b in at.button if b.label == "Load MIND folder"][0].click().run()
     assert not at.exception
     assert len(at.error) == 1 and "\n" not in at.error[0].value
-    from lego_core import datasets
+    from lego_core.data import datasets
 
     assert "broken" not in [d["name"] for d in datasets.available()]
 
@@ -182,7 +182,7 @@ def test_upload_with_a_bad_timestamp_shows_one_line_and_saves_nothing():
     button(at, "Register tables").click().run()
     assert not at.exception
     assert len(at.error) == 1 and "ts" in at.error[0].value and "\n" not in at.error[0].value
-    from lego_core import datasets
+    from lego_core.data import datasets
 
     assert "broken-shop" not in [d["name"] for d in datasets.available()]
     assert at.session_state["dataset"] == "ml-100k"
@@ -389,13 +389,13 @@ def test_builder_item_fields_list_the_dataset_columns_and_go_into_the_recipe():
 
 
 def test_builder_forms_follow_the_catalog_and_presets_load():
-    from lego_core.operators import get
+    from lego_core.bricks import get
 
     at = show(start(dataset="synthetic", synthetic_options=TINY), "pages/builder.py")
     at.selectbox(key="preset").set_value("naml").run()
     button(at, "Load preset").click().run()
     assert not at.exception
-    from lego_core.recipe import Recipe
+    from lego_core.bricks.recipe import Recipe
 
     naml = Recipe.preset("naml")
     assert at.selectbox(key="slot-content").value == naml.content.name
@@ -544,7 +544,7 @@ time.sleep(60)
 def test_cancel_and_resume_from_the_training_page(tmp_path, monkeypatch):
     script = tmp_path / "stand_in.py"
     script.write_text(STAND_IN)
-    from lego_core.recipe import Recipe
+    from lego_core.bricks.recipe import Recipe
 
     recipe = Recipe.preset("nrms").with_overrides({"dataset.name": "synthetic", "dataset.options": TINY})
     run_id = jobs.launch(recipe, device="cpu", command=[sys.executable, str(script), "{run_dir}"])

@@ -1,9 +1,13 @@
-"""lego_core.viz: the data behind the app's plots and tables, on a hand-made dataset and run."""
+"""lego_core.explore.frames: the data behind the app's plots and tables, on a hand-made dataset and run."""
 import numpy as np
 import pandas as pd
 import pytest
 
-from lego_core import devices, maps, recommend, runs, viz
+from lego_core import runs
+from lego_core.core import devices
+from lego_core.explore import maps
+from lego_core.runs import recommend
+from lego_core.explore import frames
 from lego_core.data.schema import Dataset, Impressions
 
 
@@ -49,40 +53,40 @@ def run(tmp_path, monkeypatch, dataset):
 
 
 def test_item_frame_and_category_counts(dataset):
-    frame = viz.item_frame(dataset)
+    frame = frames.item_frame(dataset)
     assert frame["text"].tolist()[:2] == ["<b>Alpha</b>", "Beta"]
     assert frame["category"].tolist() == ["x", "x", "y", "y", "z", "x"]
-    counts = viz.category_counts(dataset)
+    counts = frames.category_counts(dataset)
     assert counts.iloc[0].tolist() == ["x", 3]
-    assert viz.plain("<b>Alpha</b> & co") == "&lt;b&gt;Alpha&lt;/b&gt; &amp; co"
+    assert frames.plain("<b>Alpha</b> & co") == "&lt;b&gt;Alpha&lt;/b&gt; &amp; co"
 
 
 def test_dataset_plot_data(dataset):
-    assert viz.history_lengths(dataset)["history_length"].tolist() == [3, 2]
-    sizes = viz.impression_sizes(dataset)
+    assert frames.history_lengths(dataset)["history_length"].tolist() == [3, 2]
+    sizes = frames.impression_sizes(dataset)
     assert sizes.groupby("split")["candidates"].sum().to_dict() == {"test": 5, "train": 2, "valid": 3}
     assert sizes["clicks"].tolist() == [1, 1, 1, 1]
-    users = viz.users_frame(dataset)
+    users = frames.users_frame(dataset)
     assert users["test_impressions"].tolist() == [1, 1]
-    imps = viz.impressions_frame(dataset, "test")
+    imps = frames.impressions_frame(dataset, "test")
     assert imps["clicked"].tolist() == [["c"], ["a"]]
     assert imps["size"].tolist() == [3, 2]
 
 
 def test_user_history_and_test_clicks(dataset):
-    history = viz.user_history(dataset, "u0")
+    history = frames.user_history(dataset, "u0")
     assert history["item_id"].tolist() == ["a", "b"]  # before the test impression, oldest first
     assert history["position"].tolist() == [1, 2]
-    assert viz.user_history(dataset, "u0", split=None)["item_id"].tolist() == ["a", "b", "c"]
-    assert viz.test_clicks(dataset, "u0") == ["c"]
-    assert viz.test_candidates(dataset, "u1") == ["f", "a"]
-    assert viz.find_users(dataset, "1") == ["u1"]
+    assert frames.user_history(dataset, "u0", split=None)["item_id"].tolist() == ["a", "b", "c"]
+    assert frames.test_clicks(dataset, "u0") == ["c"]
+    assert frames.test_candidates(dataset, "u1") == ["f", "a"]
+    assert frames.find_users(dataset, "1") == ["u1"]
     with pytest.raises(KeyError):
-        viz.user_history(dataset, "nobody")
+        frames.user_history(dataset, "nobody")
 
 
 def test_recommendations_leave_out_history_and_flag_test_clicks(dataset, run):
-    recs = viz.recommendations(run, dataset, "u0", k=3, scorer=recommend.from_tables)  # a hand-made run has no model
+    recs = frames.recommendations(run, dataset, "u0", k=3, scorer=recommend.from_tables)  # a hand-made run has no model
     assert recs.columns.tolist() == ["rank", "item_id", "score", "text", "category", "clicked_in_test", "cold"]
     assert "a" not in recs["item_id"].tolist() and "b" not in recs["item_id"].tolist()
     assert recs.iloc[0]["item_id"] == "c" and bool(recs.iloc[0]["clicked_in_test"])
@@ -114,26 +118,26 @@ def test_umap_is_cached_by_run_and_params(tmp_path, monkeypatch):
 
 
 def test_runs_table_curves_and_log(run):
-    table = viz.runs_table(runs.list())
+    table = frames.runs_table(runs.list())
     row = table.iloc[0]
     assert row["run_id"] == run.id and row["state"] == "succeeded"
     assert (row["content"], row["behavior"], row["predictor"], row["dataset"]) == ("cnn", "additive", "dot", "tiny")
     assert row["test_auc"] == 0.75 and "test_gauc_skipped" not in table
     assert row["parameters"] == 1234 and row["train_seconds"] == 3.5
-    assert viz.metric_columns(table) == ["test_auc", "test_mrr"]
-    steps, epochs = viz.curves(run)
+    assert frames.metric_columns(table) == ["test_auc", "test_mrr"]
+    steps, epochs = frames.curves(run)
     assert steps["loss"].tolist() == [1.2] and epochs["valid_auc"].tolist() == [0.7]
-    tail = viz.log_tail(run, 3)
+    tail = frames.log_tail(run, 3)
     assert tail.splitlines() == ["line 97", "line 98", "line 99"]  # without the progress bar
-    assert "50%|" in viz.log_tail(run, 3, progress_bars=True)
-    base = viz.baselines(runs.list())
+    assert "50%|" in frames.log_tail(run, 3, progress_bars=True)
+    base = frames.baselines(runs.list())
     assert base.to_dict("records") == [{"run_id": "popularity · tiny", "dataset": "tiny", "test_auc": 0.6, "test_mrr": 0.3}]
 
 
 def test_devices_always_offer_cpu():
     options = devices.choices()
     assert options[0] == {"label": "CPU", "device": "cpu", "nproc": 1}
-    assert viz.human_count(1234567) == "1.2M" and viz.human_count(999) == "999"
+    assert frames.human_count(1234567) == "1.2M" and frames.human_count(999) == "999"
 
 
 @pytest.mark.slow
@@ -151,16 +155,16 @@ def test_real_umap_keeps_clusters_apart(tmp_path, monkeypatch):
 
 
 def test_impression_stats(dataset):
-    stats = viz.impression_stats(dataset).set_index("split")
+    stats = frames.impression_stats(dataset).set_index("split")
     assert stats.loc["test", "impressions"] == 2 and stats.loc["test", "mean size"] == 2.5
     assert stats.loc["train", "max size"] == 2 and stats.loc["valid", "clicks per impression"] == 1
 
 
 def test_find_users_can_keep_only_users_with_test_impressions(dataset):
     dataset.splits["test"] = dataset.splits["test"].select(np.array([1]))  # only u1 keeps a test impression
-    assert viz.find_users(dataset) == ["u0", "u1"]
-    assert viz.find_users(dataset, split="test") == ["u1"]
-    assert viz.find_users(dataset, "0", split="test") == []
+    assert frames.find_users(dataset) == ["u0", "u1"]
+    assert frames.find_users(dataset, split="test") == ["u1"]
+    assert frames.find_users(dataset, "0", split="test") == []
 
 
 def test_umap_store_holds_no_pickles(tmp_path, monkeypatch):

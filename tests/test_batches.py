@@ -2,7 +2,7 @@
 from items the user never touched; histories never include the sample's own click."""
 import numpy as np
 
-from lego_core.batches import TrainingSamples, impression_batches, padded_candidates
+from lego_core.data.batches import TrainingSamples, impression_batches, padded_candidates
 from lego_core.data.schema import Dataset, Impressions
 import pandas as pd
 

@@ -1,12 +1,12 @@
-"""lego_core.builder: BuilderState <-> Recipe round trip, widget descriptions for every catalog brick
+"""lego_core.explore.builder: BuilderState <-> Recipe round trip, widget descriptions for every catalog brick
 and the Training fields, and the one pre-launch check."""
 from __future__ import annotations
 
 import pytest
 
-from lego_core.builder import QUICK, TRAINING_FORM, BuilderState, param_widgets, training_widgets
-from lego_core.operators.catalog import KINDS, catalog, get
-from lego_core.recipe import Recipe, Training, presets
+from lego_core.explore.builder import QUICK, TRAINING_FORM, BuilderState, param_widgets, training_widgets
+from lego_core.bricks.catalog import KINDS, catalog, get
+from lego_core.bricks.recipe import Recipe, Training, presets
 
 
 @pytest.mark.parametrize("name", presets())

@@ -8,17 +8,23 @@ import pandas as pd
 import pytest
 import torch
 
-from lego_core import datasets, evaluate as ev, export, metrics as metric_fns, recommend, runs, viz
-from lego_core.batches import TrainingSamples
-from lego_core.checkpoints import MemoryCheckpointer
+from lego_core import runs
+from lego_core.data import datasets
+from lego_core.evaluation import evaluate as ev
+from lego_core.evaluation import popularity
+from lego_core.evaluation import metrics as metric_fns
+from lego_core.runs import recommend
+from lego_core.explore import frames
+from lego_core.data.batches import TrainingSamples
+from lego_core.training.checkpoints import MemoryCheckpointer
 from lego_core.data.cold import cold_impressions, with_cold_items
 from lego_core.data.leave_last_out import split_log
-from lego_core.errors import DataError
-from lego_core.model import build, to_tensor
-from lego_core.operators import catalog
-from lego_core.recipe import Recipe
-from lego_core.train import Trainer
-from lego_core.training_log import MemoryLog
+from lego_core.core.errors import DataError
+from lego_core.bricks.model import build, to_tensor
+from lego_core.bricks import catalog
+from lego_core.bricks.recipe import Recipe
+from lego_core.training.train import Trainer
+from lego_core.training.logs import MemoryLog
 
 
 def click_log(n_items: int = 80, n_users: int = 60, clicks: int = 12, seed: int = 0):
@@ -81,7 +87,7 @@ def test_valid_and_test_keep_their_impressions_and_the_split_adds_up(cold_datase
 
 
 def test_popularity_knows_nothing_of_cold_items(cold_dataset):
-    pop = export.popularity(cold_dataset)
+    pop = popularity.floor(cold_dataset)
     assert set(pop) == {"valid", "test", "test_warm", "test_cold"}
     assert pop["test_cold"]["auc"] < pop["test_warm"]["auc"]
 
@@ -172,14 +178,14 @@ def test_runs_table_and_recommendations_show_warm_and_cold(cold_dataset):
     run = runs.create(_recipe("pooling", "add"))
     run.write_metrics({"test": {"auc": 0.7, "impressions": 20}, "test_warm": {"auc": 0.75, "impressions": 15},
                        "test_cold": {"auc": 0.55, "impressions": 5}})
-    row = viz.run_row(run)
+    row = frames.run_row(run)
     assert {k: v for k, v in row.items() if k.startswith("test_")} == {
         "test_auc": 0.7, "test_warm_auc": 0.75, "test_cold_auc": 0.55, "test_cold_impressions": 5}
     rng = np.random.default_rng(0)
     run.save_embeddings(cold_dataset.items["item_id"].tolist(), rng.normal(size=(cold_dataset.num_items, 4)),
                         [str(u) for u in cold_dataset.users], rng.normal(size=(cold_dataset.num_users, 4)))
     user = cold_dataset.users[0]
-    recs = viz.recommendations(run, cold_dataset, user, k=cold_dataset.num_items, exclude_history=False,
+    recs = frames.recommendations(run, cold_dataset, user, k=cold_dataset.num_items, exclude_history=False,
                                scorer=recommend.from_tables)
     cold_ids = set(cold_dataset.items["item_id"][cold_dataset.cold])
     assert recs["cold"].tolist() == [item in cold_ids for item in recs["item_id"]] and recs["cold"].any()

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lego_core import compare, runs
+from lego_core import runs
+from lego_core.explore import compare
 
 
 def _rotation(angle: float) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""lego_core.datasets: available(), load(), register_*(), the processed cache and the CLI table."""
+"""lego_core.data.datasets: available(), load(), register_*(), the processed cache and the CLI table."""
 import argparse
 import os
 import subprocess
@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lego_core import datasets
-from lego_core.errors import DataError
+from lego_core.cli import datasets as cli_datasets
+from lego_core.data import datasets
+from lego_core.core.errors import DataError
 from test_data_mind import write_mind
 from test_data_tables import CLICKS, ITEMS, MAPPING, write
 
@@ -87,7 +88,7 @@ def test_register_mind_and_load_by_name(tmp_path):
 
 def test_processed_cache_hit_and_invalidation(tmp_path):
     items_path, clicks_path = write(tmp_path)
-    from lego_core.data.tables import load_tables
+    from lego_core.data.readers.tables import load_tables
 
     assert load_tables(items_path, clicks_path, MAPPING).info["cache"] == "miss"
     hit = load_tables(items_path, clicks_path, MAPPING)
@@ -104,7 +105,7 @@ def test_processed_cache_hit_and_invalidation(tmp_path):
 def test_main_datasets_prints_counts(capsys, tmp_path):
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command")
-    datasets.add_datasets_command(sub)
+    cli_datasets.add_datasets_command(sub)
     args = parser.parse_args(["datasets"])
     assert args.func(args) == 0
     out = capsys.readouterr().out.splitlines()

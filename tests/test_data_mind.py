@@ -4,11 +4,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lego_core import datasets
-from lego_core.data import mind
+from lego_core.data import datasets
+from lego_core.data.readers import mind
 from lego_core.data.cache import check_dataset
 from lego_core.data.io import DataWarning
-from lego_core.errors import DataError, LegoError
+from lego_core.core.errors import DataError, LegoError
 
 NEWS_TRAIN = [
     ["N1", "sports", "football", 'Team "Blue" wins', "A long match.", "https://x/1", "[]", "[]"],

@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lego_core import datasets
-from lego_core.data import movielens
+from lego_core.data import datasets
+from lego_core.data.readers import movielens
 from lego_core.data.cache import check_dataset
-from lego_core.errors import DataError
+from lego_core.core.errors import DataError
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def inter():
 
 
 def test_recbole_files_are_found_without_importing_recbole():
-    code = ("import sys; from lego_core.data.movielens import recbole_folder; f = recbole_folder(); "
+    code = ("import sys; from lego_core.data.readers.movielens import recbole_folder; f = recbole_folder(); "
             "print(f is not None and (f / 'ml-100k.item').is_file(), 'recbole' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parent.parent).stdout.split()

@@ -11,11 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lego_core.data import formats, mind
+from lego_core.data import formats
+from lego_core.data.readers import mind
 from lego_core.data.cache import check_dataset
 from lego_core.data.io import DataWarning
 from lego_core.data.tokenize import split_words, word_tokens
-from lego_core.errors import DataError
+from lego_core.core.errors import DataError
 from tests.test_data_mind import BEHAVIORS_DEV, BEHAVIORS_TRAIN, NEWS_DEV, write_mind, write_tsv
 
 

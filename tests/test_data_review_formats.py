@@ -9,11 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from lego_core.data import amazon, formats, goodreads, movielens, movielens_variants, recbole_atomic
+from lego_core.data import formats
+from lego_core.data.readers import amazon
+from lego_core.data.readers import goodreads
+from lego_core.data.readers import movielens
+from lego_core.data.readers import movielens_variants
+from lego_core.data.readers import recbole_atomic
 from lego_core.data.cache import check_dataset
 from lego_core.data.io import DataWarning
-from lego_core.errors import DataError
-from lego_core.paths import cache_dir
+from lego_core.core.errors import DataError
+from lego_core.core.paths import cache_dir
 
 MODULES = ("movielens", "movielens_variants", "goodreads", "amazon", "recbole_atomic")
 
@@ -339,11 +344,11 @@ def test_recbole_ml100k_from_the_wheel_reads_as_atomic_files():
 # ---- registration --------------------------------------------------------------------------------------------
 
 def test_formats_are_declared_and_registered():
-    names = [f.name for m in MODULES for f in importlib.import_module(f"lego_core.data.{m}").FORMATS]
+    names = [f.name for m in MODULES for f in importlib.import_module(f"lego_core.data.readers.{m}").FORMATS]
     assert names == ["movielens-100k", "ml-1m", "ml-10m", "ml-csv", "goodreads", "amazon", "recbole"]
     for module in MODULES:
         assert module in formats._MODULES
-        for fmt in importlib.import_module(f"lego_core.data.{module}").FORMATS:
+        for fmt in importlib.import_module(f"lego_core.data.readers.{module}").FORMATS:
             assert fmt.options == {"negatives": 99, "seed": 0} and fmt.protocol and fmt.layout
 
 

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from lego_core import datasets
+from lego_core.data import datasets
 from lego_core.data.cache import check_dataset
-from lego_core.data.synthetic import generate
-from lego_core.errors import DataError
+from lego_core.data.readers.synthetic import generate
+from lego_core.core.errors import DataError
 
 
 def test_sizes_and_schema(synthetic_dataset):

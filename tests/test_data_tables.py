@@ -3,11 +3,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lego_core.data import tables
+from lego_core.data.readers import tables
 from lego_core.data.cache import check_dataset
 from lego_core.data.io import DataWarning
 from lego_core.data.leave_last_out import sample_unseen, split_log
-from lego_core.errors import DataError
+from lego_core.core.errors import DataError
 
 ITEMS = pd.DataFrame({"sku": [f"P{i}" for i in range(12)],
                       "name": [f"product {i}" for i in range(12)],

@@ -9,7 +9,7 @@ from lego_core.data import tokenize
 from lego_core.data.schema import Dataset, Impressions
 from lego_core.data.text import item_texts
 from lego_core.data.tokenize import word_tokens
-from lego_core.errors import DataError
+from lego_core.core.errors import DataError
 
 
 def tiny(titles, abstracts=None, fingerprint="fp-1"):

@@ -6,9 +6,13 @@ import zipfile
 
 import pytest
 
-from lego_core import cli, dataset_registration as registration, datasets
-from lego_core.data import formats, mind, registry, tables
-from lego_core.errors import DataError
+from lego_core.cli.main import main as cli
+from lego_core.data import registration
+from lego_core.data import datasets
+from lego_core.data import formats, registry
+from lego_core.data.readers import mind
+from lego_core.data.readers import tables
+from lego_core.core.errors import DataError
 from test_data_mind import BEHAVIORS_TRAIN, write_mind
 from test_data_tables import MAPPING, write
 

@@ -2,14 +2,17 @@
 real training steps; other bricks, datasets or batch sizes never lend their speed."""
 from __future__ import annotations
 
-from lego_core import datasets, epoch_time, runs, train
+from lego_core import runs
+from lego_core.data import datasets
+from lego_core.training import epoch_time
+from lego_core.training import train
 from test_training import TINY, tiny_recipe
 
 
 def test_steps_per_epoch_counts_training_samples_and_honours_the_cap():
     dataset = datasets.load("synthetic", **TINY)
     recipe = tiny_recipe(batch_size=16)
-    from lego_core.batches import TrainingSamples
+    from lego_core.data.batches import TrainingSamples
 
     samples = len(TrainingSamples(dataset, recipe.training.negatives, recipe.training.max_history))
     assert epoch_time.steps_per_epoch(recipe, dataset) == -(-samples // 16)

@@ -7,8 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from lego_core import explain, recommend, runs, train, viz
-from lego_core.model import to_tensor
+from lego_core import runs
+from lego_core.explore import explain
+from lego_core.runs import recommend
+from lego_core.training import train
+from lego_core.explore import frames
+from lego_core.bricks.model import to_tensor
 from tests.test_training import tiny_recipe
 
 
@@ -33,7 +37,7 @@ def _user_and_items(run, k=5):
     lengths = found.test_ends
     row = int(np.argmax(lengths))  # the longest history: most to choose from
     user = found.dataset.users[row]
-    items = viz.recommendations(run, found.dataset, user, k)["item_id"].tolist()
+    items = frames.recommendations(run, found.dataset, user, k)["item_id"].tolist()
     return found, row, user, items
 
 
@@ -84,7 +88,7 @@ def test_padding_never_appears_and_din_weights_depend_on_the_item(trained):
     row = short[0]
     user = found.dataset.users[row]
     history = set(found.item_ids[i] for i in found.dataset.history(row, found.test_ends[row]))
-    items = viz.recommendations(run, found.dataset, user, 4, exclude_history=False)["item_id"].tolist()
+    items = frames.recommendations(run, found.dataset, user, 4, exclude_history=False)["item_id"].tolist()
     frame = explain.explain(run, found.dataset, user, items, k=max_history)
     assert set(frame["method"]) == {"din target attention"}
     assert set(frame["history_item_id"]) <= history  # padding (item 0 slots) never shows
@@ -109,7 +113,7 @@ def test_an_empty_history_and_unknown_items(trained):
     empty = [r for r in range(len(found.test_ends)) if found.test_ends[r] == 0]
     if empty:
         assert explain.explain(run, found.dataset, found.dataset.users[empty[0]], found.item_ids[:2]).empty
-    from lego_core.errors import RunError
+    from lego_core.core.errors import RunError
 
     with pytest.raises(RunError, match="not in run"):
         explain.explain(run, found.dataset, found.dataset.users[0], ["no-such-item"])

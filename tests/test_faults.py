@@ -5,7 +5,7 @@ or `jobs.resume`) to metrics identical to an uninterrupted run of the same recip
 
 Faults are injected from here: a small script (FAULTS) patches one point of lego_core in its own
 process (the N-th training step, the N-th `evaluate`, the N-th write of a checkpoint, the embedding
-export), then runs `lego_core.cli.main(["train", "--run-dir", RUN])`. Nothing in lego_core knows.
+export), then runs `lego_core.cli.main.main(["train", "--run-dir", RUN])`. Nothing in lego_core knows.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from lego_core import jobs, runs
-from lego_core.paths import PROJECT_ROOT
+from lego_core.core.paths import PROJECT_ROOT
 
 # 2 epochs of 13 steps on a tiny synthetic dataset; every epoch improves (so both write best.pt)
 RECIPE = {"dataset.name": "synthetic",
@@ -63,17 +63,17 @@ def kill_before(owner, name):
 
 
 if point == "step":
-    from lego_core import train
+    from lego_core.training import train
     kill_before(train, "loss_fn")
 elif point == "evaluate":
-    from lego_core import evaluate
+    from lego_core.evaluation import evaluate
     kill_before(evaluate, "evaluate")
 elif point == "embeddings":
     from lego_core import runs
     kill_before(runs.Run, "save_embeddings")
 elif point.startswith(("kill-write:", "disk-full:")):
     # the N-th write of checkpoints/<name>.pt stops half-way: the process is killed, or the disk is full
-    from lego_core import fileio
+    from lego_core.core import fileio
     kind, name = point.split(":")
     original, real_fdopen = fileio.atomic_write_bytes, os.fdopen
 
@@ -110,14 +110,14 @@ elif point.startswith(("kill-write:", "disk-full:")):
 elif point != "none":
     raise SystemExit(f"unknown fault point {point}")
 
-from lego_core.cli import main
+from lego_core.cli.main import main
 
 sys.exit(main(["train", "--run-dir", run_dir, "--quiet"]))
 '''
 
 
 def _recipe():
-    from lego_core.recipe import Recipe
+    from lego_core.bricks.recipe import Recipe
 
     return Recipe.preset("nrms").with_overrides(RECIPE)
 
@@ -203,7 +203,7 @@ def _assert_clean_finish(run: runs.Run, reference: dict) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(KILLS))
 def test_trainer_killed_resumes_to_identical_metrics(crashes, reference, lab, name):
-    from lego_core.checkpoints import read_checkpoint
+    from lego_core.training.checkpoints import read_checkpoint
 
     point, _, checkpointed = KILLS[name]
     run, done = crashes[name].result()
@@ -223,7 +223,7 @@ def test_trainer_killed_resumes_to_identical_metrics(crashes, reference, lab, na
 
 @pytest.mark.slow
 def test_disk_full_during_a_checkpoint_write_fails_cleanly_and_resumes(crashes, reference, lab):
-    from lego_core.checkpoints import read_checkpoint
+    from lego_core.training.checkpoints import read_checkpoint
 
     run, done = crashes["disk-full"].result()
     assert done.returncode == 2, done.stderr[-2000:]

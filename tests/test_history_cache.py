@@ -11,11 +11,14 @@ import sys
 import pytest
 import torch
 
-from lego_core import datasets, history_cache, runs, train
-from lego_core.checkpoints import MemoryCheckpointer
-from lego_core.model import to_tensor
-from lego_core.operators import catalog
-from lego_core.training_log import MemoryLog
+from lego_core import runs
+from lego_core.data import datasets
+from lego_core.training import history_cache
+from lego_core.training import train
+from lego_core.training.checkpoints import MemoryCheckpointer
+from lego_core.bricks.model import to_tensor
+from lego_core.bricks import catalog
+from lego_core.training.logs import MemoryLog
 from test_training import TINY, tiny_recipe
 
 LM_TINY = {"training.max_length": 12, "training.template": "{title}"}

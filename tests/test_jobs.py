@@ -16,9 +16,12 @@ import time
 
 import pytest
 
-from lego_core import devices, jobs, recommend, runs
-from lego_core.jobs import cli as jobs_cli, launcher
-from lego_core.errors import RecipeError, RunError
+from lego_core import jobs, runs
+from lego_core.core import devices
+from lego_core.runs import recommend
+from lego_core.jobs import launcher
+from lego_core.cli import jobs as jobs_cli
+from lego_core.core.errors import RecipeError, RunError
 
 FAKE_TRAINER = r'''
 import os, signal, sys, time
@@ -87,7 +90,7 @@ def fake_by_default(monkeypatch, command):
 
 
 def _recipe():
-    from lego_core.recipe import Recipe
+    from lego_core.bricks.recipe import Recipe
 
     return Recipe.preset("nrms")
 
@@ -363,7 +366,7 @@ TINY = {"dataset.name": "synthetic",
 
 
 def tiny_recipe(**overrides):
-    from lego_core.recipe import Recipe
+    from lego_core.bricks.recipe import Recipe
 
     return Recipe.preset("nrms").with_overrides({**TINY, **overrides})
 

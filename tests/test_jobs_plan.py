@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from lego_core import devices as lego_devices
-from lego_core.errors import RunError
+from lego_core.core import devices as lego_devices
+from lego_core.core.errors import RunError
 from lego_core.jobs import Devices, plan
 
 

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lego_core.augment_cli import add_augment_command
+from lego_core.cli.augment import add_augment_command
 from lego_core.data import generated
 from lego_core.data.schema import Dataset
-from lego_core.errors import DataError
+from lego_core.core.errors import DataError
 from lego_core.lm import augment as aug
 
 TEMPLATE = "Describe this movie in a few words.\n{title} ({genres})"
@@ -134,7 +134,7 @@ def test_bad_field_and_template_are_data_errors():
 
 
 def test_cli_command_generates_and_prints(counting, tiny, monkeypatch, capsys):
-    from lego_core import datasets
+    from lego_core.data import datasets
 
     monkeypatch.setattr(datasets, "load", lambda name, **kw: _dataset())
     parser = argparse.ArgumentParser()

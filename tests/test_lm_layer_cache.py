@@ -10,9 +10,9 @@ import torch
 from lego_core.lm import layer_cache, models
 from lego_core.lm.stack import LayerStack
 from lego_core.lm.states import tokenize
-from lego_core.operators.base import BuildContext
-from lego_core.operators.content.lm_decoder import LMDecoder
-from lego_core.operators.content.lm_encoder import LMEncoder
+from lego_core.bricks.base import BuildContext
+from lego_core.bricks.content.lm_decoder import LMDecoder
+from lego_core.bricks.content.lm_encoder import LMEncoder
 
 TEXTS = ["Title: Toy Story (1995). Genres: Animation Children's Comedy",
          "Title: Heat. Genres: Action",

@@ -10,9 +10,9 @@ import time
 import pytest
 import torch
 
-from lego_core.errors import ModelNotAvailableError
+from lego_core.core.errors import ModelNotAvailableError
 from lego_core.lm import models
-from lego_core.paths import PROJECT_ROOT
+from lego_core.core.paths import PROJECT_ROOT
 
 
 def test_packaged_defaults_resolve_to_files():
@@ -47,7 +47,7 @@ def test_missing_model_is_one_clear_line_without_network(name, monkeypatch):
 def test_missing_model_in_fresh_process_does_not_hang(tmp_path):
     """A fresh interpreter (HF libraries imported from scratch) fails fast with the same error."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "LEGO_CACHE_DIR": str(tmp_path)}
-    code = ("from lego_core.lm.models import load_decoder\nfrom lego_core.errors import ModelNotAvailableError\n"
+    code = ("from lego_core.lm.models import load_decoder\nfrom lego_core.core.errors import ModelNotAvailableError\n"
             "try:\n    load_decoder('someone/missing-llm')\nexcept ModelNotAvailableError as e:\n    print('ERR', e)\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
                          timeout=60)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lego_core.errors import RecipeError
-from lego_core.operators import get as get_brick
-from lego_core.operators.base import LM_TOKENS, BuildContext
+from lego_core.core.errors import RecipeError
+from lego_core.bricks import get as get_brick
+from lego_core.bricks.base import LM_TOKENS, BuildContext
 
 TEXTS = [f"Title: movie number {i}. Genres: {g}" for i, g in
          enumerate(["Action", "Comedy Drama", "Horror", "Animation Children's", "Sci-Fi", "War Western",
@@ -125,7 +125,7 @@ def test_lora_trains_only_adapters_and_changes_the_output(name, top):
     assert all(torch.equal(p, base[n]) for n, p in op.stack.named_parameters() if "base_layer" in n)
 
 
-@pytest.mark.skipif(not __import__("lego_core.devices", fromlist=["cpu_bf16"]).cpu_bf16(),
+@pytest.mark.skipif(not __import__("lego_core.core.devices", fromlist=["cpu_bf16"]).cpu_bf16(),
                     reason="this CPU has no native bfloat16")
 def test_amp_on_a_bf16_cpu_runs_the_lm_in_bfloat16_close_to_float32():
     spec = get_brick("lm_encoder", "content")

@@ -1,4 +1,4 @@
-"""lego_core.metrics against independent references: sklearn and a plain per-impression loop."""
+"""lego_core.evaluation.metrics against independent references: sklearn and a plain per-impression loop."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import log_loss, roc_auc_score
 
-from lego_core import metrics as M
-from lego_core.errors import LegoError
+from lego_core.evaluation import metrics as M
+from lego_core.core.errors import LegoError
 
 # ----------------------------------------------------------------------------- references
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lego_core.errors import RecipeError
-from lego_core.operators import catalog, get
-from lego_core.operators.base import (ITEM_ID, USER_INTERESTS, USER_VECTOR, WORD_TOKENS, BehaviorOperator,
+from lego_core.core.errors import RecipeError
+from lego_core.bricks import catalog, get
+from lego_core.bricks.base import (ITEM_ID, USER_INTERESTS, USER_VECTOR, WORD_TOKENS, BehaviorOperator,
                                       BuildContext, ContentOperator, Predictor)
 
 D, VOCAB, ITEMS, USERS = 16, 40, 30, 10
@@ -170,7 +170,7 @@ def test_cnn_stream_equals_a_zero_padded_convolution_per_item(window):
 
 
 def test_packed_sequence_layers_match_their_padded_form():
-    from lego_core.operators.layers import SelfAttention, TokenIndex, TransformerPooler
+    from lego_core.bricks.layers import SelfAttention, TokenIndex, TransformerPooler
 
     torch.manual_seed(0)
     tokens, mask, _ = word_batch(n=12, length=9)

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from lego_core import jobs, runs
-from lego_core.builder import DEFAULT_PRESET, QUICK, quick_start_recipe
+from lego_core.explore.builder import DEFAULT_PRESET, QUICK, quick_start_recipe
 from tests.test_app_pages import (PAGES, TINY, _navigation_mode, button, show, start, texts,  # noqa: F401
                                   wait_finished)
 from tests.test_jobs import _kill_all, fake_by_default
@@ -52,7 +52,7 @@ def test_quick_start_recipe_is_the_default_preset_made_short():
 
 
 def runs_recipe_brick(kind: str) -> str:
-    from lego_core.recipe import Recipe
+    from lego_core.bricks.recipe import Recipe
 
     return getattr(Recipe.preset(DEFAULT_PRESET), kind).name
 

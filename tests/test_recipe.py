@@ -1,8 +1,8 @@
 """Recipes: YAML round trip, presets, overrides and the one-line errors for bad recipes."""
 import pytest
 
-from lego_core.errors import RecipeError
-from lego_core.recipe import Recipe, presets
+from lego_core.core.errors import RecipeError
+from lego_core.bricks.recipe import Recipe, presets
 
 CLASSIC = ["din", "fastformer", "idonly", "lstur", "miner", "naml", "nrms"]
 

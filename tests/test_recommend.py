@@ -8,8 +8,12 @@ import os
 import numpy as np
 import pytest
 
-from lego_core import evaluate as ev, recommend, runs, train, viz
-from lego_core.rerun import load_model
+from lego_core import runs
+from lego_core.evaluation import evaluate as ev
+from lego_core.runs import recommend
+from lego_core.training import train
+from lego_core.explore import frames
+from lego_core.runs.loading import load_model
 from tests.test_training import tiny_recipe
 
 
@@ -28,7 +32,7 @@ def test_users_page_scores_equal_evaluate_scores(tmp_path, behavior, predictor):
         first = np.flatnonzero(imps.users == imps.users[row])[0]
         if first != row:  # a later impression of the same user sees a longer history
             continue
-        page = viz.recommendations(run, dataset, user, k=dataset.num_items, exclude_history=False)
+        page = frames.recommendations(run, dataset, user, k=dataset.num_items, exclude_history=False)
         shown = dict(zip(page["item_id"], page["score"]))
         span = slice(imps.offsets[row], imps.offsets[row + 1])
         for item, expected in zip(ids[imps.items[span]], scores[span]):

@@ -10,10 +10,12 @@ import time
 import numpy as np
 import pytest
 
-from lego_core import fileio, recommend, runs
-from lego_core.errors import RecipeError, RunError
-from lego_core.paths import PROJECT_ROOT
-from lego_core.status import TrainingPart
+from lego_core import runs
+from lego_core.core import fileio
+from lego_core.runs import recommend
+from lego_core.core.errors import RecipeError, RunError
+from lego_core.core.paths import PROJECT_ROOT
+from lego_core.runs.status import TrainingPart
 
 RECIPE = {"name": "nrms", "content": {"name": "attention", "params": {}},
           "behavior": {"name": "attention", "params": {}}, "predictor": {"name": "dot", "params": {}}}

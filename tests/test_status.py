@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lego_core.status import RunStatus
+from lego_core.runs.status import RunStatus
 
 
 def life(*steps):

@@ -19,7 +19,7 @@ import pytest
 
 from lego_core import jobs, runs
 from lego_core.sweeps import SweepError, SweepSpec, leaderboard, plan
-from lego_core.sweeps import cli as sweep_cli
+from lego_core.cli import sweeps as sweep_cli
 from lego_core.sweeps import study as studies
 from tests.test_jobs import _kill_all
 
@@ -173,7 +173,7 @@ def test_a_spec_expands_slots_seeds_and_ranges_and_plans_its_runs(tmp_path):
 
 # ---- the pruned run state ----------------------------------------------------------------------
 def test_prune_stops_a_run_and_records_pruned_which_resumes_like_cancelled(cache, fake):
-    from lego_core.recipe import Recipe
+    from lego_core.bricks.recipe import Recipe
 
     run_id = jobs.launch(Recipe.preset("nrms").with_overrides({"training.epochs": 50}), device="cpu",
                          command=fake(0.3))
@@ -324,7 +324,7 @@ TINY = {"dataset.name": "synthetic",
 @pytest.mark.slow
 def test_a_small_grid_of_real_runs_end_to_end(cache, capsys):
     from lego_core import sweeps
-    from lego_core.cli import main
+    from lego_core.cli.main import main
 
     sweep_id = sweeps.run({"name": "tiny", "base": "nrms", "set": TINY,
                            "slots": {"content": ["pooling", "idembed"], "behavior": ["pooling"]},

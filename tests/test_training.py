@@ -6,12 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from lego_core import checkpoints, datasets, errors, evaluate as ev, recommend, runs, train
-from lego_core.cli import main as cli
-from lego_core.model import build, to_tensor
-from lego_core.operators import catalog, compatible
-from lego_core.recipe import Recipe
-from lego_core.training_log import MemoryLog, RunLog
+from lego_core import runs
+from lego_core.training import checkpoints
+from lego_core.data import datasets
+from lego_core.core import errors
+from lego_core.evaluation import evaluate as ev
+from lego_core.runs import recommend
+from lego_core.training import train
+from lego_core.cli.main import main as cli
+from lego_core.bricks.model import build, to_tensor
+from lego_core.bricks import catalog, compatible
+from lego_core.bricks.recipe import Recipe
+from lego_core.training.logs import MemoryLog, RunLog
 
 TINY = {"n_items": 120, "n_users": 60, "n_topics": 4, "n_impressions": 60, "seed": 3}
 
@@ -82,7 +88,7 @@ def test_run_writes_everything_and_cached_equals_uncached(tmp_path):
     item_ids, items = run.item_embeddings()
     user_ids, users = run.user_embeddings()
     assert items.shape == (TINY["n_items"], 16) and users.shape == (TINY["n_users"], 16)
-    from lego_core.rerun import load_model
+    from lego_core.runs.loading import load_model
 
     model, dataset = load_model(run)
     for split in ("valid", "test"):
@@ -128,7 +134,7 @@ def test_recommendations_use_the_models_own_predictor(tmp_path):
     recipe = tiny_recipe("pooling", "pooling", "dnn")
     run = runs.create(recipe, root=tmp_path)
     train.run(recipe, run, progress=False)
-    from lego_core.rerun import load_model
+    from lego_core.runs.loading import load_model
 
     model, dataset = load_model(run)
     user = 5
@@ -263,7 +269,7 @@ def test_a_finished_run_whose_best_is_lost_says_to_train_again(finished_run, tmp
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong-shape"])
 def test_load_model_of_a_damaged_best_checkpoint_is_one_line_naming_it(finished_run, tmp_path, damage):
-    from lego_core.rerun import load_model
+    from lego_core.runs.loading import load_model
 
     recipe, run, _ = _copy(finished_run, tmp_path)
     best = run.checkpoint_path("best")
@@ -285,7 +291,7 @@ def test_load_model_of_a_damaged_best_checkpoint_is_one_line_naming_it(finished_
 def test_a_failed_checkpoint_write_keeps_the_previous_checkpoint(finished_run, tmp_path, monkeypatch):
     import errno
 
-    from lego_core import fileio
+    from lego_core.core import fileio
 
     recipe, run, _ = _copy(finished_run, tmp_path)
     trainer = train.Trainer(recipe, RunLog(run, echo=False), checkpoints.RunCheckpointer(run), progress=False)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lego_core import maps
+from lego_core.explore import maps
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,7 +29,7 @@ sys.meta_path.insert(0, Watch())
 from streamlit.testing.v1 import AppTest
 at = AppTest.from_file(sys.argv[1], default_timeout=120).run()
 seen = {"exceptions": [str(e.value) for e in at.exception], "env": os.environ.get("NUMBA_CACHE_DIR")}
-from lego_core import maps
+from lego_core.explore import maps
 maps.import_umap()
 import numba.core.config
 import umap.layouts, umap.umap_, umap.utils
@@ -49,7 +49,7 @@ print(json.dumps(seen))
 FIT_AND_COUNT = r'''
 import json, sys
 import numpy as np
-from lego_core import maps
+from lego_core.explore import maps
 from numba.core.caching import FunctionCache
 from numba.core.dispatcher import Dispatcher
 vectors = np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32)

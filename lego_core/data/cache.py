@@ -31,8 +31,8 @@ import pyarrow as pa
 from lego_core.data.arrays import sorted_unique
 from lego_core.data.io import warn
 from lego_core.data.schema import SPLITS, Dataset, Impressions
-from lego_core.fileio import atomic_write_folder
-from lego_core.paths import cache_dir
+from lego_core.core.fileio import atomic_write_folder
+from lego_core.core.paths import cache_dir
 
 FORMAT_VERSION = 1  # bump when a reader's output changes so old cache entries are ignored
 PROCESSED = ".processed"  # under cache/datasets/; dot-folders are not registered datasets

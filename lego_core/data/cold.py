@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 
 from lego_core.data.schema import Dataset
-from lego_core.errors import DataError
+from lego_core.core.errors import DataError
 
 MAX_FRACTION = 0.9
 

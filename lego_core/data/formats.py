@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lego_core.data.schema import Dataset
-from lego_core.errors import DataError
+from lego_core.core.errors import DataError
 
 # reader modules under lego_core.data that declare FORMATS (most specific first: detection order)
 _MODULES: tuple[str, ...] = ("mind_variants", "mind", "pens", "ebnerd", "adressa", "movielens",
@@ -46,7 +46,7 @@ def all_formats() -> list[Format]:
     """Every known format, in detection order."""
     out: list[Format] = []
     for module in _MODULES:
-        out.extend(importlib.import_module(f"lego_core.data.{module}").FORMATS)
+        out.extend(importlib.import_module(f"lego_core.data.readers.{module}").FORMATS)
     return out
 
 

@@ -19,9 +19,9 @@ import pandas as pd
 from lego_core.data.cache import CorruptFile, discard, expect, read_file
 from lego_core.data.io import warn
 from lego_core.data.schema import Dataset
-from lego_core.errors import DataError
-from lego_core.fileio import atomic_write_bytes
-from lego_core.paths import cache_dir
+from lego_core.core.errors import DataError
+from lego_core.core.fileio import atomic_write_bytes
+from lego_core.core.paths import cache_dir
 
 FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")  # used with fullmatch: no trailing newline
 

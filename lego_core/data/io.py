@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from lego_core.errors import DataError
+from lego_core.core.errors import DataError
 
 PROGRESS_MIN_BYTES = 20_000_000  # files larger than this show a tqdm bar while read
 MAX_TIMESTAMP = 2.0 ** 63  # |unix seconds| must fit int64 (1e30 would silently wrap to INT64_MIN)

@@ -23,7 +23,7 @@ import pandas as pd
 from lego_core.data.arrays import index_of, natural_order, offsets_from_sizes
 from lego_core.data.io import int_option, warn
 from lego_core.data.schema import Dataset, Impressions
-from lego_core.errors import DataError
+from lego_core.core.errors import DataError
 
 MIN_CLICKS = 3
 MAX_NEGATIVES = 10_000  # sampled negatives per valid/test impression (memory: users x negatives)

@@ -21,9 +21,9 @@ import numpy as np
 from lego_core.data.cache import (CORRUPT_ERRORS, PROCESSED, CorruptFile, describe, probe_dataset, read_dataset,
                                   write_dataset)
 from lego_core.data.schema import Dataset
-from lego_core.errors import DataError
-from lego_core.fileio import atomic_write_folder
-from lego_core.paths import cache_dir
+from lego_core.core.errors import DataError
+from lego_core.core.fileio import atomic_write_folder
+from lego_core.core.paths import cache_dir
 
 MANIFEST = "dataset.json"
 RESERVED = ("ml-100k", "synthetic")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import string
 
 from lego_core.data.schema import Dataset
-from lego_core.errors import DataError
+from lego_core.core.errors import DataError
 
 SEPARATOR = " | "
 

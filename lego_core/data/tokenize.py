@@ -23,9 +23,9 @@ from lego_core.data.cache import CorruptFile, discard, expect, read_file
 from lego_core.data.io import int_option, warn
 from lego_core.data.schema import Dataset
 from lego_core.data.text import default_fields, item_texts
-from lego_core.errors import ModelNotAvailableError
-from lego_core.fileio import atomic_write_bytes
-from lego_core.paths import cache_dir
+from lego_core.core.errors import ModelNotAvailableError
+from lego_core.core.fileio import atomic_write_bytes
+from lego_core.core.paths import cache_dir
 
 PAD, UNK = "<pad>", "<unk>"
 WORD = re.compile(r"\w+")

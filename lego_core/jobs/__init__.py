@@ -5,16 +5,17 @@ cancel, a finishing job) calls `refresh()`, which under a file lock (a) marks ru
 vanished as `interrupted` and (b) starts queued runs while the device has free slots.
 
 The package, one concern per module:
-- `process`: /proc inspection (run tokens, pid liveness, boot id, start ticks) and signals;
 - `scheduler`: `plan(statuses, devices)`, the pure decision of which queued runs start on which
   GPUs, and `refresh()` around it;
 - `launcher`: a started run's command (the trainer, torchrun, or `launch(command=...)`), its
   environment and its detached supervisor process;
 - `supervisor`: that `python -m lego_core.jobs worker RUN_DIR -- <training argv>` process: it runs
   the training, forwards SIGTERM, records the end and starts the next run;
-- `cli`: `python -m lego_core jobs launch|list|status|cancel|resume|logs` (`add_jobs_command`,
-  `main`); it uses this package, which does not import it;
-- this module: the public API below.
+- `augment`: generation jobs (LLM item fields) in the background;
+- this module: the public API below. Which processes belong to a run is lego_core.core.process;
+  the command line is lego_core.cli.jobs.
+
+May import core, data, lm, bricks, evaluation, training and runs.
 """
 from __future__ import annotations
 
@@ -24,10 +25,11 @@ import signal
 import socket
 from typing import Any
 
-from lego_core import devices, runs
-from lego_core.errors import RecipeError, RunError
-from lego_core.jobs import process
-from lego_core.jobs.process import TOKEN_ENV, live_pids, run_pids  # noqa: F401  (public API)
+from lego_core import runs
+from lego_core.core import devices
+from lego_core.core.errors import RecipeError, RunError
+from lego_core.core import process
+from lego_core.core.process import TOKEN_ENV, live_pids, run_pids  # noqa: F401  (public API)
 from lego_core.jobs.scheduler import (DEFAULT_CPU_SLOTS, DEFAULT_GPU_SLOTS, MAX_CONCURRENT_ENV, Devices,  # noqa: F401
                                       _fit, _limit, _scheduler_lock, plan, refresh)
 from lego_core.jobs.launcher import _training_argv  # noqa: F401
@@ -74,8 +76,8 @@ def launch(recipe: Any, device: str = "auto", nproc: int = 1, nnodes: int = 1, n
     starts the run later, use it too. That program must record the run's end in its status, as
     `python -m lego_core train` does.
     """
-    from lego_core import datasets
-    from lego_core.recipe import Recipe
+    from lego_core.data import datasets
+    from lego_core.bricks.recipe import Recipe
 
     loaded = Recipe.load(recipe, overrides)
     datasets.check(loaded.dataset.name, loaded.dataset.options)

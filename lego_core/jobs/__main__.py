@@ -1,5 +1,17 @@
-"""`python -m lego_core.jobs worker RUN_DIR -- CMD...` (a run's supervisor) or the jobs CLI."""
-from lego_core.jobs.cli import main
+"""`python -m lego_core.jobs worker RUN_DIR -- CMD...`: a run's supervisor, started by the launcher
+(the jobs commands themselves are `python -m lego_core jobs ...`)."""
+import sys
+
+from lego_core.jobs.supervisor import worker
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] != ["worker"] or len(argv) < 4 or argv[2] != "--":
+        print("usage: python -m lego_core.jobs worker RUN_DIR -- COMMAND...  (started by the job launcher; "
+              "use `python -m lego_core jobs ...`)", file=sys.stderr)
+        return 2
+    return worker(argv[1], argv[3:])
+
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))

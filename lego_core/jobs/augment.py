@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from lego_core import runs
-from lego_core.errors import DataError, LegoError, RunError
+from lego_core.core.errors import DataError, LegoError, RunError
 from lego_core.jobs.scheduler import refresh
 from lego_core.jobs.supervisor import _tail
-from lego_core.paths import cache_dir
+from lego_core.core.paths import cache_dir
 
 KIND = "augment"
 PROGRESS_FILE = "progress.json"
@@ -40,7 +40,7 @@ def launch_augment(dataset: str, field: str, template: str, max_tokens: int = 48
     Returns the job id. A bad field name or option is refused before anything is created
     (DataError); with the `loaded` Dataset at hand (the app has it) also a field that is one of
     its columns and a template naming fields it lacks."""
-    from lego_core import datasets
+    from lego_core.data import datasets
     from lego_core.data.generated import FIELD_NAME, check_field
     from lego_core.data.text import template_fields
     from lego_core.jobs import _resolve_device
@@ -103,7 +103,7 @@ def _progress(job: runs.Run) -> dict:
 def augment_status(job: str | runs.Run) -> dict:
     """One job as the app shows it: id, field, dataset, template, state, error, done, total,
     fraction (0..1) and log tail."""
-    from lego_core.recipe import read_yaml
+    from lego_core.bricks.recipe import read_yaml
 
     job = runs.open(job, root())
     try:

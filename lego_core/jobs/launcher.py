@@ -15,9 +15,9 @@ import sys
 import time
 
 from lego_core import runs
-from lego_core.jobs import process
-from lego_core.jobs.process import TOKEN_ENV
-from lego_core.paths import PROJECT_ROOT
+from lego_core.core import process
+from lego_core.core.process import TOKEN_ENV
+from lego_core.core.paths import PROJECT_ROOT
 
 
 def _fill_command(template: list[str], run: runs.Run, resume: bool) -> list[str]:

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from lego_core import devices as lego_devices
+from lego_core.core import devices as lego_devices
 from lego_core import runs
-from lego_core.errors import RunError
+from lego_core.core.errors import RunError
 from lego_core.jobs.launcher import _start
-from lego_core.jobs import process
+from lego_core.core import process
 
 MAX_CONCURRENT_ENV = "LEGO_MAX_CONCURRENT"
 DEFAULT_CPU_SLOTS = 2

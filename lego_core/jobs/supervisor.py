@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from lego_core import runs
-from lego_core.jobs import process
+from lego_core.core import process
 from lego_core.jobs.scheduler import refresh
 
 

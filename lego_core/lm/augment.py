@@ -7,7 +7,7 @@ answer goes into a diskcache store under `cache_dir("augment", "store")` keyed b
 prompt text, generation settings) as soon as its batch finishes, so an interrupted run resumes
 where it stopped and a repeated run is served from the store. The new column is saved through
 `lego_core.data.generated` (the sidecars and `load_augmented`); the `augment` CLI command lives in
-`lego_core.augment_cli`.
+`lego_core.cli.augment`.
 """
 from __future__ import annotations
 
@@ -17,14 +17,14 @@ import json
 import os
 from collections.abc import Callable
 
-from lego_core import devices
+from lego_core.core import devices
 from lego_core.data import generated
 from lego_core.data.cache import CORRUPT_ERRORS, describe, open_diskcache
 from lego_core.data.io import warn
 from lego_core.data.schema import Dataset
 from lego_core.data.text import SEPARATOR, default_fields, item_texts
-from lego_core.errors import DataError
-from lego_core.paths import cache_dir
+from lego_core.core.errors import DataError
+from lego_core.core.paths import cache_dir
 
 STORE_VERSION = 1
 DEFAULT_MODEL = "smollm2"

@@ -22,10 +22,10 @@ from tqdm.auto import tqdm
 
 from lego_core.data.cache import CorruptFile, discard, expect, read_file
 from lego_core.data.io import warn
-from lego_core.errors import RecipeError
-from lego_core.fileio import atomic_write_folder
+from lego_core.core.errors import RecipeError
+from lego_core.core.fileio import atomic_write_folder
 from lego_core.lm.stack import LayerStack
-from lego_core.paths import cache_dir
+from lego_core.core.paths import cache_dir
 
 FORMAT_VERSION = 1
 

@@ -22,9 +22,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers/huggingface_
 
 import torch  # noqa: E402
 
-from lego_core.errors import ModelNotAvailableError  # noqa: E402
-from lego_core.fileio import atomic_write_folder  # noqa: E402
-from lego_core.paths import cache_dir  # noqa: E402
+from lego_core.core.errors import ModelNotAvailableError  # noqa: E402
+from lego_core.core.fileio import atomic_write_folder  # noqa: E402
+from lego_core.core.paths import cache_dir  # noqa: E402
 
 DEFAULT_ENCODER = "minilm"
 DEFAULT_DECODER = "smollm2"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lego_core.errors import RecipeError
+from lego_core.core.errors import RecipeError
 
 ENCODER, DECODER = "encoder", "decoder"
 

@@ -5,7 +5,7 @@ and, when the layers below the first trainable one are frozen, fills (or reuses)
 and drops those layers. `lm_states(ids)` then runs only what is needed for the requested texts:
 cached states (or token embeddings) -> trainable layers -> final hidden states and mask.
 
-This is the library body of the LM content bricks (`lego_core.operators.lm_base`), which add
+This is the library body of the LM content bricks (`lego_core.bricks.lm_base`), which add
 pooling and the projection to the model width; it knows nothing about bricks or datasets.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lego_core import devices
+from lego_core.core import devices
 from lego_core.lm import layer_cache as lcache
 from lego_core.lm.stack import LayerStack
 from lego_core.lm.tuning import apply_tuning

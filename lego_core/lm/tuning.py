@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from lego_core.errors import RecipeError
+from lego_core.core.errors import RecipeError
 from lego_core.lm.stack import DECODER, LayerStack
 
 MODES = ("frozen", "top", "lora", "full")

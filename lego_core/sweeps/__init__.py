@@ -7,10 +7,10 @@ The package, one concern per module:
 - `worker`: the loop that asks for trials, runs each through `lego_core.jobs`, prunes and tells;
 - `sessions`: who serves a sweep (liveness, wall time), background workers, pausing them;
 - `leaderboard`: the tables and figures the Leaderboard page shows;
-- `form`: what the Builder's Sweep mode edits (parameter sliders from the catalog, time estimate);
-- `cli`: `python -m lego_core sweep run|status|resume|worker|export|stop` (nothing imports it).
 
-This module is the public API below.
+What the Builder's Sweep mode edits lives in lego_core.explore.sweep_form and the command line in
+lego_core.cli.sweeps. May import core, data, lm, bricks, evaluation, training, runs and jobs. This
+module is the public API below.
 """
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lego_core import metrics as lego_metrics
+from lego_core.evaluation import metrics as lego_metrics
 from lego_core.sweeps import study as studies
 from lego_core.sweeps.spec import SweepSpec
 from lego_core.sweeps.sessions import elapsed, sessions

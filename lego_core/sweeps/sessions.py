@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any
 
-from lego_core.jobs import process
+from lego_core.core import process
 from lego_core.sweeps import study as studies
 
 
@@ -59,7 +59,7 @@ def elapsed(study: Any) -> float:
 def start_background(sweep_id: str, storage: str | None = None, runs_dir: Any = None) -> int:
     """Start a worker in its own session (it outlives the app); its output goes to
     cache/sweeps/<sweep id>.log. Returns its pid."""
-    from lego_core.paths import PROJECT_ROOT
+    from lego_core.core.paths import PROJECT_ROOT
 
     studies.load(sweep_id, storage)  # a missing sweep is refused here, not in a detached process
     argv = [sys.executable, "-m", "lego_core", "sweep", "worker", sweep_id]

@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from lego_core.errors import LegoError
-from lego_core.operators.catalog import KINDS, compatible, get as get_brick
-from lego_core.recipe import VALIDATION_METRICS, Recipe, read_yaml
+from lego_core.core.errors import LegoError
+from lego_core.bricks.catalog import KINDS, compatible, get as get_brick
+from lego_core.bricks.recipe import VALIDATION_METRICS, Recipe, read_yaml
 
 SAMPLERS = ("grid", "random", "tpe")
 PRUNERS = ("none", "median", "halving")
@@ -166,7 +166,7 @@ class SweepSpec(_Strict):
         return resolved
 
     def _slot(self, kind: str, base: Recipe) -> list[str]:
-        from lego_core.operators.catalog import catalog
+        from lego_core.bricks.catalog import catalog
 
         chosen = self.slots.get(kind)
         if chosen is None:
@@ -237,7 +237,7 @@ def param_info(key: str) -> dict:
     """What a parameter key names: {"type", "low", "high", "choices"} from the brick catalog
     (`<slot>.<brick>.<param>`) or the recipe's training fields (`training.<field>`); SweepError
     when the key names neither."""
-    from lego_core.builder import training_widgets
+    from lego_core.bricks.settings import training_widgets
 
     where = f"params.{key}"
     parts = key.split(".")

@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lego_core import metrics as lego_metrics
-from lego_core.paths import cache_dir
-from lego_core.recipe import Recipe
+from lego_core.evaluation import metrics as lego_metrics
+from lego_core.core.paths import cache_dir
+from lego_core.bricks.recipe import Recipe
 from lego_core.sweeps.spec import Dimension, SweepError, SweepSpec
 
 SPEC_ATTR = "spec"
@@ -76,7 +76,7 @@ def remember_storage(sweep_id: str, storage: str | None) -> None:
     """Note a sweep kept in another database (so this machine's Leaderboard lists it)."""
     if not storage:
         return
-    from lego_core.fileio import atomic_write_json
+    from lego_core.core.fileio import atomic_write_json
 
     known = remembered_storages()
     if known.get(sweep_id) != storage:
@@ -252,7 +252,7 @@ def recipe_for(spec: SweepSpec, config: dict[str, Any], seed: int, name: str) ->
 def configurations(spec: SweepSpec, limit: int = 100000) -> list[dict[str, Any]] | None:
     """Every distinct configuration whose bricks fit together (None when the space is continuous or
     larger than `limit`): a grid's points without duplicates."""
-    from lego_core.operators.catalog import compatible
+    from lego_core.bricks.catalog import compatible
 
     dims = spec.dimensions()
     if spec.sampler != "grid" and any(d.kind == "float" and not d.step for d in dims):

@@ -22,9 +22,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from lego_core import devices, jobs, runs
-from lego_core.errors import LegoError, RecipeError, RunError, one_line
-from lego_core.operators.catalog import compatible
+from lego_core import jobs, runs
+from lego_core.core import devices
+from lego_core.core.errors import LegoError, RecipeError, RunError, one_line
+from lego_core.bricks.catalog import compatible
 from lego_core.sweeps import study as studies
 from lego_core.sweeps.sessions import alive, elapsed, me
 from lego_core.sweeps.spec import SweepError

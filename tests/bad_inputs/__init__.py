@@ -45,7 +45,7 @@ class Case:
 
 def cli(*argv: str) -> CliResult:
     """Run `python -m lego_core ARGV` in-process; a traceback (any non-LegoError) fails the case."""
-    from lego_core.cli import main
+    from lego_core.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):

@@ -246,7 +246,7 @@ def _no_launch(ctx: dict, at: AppTest) -> None:
 def _failed_run(error_text: str) -> Callable:
     def arrange(tmp: Path) -> dict:
         from lego_core import runs
-        from lego_core.recipe import Recipe
+        from lego_core.bricks.recipe import Recipe
 
         ctx = _folders(tmp)
         recipe = Recipe.preset("nrms").with_overrides({"dataset.name": "synthetic", "dataset.options": TINY})
@@ -276,7 +276,7 @@ def _escaped_run_error(ctx: dict, at: AppTest) -> None:
 
 def _described(tmp: Path) -> dict:
     """A dataset registered from Python with Markdown and HTML in its description."""
-    from lego_core import datasets
+    from lego_core.data import datasets
 
     ctx = _folders(tmp)
     (tmp / "items.csv").write_bytes(ITEMS)

@@ -15,7 +15,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from lego_core.errors import RunError
+from lego_core.core.errors import RunError
 from tests.bad_inputs import Case, cli
 
 RECIPE = """\
@@ -33,8 +33,9 @@ _TEMPLATE: dict = {}
 def _template() -> Path:
     """The trained template run folder (trained on first use, kept for the session)."""
     if "path" not in _TEMPLATE:
-        from lego_core import runs, train
-        from lego_core.recipe import Recipe
+        from lego_core import runs
+        from lego_core.training import train
+        from lego_core.bricks.recipe import Recipe
 
         recipe = Recipe.from_yaml(RECIPE)
         root = tempfile.mkdtemp(prefix="lego-ckpt-template-")
@@ -50,9 +51,9 @@ def _other_recipe_payload() -> bytes:
     """A full checkpoint payload of the same recipe with dim 16 instead of 8 (every shape differs)."""
     import torch
 
-    from lego_core import datasets
-    from lego_core.model import build
-    from lego_core.recipe import Recipe
+    from lego_core.data import datasets
+    from lego_core.bricks.model import build
+    from lego_core.bricks.recipe import Recipe
 
     other = Recipe.from_yaml(RECIPE.replace("dim: 8", "dim: 16"))
     model = build(other, datasets.load(other.dataset.name, **other.dataset.options))
@@ -131,7 +132,7 @@ def _resume(ctx: dict):
 
 def _load_model(ctx: dict):
     from lego_core import runs
-    from lego_core.rerun import load_model
+    from lego_core.runs.loading import load_model
 
     return load_model(runs.open(ctx["run_dir"]))
 
@@ -143,7 +144,7 @@ def _recovered(note: str):
         import json
 
         from lego_core import runs
-        from lego_core.checkpoints import CHECKPOINT_KEYS, read_checkpoint
+        from lego_core.training.checkpoints import CHECKPOINT_KEYS, read_checkpoint
 
         run = runs.open(ctx["run_dir"])
         status = run.status()

@@ -78,7 +78,7 @@ def _tables(tmp: Path, items: pd.DataFrame = ITEMS, clicks: pd.DataFrame = CLICK
 
 
 def _load_tables(ctx: dict, **options):
-    from lego_core.data import tables
+    from lego_core.data.readers import tables
 
     return tables.load_tables(ctx["items"], ctx["clicks"], ctx["mapping"], **options)
 
@@ -126,13 +126,13 @@ def _message_has(*parts: str) -> Callable[[dict, object], None]:
 
 # ---- MIND folders -----------------------------------------------------------------------------
 def _load_path(ctx: dict, **options):
-    from lego_core import datasets
+    from lego_core.data import datasets
 
     return datasets.load(ctx["root"], **options)
 
 
 def _mind_case(id: str, names: str, raises=None, options: dict | None = None, **override) -> Case:
-    from lego_core.errors import DataError
+    from lego_core.core.errors import DataError
 
     return Case(id=id, arrange=lambda tmp: _mind(tmp, **override), act=lambda ctx: _load_path(ctx, **(options or {})),
                 raises=raises or DataError, names=names, keep=_keep_root)
@@ -191,7 +191,7 @@ def _mind_without_dev(tmp: Path) -> dict:
 
 
 def _data_error():
-    from lego_core.errors import DataError
+    from lego_core.core.errors import DataError
 
     return DataError
 
@@ -323,7 +323,7 @@ def _table_cases() -> list[Case]:
 
 # ---- dataset options and names ------------------------------------------------------------------
 def _load(name, **options):
-    from lego_core import datasets
+    from lego_core.data import datasets
 
     return datasets.load(name, **options)
 
@@ -334,7 +334,7 @@ def _option_case(id: str, names: str, name="synthetic", **options) -> Case:
 
 
 def _register(ctx: dict, name: str, **kw):
-    from lego_core import datasets
+    from lego_core.data import datasets
 
     return datasets.register_tables(name, ctx["items"], ctx["clicks"], MAPPING, negatives=3, **kw)
 
@@ -355,7 +355,7 @@ def _nothing_registered(ctx: dict, exc) -> None:
 
 
 def _generate_named_5(ctx: dict):
-    from lego_core.data.synthetic import generate
+    from lego_core.data.readers.synthetic import generate
 
     return generate(name=5)
 
@@ -424,7 +424,7 @@ def _registered_case(id: str, damage: str, how: str, names: str) -> Case:
 
 
 def _entry(name: str) -> dict:
-    from lego_core import datasets
+    from lego_core.data import datasets
 
     return next(e for e in datasets.available() if e["name"] == name)
 
@@ -454,7 +454,7 @@ def _write_manifest(text: str):
 
 
 def _available(ctx: dict):
-    from lego_core import datasets
+    from lego_core.data import datasets
 
     return datasets.available()
 
@@ -523,7 +523,7 @@ def _corrupt_source_copy(tmp: Path) -> dict:
 def _registered_mind_gone(tmp: Path) -> dict:
     import shutil
 
-    from lego_core import datasets
+    from lego_core.data import datasets
 
     ctx = _mind(tmp)
     datasets.register_mind("news", ctx["root"])
@@ -612,7 +612,7 @@ def _processed_cases() -> list[Case]:
 
 # ---- token tables ---------------------------------------------------------------------------------
 def _small():
-    from lego_core.data.synthetic import generate
+    from lego_core.data.readers.synthetic import generate
 
     return generate(**SMALL)
 
@@ -757,7 +757,7 @@ def _plain_store():
 
 def _umap_arrange(how: str):
     def arrange(tmp: Path) -> dict:
-        from lego_core import maps
+        from lego_core.explore import maps
 
         key = maps.umap_key("r1", VECTORS, PARAMS)
         folder = cache_root() / "umap"
@@ -783,14 +783,14 @@ def _umap_arrange(how: str):
 
 
 def _umap_then_cached(ctx: dict):
-    from lego_core import maps
+    from lego_core.explore import maps
 
     first = maps.umap_2d("r1", VECTORS, PARAMS)
     return first, maps.cached_umap("r1", VECTORS, PARAMS)
 
 
 def _check_umap(ctx: dict, result) -> None:
-    from lego_core import maps
+    from lego_core.explore import maps
 
     first, again = result
     assert first.shape == (12, 2) and np.isfinite(first).all()
@@ -806,7 +806,7 @@ def _umap_cases() -> list[Case]:
         Case(id="data-umap-garbage-db", arrange=_umap_arrange("garbage-db"), act=_umap_then_cached,
              names="UMAP cache", check=_check_umap),
         Case(id="data-umap-garbage-db-cached-only", arrange=_umap_arrange("garbage-db"),
-             act=lambda ctx: __import__("lego_core.maps", fromlist=["cached_umap"]).cached_umap("r1", VECTORS, PARAMS),
+             act=lambda ctx: __import__("lego_core.explore.maps", fromlist=["cached_umap"]).cached_umap("r1", VECTORS, PARAMS),
              names="umap", check=lambda ctx, xy: xy is None),
         Case(id="data-umap-truncated-db", arrange=_umap_arrange("truncated-db"), act=_umap_then_cached,
              check=_check_umap),

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lego_core import jobs, recommend, runs
-from lego_core.errors import RunError
+from lego_core import jobs, runs
+from lego_core.runs import recommend
+from lego_core.core import process
+from lego_core.core.errors import RunError
 from tests.bad_inputs import Case, CliResult, cache_root, cli
 
 TINY = """\
@@ -233,7 +235,7 @@ CASES += [
          lambda ctx: cli("train", "--run-dir", ctx["run"].path, "--quiet"), exit=2, names="--resume",
          keep=_keep_run),
     Case("runs-train-run-another-process-trains", _existing_run(state="running"),
-         lambda ctx: (ctx["run"].set_training_status(pid=os.getppid()), cli("train", "--run-dir", ctx["run"].path,
+         lambda ctx: (ctx["run"].set_training_status(pid=os.getppid(), start_ticks=process.start_ticks(os.getppid())), cli("train", "--run-dir", ctx["run"].path,
                                                                     "--resume", "--quiet"))[1],
          exit=2, names="cancel it first", keep=lambda ctx: [ctx["run"].path / "checkpoints"]),
     Case("runs-train-into-folder-with-other-files", lambda tmp: {"folder": _folder_with_file(tmp)},
@@ -429,7 +431,7 @@ class _ClosedPipe(io.StringIO):
 
 def _list_into_closed_pipe(ctx):
     """`jobs list | head -c1`: the reader is gone after the first byte."""
-    from lego_core.cli import main
+    from lego_core.cli.main import main
 
     real_stdout, sys.stdout = sys.stdout, _ClosedPipe()
     try:

@@ -1,0 +1,304 @@
+"""MIND reader (news.tsv + behaviors.tsv of the MIND-small/large train and dev folders).
+
+Layout: `<root>/train` and `<root>/dev`, or `<root>/MINDsmall_train` and `<root>/MINDsmall_dev`
+(any `MIND*_train` / `MIND*_dev`). Items are the union of both folders' news (first occurrence
+wins; the entity JSON columns are not kept). A user's sequence is the history of the user's first
+behaviors row (train folder first), oldest first; every impression sees all of it
+(`history_end` = its length), as in MIND where histories predate the impression logs.
+
+Splits: MIND has no public test labels, so `train` = the train folder's impressions and the dev
+folder's impressions are split by impression: `numpy.random.default_rng(seed).permutation` of
+the dev rows, the first floor(M/2) -> `valid`, the rest -> `test` (each kept in file order).
+Impression ids are kept; dev ids are shifted past the largest train id when the two overlap
+(`info["dev_id_offset"]`). History/candidate ids that name no news item are dropped and counted
+in `info` (with a warning); impressions left without candidates are dropped.
+
+A `test` folder (`<root>/test` or `MIND*_test`, as MIND-large ships) has no click labels
+(candidates like `N123`): its impressions are counted (`info["unlabelled_test_impressions"]`) and
+reported in one warning line as not scorable; they never enter a split. Inside train/dev a
+candidate without a label stays an error. Formats: "mind" (here) and "xmind" (`mind_variants`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lego_core.data.arrays import as_str_ids, offsets_from_sizes
+from lego_core.data.cache import cached_build
+from lego_core.data.formats import Format
+from lego_core.data.io import (check_unique, first_short_line, int_option, line_of, read_delimited, require_file,
+                               warn)
+from lego_core.data.schema import Dataset, Impressions
+from lego_core.core.errors import DataError
+
+NEWS_COLUMNS = ["item_id", "category", "subcategory", "title", "abstract", "url", "title_entities",
+                "abstract_entities"]
+KEPT_NEWS = ["item_id", "category", "subcategory", "title", "abstract", "url"]
+BEHAVIOR_COLUMNS = ["impression_id", "user", "time", "history", "impressions"]
+TIME_FORMAT = "%m/%d/%Y %I:%M:%S %p"  # e.g. 11/15/2019 8:55:16 AM
+LAYOUT = "a MIND folder holds train/ and dev/ (or MINDsmall_train/ and MINDsmall_dev/), each with " \
+         "news.tsv and behaviors.tsv"
+
+
+def find_folders(root: Path) -> tuple[Path, Path] | None:
+    """(train folder, dev folder) of a MIND root, or None when it is not laid out like one."""
+    root = Path(root)
+    pairs = [(root / "train", root / "dev")]
+    pairs += [(p, p.with_name(p.name[:-len("_train")] + "_dev")) for p in sorted(root.glob("MIND*_train"))]
+    pairs += [(p, p.with_name(p.name[:-len("_train")] + "_dev")) for p in sorted(root.glob("xMIND*_train"))]
+    for train, dev in pairs:
+        if train.is_dir() and dev.is_dir():
+            return train, dev
+    return None
+
+
+def is_mind_folder(root: Path) -> bool:
+    return find_folders(root) is not None
+
+
+def find_test_folder(root: Path, train_dir: Path) -> Path | None:
+    """The unlabelled MIND test folder next to the train folder (`test` or `MIND*_test`), if any."""
+    folders = [Path(root) / "test"]
+    if train_dir.name.endswith("_train"):
+        folders.append(train_dir.with_name(train_dir.name[:-len("_train")] + "_test"))
+    return next((f for f in folders if (f / "behaviors.tsv").is_file()), None)
+
+
+def _non_ascii_share(path: Path, lines: int = 100) -> tuple[int, float]:
+    """(tab fields on the first line, share of the first `lines` titles with non-ASCII letters)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            rows = [line.rstrip("\r\n").split("\t") for _, line in zip(range(lines), handle)]
+    except OSError:
+        return 0, 0.0
+    if not rows:
+        return 0, 0.0
+    col = 1 if len(rows[0]) <= 3 else 3  # xMIND news.tsv: id, title, abstract; MIND: title is column 4
+    titles = [r[col] for r in rows if len(r) > col]
+    share = sum(any(ord(c) > 127 and c.isalpha() for c in t) for t in titles) / max(len(titles), 1)
+    return len(rows[0]), share
+
+
+def is_xmind_folder(root: Path) -> bool:
+    """A MIND layout holding xMIND news: folders named xMIND*, a 3-column news.tsv (id, title,
+    abstract, as the xMIND release ships), or titles mostly with non-ASCII letters. Reads the
+    first 100 lines of the train news.tsv only."""
+    folders = find_folders(root)
+    if folders is None:
+        return False
+    if folders[0].name.startswith("xMIND"):
+        return True
+    fields, share = _non_ascii_share(folders[0] / "news.tsv")
+    return fields == 3 or share > 0.5
+
+
+def _short_rows(frame: pd.DataFrame, needed: int, path: Path, what: str) -> None:
+    """DataError for a file with too few columns, or a row missing fields."""
+    if frame.shape[1] < needed:
+        raise DataError(f"{path} has {frame.shape[1]} tab-separated columns; {what}")
+    line = first_short_line(path, "\t", needed)
+    if line:
+        raise DataError(f"{path} line {line} has fewer than {needed} tab-separated fields; {what}")
+
+
+def read_news(path: Path) -> pd.DataFrame:
+    """news.tsv -> DataFrame[item_id, category, subcategory, title, abstract, url] (strings)."""
+    frame = read_delimited(require_file(path, LAYOUT), "\t", header=False)
+    _short_rows(frame, 5, path, "MIND news.tsv rows are: id, category, subcategory, title, abstract, "
+                                "url, title entities, abstract entities")
+    frame = frame.iloc[:, :len(NEWS_COLUMNS)]
+    frame.columns = NEWS_COLUMNS[:frame.shape[1]]
+    for col in KEPT_NEWS:
+        if col not in frame.columns:
+            frame[col] = ""
+    frame = frame[KEPT_NEWS].fillna("")
+    frame["item_id"] = frame["item_id"].str.strip()
+    empty = (frame["item_id"] == "").to_numpy()
+    if empty.any():
+        raise DataError(f"{path} line {line_of(int(np.flatnonzero(empty)[0]), False)} has an empty news id")
+    check_unique(frame["item_id"], path, "news id (column 1)", header=False)
+    return frame
+
+
+def read_behaviors(path: Path) -> pd.DataFrame:
+    """behaviors.tsv -> DataFrame[impression_id int64, user, time int64 (unix s), history, impressions]."""
+    frame = read_delimited(require_file(path, LAYOUT), "\t", header=False)
+    _short_rows(frame, 5, path, "MIND behaviors.tsv rows are: impression id, user id, time, history, "
+                                "impressions (like N1-1 N2-0)")
+    frame = frame.iloc[:, :5]
+    frame.columns = BEHAVIOR_COLUMNS
+    ids = pd.to_numeric(frame["impression_id"], errors="coerce")
+    bad = ids.isna().to_numpy() | ((ids % 1) != 0).to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{path} line {line_of(row, False)}: impression id (column 1) "
+                        f"{frame['impression_id'].iloc[row]!r} is not an integer")
+    frame["impression_id"] = ids.astype(np.int64)
+    check_unique(frame["impression_id"], path, "impression id (column 1)", header=False)
+    stamps = pd.to_datetime(frame["time"].str.strip(), format=TIME_FORMAT, errors="coerce")
+    bad = stamps.isna().to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{path} line {line_of(row, False)}: time (column 3) {frame['time'].iloc[row]!r} is not "
+                        f"a MIND time like '11/15/2019 8:55:16 AM'")
+    frame["time"] = ((stamps - pd.Timestamp(0)) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
+    return frame
+
+
+def _split_lists(column: pd.Series) -> tuple[np.ndarray, pa.Array]:
+    """Space-separated lists -> (sizes per row, flat non-empty tokens), vectorized with pyarrow."""
+    lists = pc.utf8_split_whitespace(pa.array(column.to_numpy(dtype=object), type=pa.large_string()))
+    flat = pc.list_flatten(lists)
+    nonempty = pc.greater(pc.utf8_length(flat), 0).to_numpy(zero_copy_only=False)
+    rows = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
+    sizes = np.bincount(rows[nonempty], minlength=len(column)).astype(np.int64)
+    return sizes, flat.filter(pa.array(nonempty))
+
+
+def _lookup(tokens: pa.Array, known: pa.Array) -> np.ndarray:
+    """Index of each token in `known` (-1 when absent), vectorized."""
+    return pc.index_in(tokens, value_set=known).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def parse_impressions(column: pd.Series, path: Path) -> tuple[np.ndarray, pa.Array, np.ndarray]:
+    """'N1-1 N2-0' cells -> (sizes [M], news ids [T], labels [T] int8)."""
+    sizes, tokens = _split_lists(column)
+    empty = sizes == 0
+    if empty.any():
+        raise DataError(f"{path} line {line_of(int(np.flatnonzero(empty)[0]), False)}: impressions (column 5) "
+                        "is empty; each impression lists candidates like 'N1-1 N2-0'")
+    tail = pc.utf8_slice_codeunits(tokens, -2)
+    good = pc.and_(pc.is_in(tail, value_set=pa.array(["-0", "-1"], type=pa.large_string())),
+                   pc.greater(pc.utf8_length(tokens), 2)).to_numpy(zero_copy_only=False)
+    if not good.all():
+        first = int(np.flatnonzero(~good)[0])
+        row = int(np.searchsorted(offsets_from_sizes(sizes), first, side="right") - 1)
+        raise DataError(f"{path} line {line_of(row, False)}: impression candidate {tokens[first].as_py()!r} lacks "
+                        "a '-1'/'-0' click label (MIND test folders have no labels; use train and dev)")
+    labels = pc.equal(tail, "-1").to_numpy(zero_copy_only=False).astype(np.int8)
+    return sizes, pc.utf8_slice_codeunits(tokens, 0, -2), labels
+
+
+def _impressions(frame: pd.DataFrame, user_codes: np.ndarray, seq_len: np.ndarray, known: pa.Array,
+                 path: Path, info: dict, split: str) -> Impressions:
+    sizes, ids, labels = parse_impressions(frame["impressions"], path)
+    idx = _lookup(ids, known)
+    ok = idx >= 0
+    info[f"{split}_unknown_candidates_dropped"] = int((~ok).sum())
+    row_of = np.repeat(np.arange(len(frame)), sizes)
+    kept_sizes = np.bincount(row_of[ok], minlength=len(frame))
+    keep_rows = kept_sizes > 0
+    info[f"{split}_impressions_dropped"] = int((~keep_rows).sum())
+    if not keep_rows.any():
+        raise DataError(f"{path}: no impression names a known news item (e.g. {ids[0].as_py()!r}); check that "
+                        "news.tsv and behaviors.tsv come from the same MIND release")
+    if (~ok).any():
+        warn(f"{path}: dropped {int((~ok).sum())} impression candidates naming unknown news "
+             f"({int((~keep_rows).sum())} impressions left empty and dropped)")
+    users = user_codes[keep_rows]
+    return Impressions(ids=frame["impression_id"].to_numpy(np.int64)[keep_rows], users=users,
+                       times=frame["time"].to_numpy(np.int64)[keep_rows], history_end=seq_len[users],
+                       offsets=offsets_from_sizes(kept_sizes[keep_rows]), items=idx[ok], labels=labels[ok])
+
+
+def read_test_folder(folder: Path, info: dict) -> None:
+    """Count the impressions of a MIND test folder into `info` and say (one warning) why they are
+    not used: MIND test candidates carry no click labels, so they cannot be scored."""
+    path = folder / "behaviors.tsv"
+    frame = read_delimited(path, "\t", header=False)
+    _short_rows(frame, 5, path, "MIND behaviors.tsv rows are: impression id, user id, time, history, "
+                                "impressions (like N1 N2 in a test folder)")
+    sizes, tokens = _split_lists(frame.iloc[:, 4])
+    tail = pc.utf8_slice_codeunits(tokens, -2)
+    labelled = bool(len(tokens)) and bool(pc.all(pc.is_in(tail, value_set=pa.array(["-0", "-1"],
+                                                                                   type=pa.large_string()))).as_py())
+    info["test_folder"] = str(folder)
+    key = "labelled_test_impressions_unused" if labelled else "unlabelled_test_impressions"
+    info[key] = int(len(frame))
+    info["test_candidates"] = int(sizes.sum())
+    info["test_note"] = (f"{path}: {len(frame)} test impressions "
+                         + ("have labels but are not used (valid/test come from dev)" if labelled else
+                            "have no click labels and cannot be scored; valid/test come from dev"))
+    warn(info["test_note"])
+
+
+def build_mind(root: Path, seed: int = 0, name: str = "mind", *, news: list[pd.DataFrame] | None = None,
+               behaviors: list[Path] | None = None, reader: str = "mind") -> Dataset:
+    """Read a MIND root folder into a Dataset (uncached; see module doc for the protocol).
+    `news` (train, dev frames) and `behaviors` (two paths) replace the folders' own files
+    (xMIND reads translated news with MIND's behaviours this way)."""
+    seed = int_option(seed, "seed", 0, 2**63 - 1, "MIND")
+    folders = find_folders(root)
+    if folders is None:
+        raise DataError(f"{root} is not a MIND folder: {LAYOUT}")
+    train_dir = folders[0]
+    news = news if news is not None else [read_news(d / "news.tsv") for d in folders]
+    items = pd.concat(news, ignore_index=True).drop_duplicates("item_id", keep="first").reset_index(drop=True)
+    known = pa.array(items["item_id"].to_numpy(dtype=object), type=pa.large_string())
+    paths = behaviors or [d / "behaviors.tsv" for d in folders]
+    behaviors = [read_behaviors(p) for p in paths]
+    info: dict = {"reader": reader, "source": str(root), "seed": int(seed),
+                  "note": "dev impressions split 50/50 into valid/test by a seeded permutation"}
+    test = find_test_folder(root, train_dir)
+    if test is not None:
+        read_test_folder(test, info)
+
+    offset = 0
+    train_ids, dev_ids = behaviors[0]["impression_id"], behaviors[1]["impression_id"]
+    if np.isin(dev_ids.to_numpy(), train_ids.to_numpy()).any():
+        offset = int(train_ids.max() - dev_ids.min() + 1)
+        behaviors[1]["impression_id"] = dev_ids + offset
+    info["dev_id_offset"] = offset
+
+    all_users = np.concatenate([b["user"].str.strip().to_numpy(dtype=object) for b in behaviors])
+    codes, users = pd.factorize(all_users)
+    _, first_rows = np.unique(codes, return_index=True)  # users in first-appearance order = code order
+    histories = pd.concat([b["history"] for b in behaviors], ignore_index=True).iloc[first_rows]
+    sizes, hist_ids = _split_lists(histories)
+    hist_idx = _lookup(hist_ids, known)
+    ok = hist_idx >= 0
+    info["unknown_history_items_dropped"] = int((~ok).sum())
+    if len(hist_idx) and not ok.any():
+        raise DataError(f"{paths[0]}: no history names a known news item (e.g. "
+                        f"{hist_ids[0].as_py()!r}); check that news.tsv and behaviors.tsv come from the same MIND release")
+    if (~ok).any():
+        warn(f"{root}: dropped {int((~ok).sum())} history entries naming unknown news")
+    owner = np.repeat(np.arange(len(users)), sizes)
+    seq_len = np.bincount(owner[ok], minlength=len(users)).astype(np.int64)
+
+    n_train = len(behaviors[0])
+    train = _impressions(behaviors[0], codes[:n_train], seq_len, known, paths[0], info, "train")
+    dev = _impressions(behaviors[1], codes[n_train:], seq_len, known, paths[1], info, "dev")
+    rng = np.random.default_rng(seed)
+    is_valid = np.zeros(len(dev), dtype=bool)
+    is_valid[rng.permutation(len(dev))[:len(dev) // 2]] = True
+    splits = {"train": train, "valid": dev.select(np.flatnonzero(is_valid)),
+              "test": dev.select(np.flatnonzero(~is_valid))}
+    return Dataset(name=name, items=items, users=as_str_ids(users), seq_offsets=offsets_from_sizes(seq_len),
+                   seq_items=hist_idx[ok], splits=splits, text_fields=["title", "abstract"],
+                   category_field="category", info=info)
+
+
+def load_mind(root: Path, seed: int = 0, name: str = "mind") -> Dataset:
+    """A MIND root folder as a Dataset, cached by its four files + seed."""
+    folders = find_folders(root)
+    if folders is None:
+        raise DataError(f"{root} is not a MIND folder: {LAYOUT}")
+    seed = int_option(seed, "seed", 0, 2**63 - 1, "MIND")
+    files = [require_file(d / f, LAYOUT) for d in folders for f in ("news.tsv", "behaviors.tsv")]
+    test = find_test_folder(root, folders[0])
+    files += [test / "behaviors.tsv"] if test is not None else []
+    return cached_build("mind", files, {"seed": seed, "name": name}, lambda: build_mind(root, seed, name))
+
+
+FORMATS = (Format(
+    name="mind", title="MIND (news.tsv + behaviors.tsv in train/ and dev/ folders)", layout=LAYOUT,
+    protocol="MIND's own click labels (N1-1 = clicked, N1-0 = shown, not clicked); train folder -> train, "
+             "dev impressions split 50/50 into valid/test by a seeded permutation; an unlabelled test folder "
+             "is counted but cannot be scored",
+    detect=lambda path: is_mind_folder(path) and not is_xmind_folder(path),
+    read=lambda path, name="mind", seed=0: load_mind(Path(path), seed=seed, name=name)),)

@@ -1,0 +1,143 @@
+"""Cached and uncached evaluation.
+
+Cached: every item is encoded once into an item table, every user state (user, history length)
+once into a user table, and impressions are scored from the two tables. Uncached: each impression
+encodes its own history and candidates, the baseline the cache is measured against. Both give the
+same metrics on the same model.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from lego_core.evaluation import metrics as metric_fns
+from lego_core.data.batches import impression_batches, padded_candidates
+from lego_core.data.cold import cold_impressions
+from lego_core.data.schema import Dataset, Impressions, _ranges
+from lego_core.bricks.model import Legommender, to_tensor
+
+REPORTED = metric_fns.DEFAULT_METRICS  # what every evaluation reports
+
+
+def _device(model: Legommender) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def item_table(model: Legommender, batch_size: int = 512, progress: bool = False) -> torch.Tensor:
+    """[N, D] vectors of every item, each encoded once."""
+    device, n = _device(model), model.num_items
+    chunks = []
+    for start in tqdm(range(0, n, batch_size), desc="encode items", disable=not progress, leave=False):
+        ids = torch.arange(start, min(start + batch_size, n), device=device)
+        chunks.append(model.encode_items(ids).float())
+    return torch.cat(chunks)
+
+
+def _encode_in_chunks(model: Legommender, ids: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Item vectors for `ids` (repeats included), at most `chunk` items per forward pass."""
+    return torch.cat([model.encode_items(ids[i:i + chunk]).float() for i in range(0, len(ids), chunk)])
+
+
+def user_states(imps: Impressions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct (user, history_end) pairs of a split: (users, ends, state index of each impression)."""
+    pairs = np.stack([imps.users, imps.history_end], axis=1)
+    unique, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    return unique[:, 0], unique[:, 1], inverse.reshape(-1)
+
+
+@torch.no_grad()
+def user_table(model: Legommender, dataset: Dataset, users: np.ndarray, ends: np.ndarray,
+               items: torch.Tensor, batch_size: int = 512, progress: bool = False) -> torch.Tensor:
+    """[S, D] (or [S, K, D]) user vectors from the item table, each state encoded once."""
+    device, h = items.device, model.recipe.training.max_history
+    chunks = []
+    for start in tqdm(range(0, len(users), batch_size), desc="encode users", disable=not progress, leave=False):
+        u, e = users[start:start + batch_size], ends[start:start + batch_size]
+        hist, mask = dataset.gather_histories(u, e, h)
+        hist_t, mask_t = to_tensor(hist, device), to_tensor(mask, device)
+        chunks.append(model.encode_users(items[hist_t], mask_t, to_tensor(u, device)).float())
+    return torch.cat(chunks) if chunks else torch.zeros(0, items.shape[1], device=device)
+
+
+@torch.no_grad()
+def score_split(model: Legommender, dataset: Dataset, split: str, cached: bool = True,
+                batch_size: int = 512, progress: bool = False) -> np.ndarray:
+    """Logits for every candidate row of a split, aligned with `dataset.splits[split].items`."""
+    was_training = model.training
+    model.eval()
+    imps, device, h = dataset.splits[split], _device(model), model.recipe.training.max_history
+    scores = np.zeros(len(imps.items), dtype=np.float64)
+    if cached:
+        items = item_table(model, batch_size, progress)
+        users, ends, state = user_states(imps)
+        table = user_table(model, dataset, users, ends, items, batch_size, progress)
+    for rows in tqdm(impression_batches(imps, batch_size), desc=f"score {split}", disable=not progress, leave=False):
+        cands, valid, flat = padded_candidates(imps, rows)
+        cands_t = to_tensor(cands, device)
+        hist, mask = dataset.gather_histories(imps.users[rows], imps.history_end[rows], h)
+        hist_t, mask_t = to_tensor(hist, device), to_tensor(mask, device)
+        if cached:
+            user = table[to_tensor(state[rows], device)]
+            cand_vecs, hist_vecs = items[cands_t], items[hist_t]
+        else:  # every impression encodes its own history and candidates
+            b, c = cands.shape
+            cand_vecs = _encode_in_chunks(model, cands_t.reshape(-1), batch_size).view(b, c, -1)
+            hist_vecs = _encode_in_chunks(model, hist_t.reshape(-1), batch_size).view(b, h, -1)
+            user = model.encode_users(hist_vecs, mask_t, to_tensor(imps.users[rows], device)).float()
+        logits = model.score(user, cand_vecs, hist_vecs, mask_t).float()
+        scores[flat] = logits.cpu().numpy()[valid]
+    model.train(was_training)
+    return scores
+
+
+def evaluate(model: Legommender, dataset: Dataset, split: str, cached: bool = True, batch_size: int = 512,
+             progress: bool = False, metrics: tuple[str, ...] = REPORTED, parts: bool = False) -> dict:
+    """Ranking metrics of the model on one split (grouped by impression). With `parts`:
+    {"all": ..., "warm": ..., "cold": ...} (see `metrics_by_part`)."""
+    scores = score_split(model, dataset, split, cached, batch_size, progress)
+    return metrics_by_part(dataset, split, scores, metrics) if parts else \
+        metric_fns.compute(dataset.splits[split].labels, scores, dataset.splits[split].group, metrics)
+
+
+def evaluate_scores(dataset: Dataset, split: str, item_scores: np.ndarray,
+                    metrics: tuple[str, ...] = REPORTED, parts: bool = False) -> dict:
+    """Metrics of a user-independent scorer (e.g. popularity) on one split (`parts` as in evaluate)."""
+    imps = dataset.splits[split]
+    scores = item_scores[imps.items].astype(np.float64)
+    return metrics_by_part(dataset, split, scores, metrics) if parts else \
+        metric_fns.compute(imps.labels, scores, imps.group, metrics)
+
+
+def metrics_by_part(dataset: Dataset, split: str, scores: np.ndarray,
+                    metrics: tuple[str, ...] = REPORTED) -> dict:
+    """{"all": metrics of every impression, "warm"/"cold": of those whose clicked item training saw /
+    never saw (`lego_core.data.cold`)}; each with its `impressions` count (warm + cold = all). A
+    part without impressions is left out."""
+    imps = dataset.splits[split]
+    flags = cold_impressions(dataset, split)
+    out = {}
+    for name, rows in (("all", np.arange(len(imps))), ("warm", np.flatnonzero(~flags)), ("cold", np.flatnonzero(flags))):
+        if not len(rows):
+            continue
+        sizes = imps.sizes[rows]
+        flat = _ranges(imps.offsets[rows], sizes)
+        out[name] = {**metric_fns.compute(imps.labels[flat], scores[flat], np.repeat(np.arange(len(rows)), sizes),
+                                          metrics), "impressions": int(len(rows))}
+    return out
+
+
+def test_user_states(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's state at test time: (users 0..U-1, history length before their first test
+    impression, or their whole sequence when they have none). Used for the saved user table."""
+    ends = np.diff(dataset.seq_offsets).copy()
+    imps = dataset.splits.get("test")
+    if imps is not None and len(imps):
+        np.minimum.at(ends, imps.users, imps.history_end)
+    return np.arange(dataset.num_users), ends
+
+
+def split_parts(split: str, parts: dict) -> dict:
+    """{"all", "warm", "cold"} of a split as the keys metrics.json uses: test, test_warm, test_cold."""
+    return {split if name == "all" else f"{split}_{name}": values for name, values in parts.items()}

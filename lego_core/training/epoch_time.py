@@ -1,0 +1,115 @@
+"""How long one training epoch of a recipe will take here, shown before launching (Builder).
+
+Two sources, best first: earlier successful runs of the same bricks on the same dataset (their
+seconds per step, validation included, times this recipe's steps per epoch), else a measurement:
+a few real `Trainer.train_step` calls in memory after one warm-up step (for a language-model
+brick this loads the model, so the page asks first).
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from lego_core.training import history_cache
+from lego_core.data.schema import Dataset
+from lego_core.bricks.recipe import Recipe
+
+
+def steps_per_epoch(recipe: Recipe, dataset: Dataset) -> int:
+    """Optimizer steps in one epoch of `recipe` on `dataset` (one process)."""
+    from lego_core.data.batches import TrainingSamples
+
+    t = recipe.training
+    samples = len(TrainingSamples(dataset, t.negatives, t.max_history))
+    steps = -(-samples // t.batch_size)
+    return min(steps, t.max_steps_per_epoch) if t.max_steps_per_epoch else steps
+
+
+def _same_setup(a: Recipe, b: Recipe) -> bool:
+    """Same bricks and dataset, and the settings that change a step's cost."""
+    keys = ("batch_size", "negatives", "max_history", "max_length", "dim", "device")
+    return (a.content == b.content and a.behavior.name == b.behavior.name and a.predictor.name == b.predictor.name
+            and a.dataset.name == b.dataset.name and history_cache.enabled(a) == history_cache.enabled(b)
+            and all(getattr(a.training, k) == getattr(b.training, k) for k in keys))
+
+
+def from_runs(recipe: Recipe, steps: int, earlier: Iterable[Any]) -> dict | None:
+    """{"seconds", "per_step", "basis"} from earlier succeeded runs of the same setup, else None."""
+    per_step = []
+    for run in earlier:
+        try:
+            if run.state != "succeeded" or not _same_setup(run.recipe(), recipe):
+                continue
+            done = run.history("steps")
+            per_step.append(float(run.metrics()["train_seconds"]) / max(int(done[-1]["global_step"]), 1))
+        except Exception:  # noqa: BLE001 - a damaged or foreign run tells nothing about speed
+            continue
+    if not per_step:
+        return None
+    median = statistics.median(per_step)
+    return {"seconds": median * steps, "per_step": median,
+            "basis": f"{len(per_step)} earlier run(s) of these bricks here"}
+
+
+def in_memory_trainer(recipe: Recipe, dataset: Dataset):
+    """A set-up `Trainer` in train mode that writes nothing (timings, benches)."""
+    from lego_core.training.checkpoints import MemoryCheckpointer
+    from lego_core.training.train import Trainer
+    from lego_core.training.logs import MemoryLog
+
+    trainer = Trainer(recipe, MemoryLog(), MemoryCheckpointer(), progress=False, dataset=dataset)
+    trainer.setup()
+    trainer.net.train()
+    return trainer
+
+
+def training_batches(trainer, count: int, first: int = 0):
+    """Batches `first` .. `first + count - 1` of the trainer's first epoch, in order."""
+    order = trainer.samples.epoch_order(trainer.t.seed, 0)
+    size = trainer.t.batch_size
+    for step in range(first, first + count):
+        yield trainer.samples.batch(order[step * size:(step + 1) * size], trainer.t.seed, 0, step)
+
+
+def step_timing(trainer, steps: int, warmup: int = 1) -> dict:
+    """{"per_step", "refresh"}: mean seconds of `steps` training steps after `warmup`, plus the share
+    of the history cache's table refresh (timed apart as "refresh", None without the cache)."""
+    import torch
+
+    def sync() -> None:
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    for batch in training_batches(trainer, warmup):
+        trainer.train_step(batch)
+    sync()
+    start = time.perf_counter()
+    for batch in training_batches(trainer, steps, warmup):
+        trainer.train_step(batch)
+    sync()
+    per_step, refresh = (time.perf_counter() - start) / steps, None
+    if trainer.history is not None:  # the timed steps ran on a table refreshed in warm-up
+        start = time.perf_counter()
+        trainer.history.refresh(trainer.model)
+        sync()
+        refresh = time.perf_counter() - start
+        per_step += refresh / trainer.history.every
+    return {"per_step": per_step, "refresh": refresh}
+
+
+def measure(recipe: Recipe, dataset: Dataset, steps: int = 3) -> dict:
+    """{"seconds", "per_step", "basis"}: time `steps` training steps (after one warm-up) in memory."""
+    per_step = step_timing(in_memory_trainer(recipe, dataset), steps)["per_step"]
+    total = steps_per_epoch(recipe, dataset)
+    return {"seconds": per_step * total, "per_step": per_step, "basis": f"{steps} steps timed here just now"}
+
+
+def estimate(recipe: Recipe, dataset: Dataset, earlier: Iterable[Any] = (), measure_now: bool = False) -> dict | None:
+    """Seconds per epoch of `recipe` on `dataset`: from earlier runs, else measured when `measure_now`
+    (None otherwise: the caller offers to measure)."""
+    found = from_runs(recipe, steps_per_epoch(recipe, dataset), earlier)
+    if found is None and measure_now:
+        found = measure(recipe, dataset)
+    return found
