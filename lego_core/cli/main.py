@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from lego_core.core.errors import LegoError, RunError, one_line
+from lego_core.core.errors import LegoError, RunError, one_line, os_error_line
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -71,8 +71,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's own mistakes (an unknown flag, a missing argument) as the one line every other
+    mistake gets: `error: ...`, exit 2; subcommand parsers inherit it."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {' '.join(message.split())} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lego_core",
+    parser = OneLineParser(prog="python -m lego_core",
                                      description="Compose, train and inspect content-based recommenders.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -94,30 +102,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", nargs="+", default=["valid", "test"])
     p.set_defaults(func=cmd_evaluate)
 
-    for module, adder in (("lego_core.cli.augment", "add_augment_command"), ("lego_core.cli.jobs", "add_jobs_command"),
-                          ("lego_core.cli.sweeps", "add_sweep_command")):
-        try:
-            mod = __import__(module, fromlist=[adder])
-        except ImportError:
-            continue
-        getattr(mod, adder)(sub)
+    from lego_core.cli.augment import add_augment_command
+    from lego_core.cli.jobs import add_jobs_command
+    from lego_core.cli.sweeps import add_sweep_command
+
+    for adder in (add_augment_command, add_jobs_command, add_sweep_command):
+        adder(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a full or closed output fails here, inside the handlers below
+        return code
     except LegoError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:  # `... | head`: the reader left; say nothing more, like other CLI tools
         try:  # and keep Python's exit-time flush from raising into the closed pipe
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         except (OSError, ValueError):
             pass
         return 0
+    except OSError as exc:  # a full disk, an output path under /proc, stdout on /dev/full
+        _quiet_stdout()
+        print(f"error: {os_error_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _quiet_stdout() -> None:
+    """Drop what is left in a stdout that cannot be written, so Python's exit-time flush does not
+    print a second error."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
 
