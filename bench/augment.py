@@ -16,7 +16,7 @@ import time
 from common import machine
 
 from lego_core.data import datasets
-from lego_core.lm import augment as aug
+from lego_core.lm import generation as aug
 from lego_core.lm.models import load_decoder
 
 TEMPLATE = "Describe this movie in one short sentence.\n{title} ({genres})"

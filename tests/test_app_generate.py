@@ -1,4 +1,4 @@
-"""Generating an item field from the app (pages/_generate_field.py, lego_core.jobs.augment): a
+"""Generating an item field from the app (pages/_generate_field.py, lego_core.jobs.generation): a
 preview of 5 items in-process with a tiny local LLM, then the whole field as a background job with
 progress, cancel and a resume that generates only the rest; the field then joins the dataset's
 items and the Builder's field choices.
@@ -8,6 +8,7 @@ is swapped for a stub through the documented test hook $LEGO_AUGMENT_GENERATOR, 
 a set time and every answered prompt is counted."""
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -16,8 +17,8 @@ from streamlit.testing.v1 import AppTest
 
 from lego_core.data import datasets
 from lego_core.explore.builder import field_choices
-from lego_core.jobs import augment as augment_jobs
-from lego_core.lm import augment as generation
+from lego_core.jobs import generation as generation_jobs
+from lego_core.lm import generation
 from tests.test_app_pages import TINY, _navigation_mode, button, start, texts  # noqa: F401 (fixture)
 from tests.test_jobs import _kill_all
 from tests.test_lm_augment import tiny  # noqa: F401 (fixture: a tiny random Llama folder)
@@ -67,7 +68,7 @@ def stub(tmp_path, monkeypatch):
     monkeypatch.setenv("STUB_DELAY", "1")  # 15 batches of 8: the page has seconds to cancel mid-way
     monkeypatch.delenv("LEGO_READ_ONLY", raising=False)
     yield log
-    _kill_all(augment_jobs.root())
+    _kill_all(generation_jobs.root())
 
 
 def answered(log: Path) -> int:
@@ -77,7 +78,7 @@ def answered(log: Path) -> int:
 def wait_for(job_id: str, check, timeout: float = 90.0) -> dict:
     deadline = time.monotonic() + timeout
     while True:
-        job = augment_jobs.augment_status(job_id)
+        job = generation_jobs.generation_status(job_id)
         if check(job):
             return job
         assert time.monotonic() < deadline, f"job {job_id}: {job}"
@@ -108,7 +109,7 @@ def test_generate_in_the_background_cancel_resume_then_builder_can_use_it(stub, 
     at.text_area(key="gen-template").set_value(TEMPLATE)
     button(at, f"Generate for all {TINY['n_items']:,} items").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    [job] = augment_jobs.augment_jobs("synthetic")
+    [job] = generation_jobs.generation_jobs("synthetic")
     assert job["field"] == "blurb" and job["options"] == TINY and job["template"] == TEMPLATE
 
     # progress while it runs, then Cancel from the page: the answers so far stay stored
@@ -150,8 +151,8 @@ def test_a_bad_request_is_one_line_and_starts_nothing(stub):
     button(at, "Preview 5 items").click().run()
     assert "nope" in " ".join(e.value for e in at.error)
     with pytest.raises(Exception, match="not allowed"):
-        augment_jobs.launch_augment("synthetic", "bad name", TEMPLATE, options=TINY)
-    assert augment_jobs.augment_jobs() == [] and answered(stub) == 0
+        generation_jobs.launch_generation("synthetic", "bad name", TEMPLATE, options=TINY)
+    assert generation_jobs.generation_jobs() == [] and answered(stub) == 0
 
 
 def test_the_datasets_page_shows_the_section(monkeypatch):
@@ -168,3 +169,28 @@ def test_read_only_app_offers_no_generation(monkeypatch):
     assert not at.exception
     assert not [b for b in at.button if b.label.startswith(("Preview", "Generate"))]
     assert "switched off" in texts(at)
+
+
+def test_a_training_run_and_a_generation_job_share_one_cpu_slot(stub, monkeypatch, tmp_path):
+    """One scheduler for all background work: with one CPU slot, a generation job launched while a
+    training run holds it waits queued, and starts only once the run has ended."""
+    from lego_core import jobs, runs
+    from lego_core.bricks.recipe import Recipe
+    from tests.test_jobs import FAKE_TRAINER
+
+    monkeypatch.setenv("LEGO_MAX_CONCURRENT", "1")
+    monkeypatch.setenv("STUB_DELAY", "0")
+    script = tmp_path / "fake_trainer.py"
+    script.write_text(FAKE_TRAINER)
+    run_id = jobs.launch(Recipe.preset("nrms"), device="cpu",
+                         command=[sys.executable, str(script), "{run_dir}", "2", "obey", "2", "{resume}"])
+    job_id = generation_jobs.launch_generation("synthetic", "blurb", TEMPLATE, options=TINY, device="cpu")
+    assert runs.open(run_id).status()["state"] == "running"
+    job = generation_jobs.generation_status(job_id)
+    assert job["state"] == "queued"
+    assert runs.list() == [runs.open(run_id)]  # a generation job is no run: the runs pages never see it
+    job = wait_for(job_id, lambda j: j["state"] == "succeeded")
+    run, generated = runs.open(run_id).status(), runs.open(job_id).status()
+    assert run["state"] == "succeeded" and generated["kind"] == "generation" and run["kind"] == "training"
+    assert generated["started"] >= run["ended"]  # one after the other
+    assert answered(stub) == TINY["n_items"]

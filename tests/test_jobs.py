@@ -19,7 +19,7 @@ import pytest
 from lego_core import jobs, runs
 from lego_core.core import devices
 from lego_core.runs import recommend
-from lego_core.jobs import launcher
+from lego_core.jobs import launcher, scheduler
 from lego_core.cli import jobs as jobs_cli
 from lego_core.core.errors import RecipeError, RunError
 
@@ -44,6 +44,8 @@ if mode == "fail":
     sys.exit(3)
 run.write_metrics({"auc": 0.5, "resumed": resumed})
 run.set_training_status(state="succeeded", ended=time.time(), progress=1.0)
+if mode == "linger":  # its end is recorded, but the process (and so its supervisor) goes on a while
+    time.sleep(1.5)
 '''
 
 
@@ -61,7 +63,7 @@ def _kill_all(base):
     if not base.exists():
         return
     scan = jobs.process.token_pids() or {}
-    for run in runs.list(base):
+    for run in scheduler.job_folders(base):  # training runs and generation jobs
         token = run.status().get("token")
         for pid in scan.get(token, []) if token else []:
             try:
@@ -73,7 +75,8 @@ def _kill_all(base):
 @pytest.fixture
 def fake(tmp_path):
     """The stand-in trainer's command for `launch(command=...)`: fake(seconds, mode, resumed=seconds)
-    with mode obey|ignore|fail (SIGTERM handling); a resumed run (--resume) lasts `resumed` seconds."""
+    with mode obey|ignore|fail (SIGTERM handling) or linger (exits 1.5 s after recording success); a
+    resumed run (--resume) lasts `resumed` seconds."""
     script = tmp_path / "fake_trainer.py"
     script.write_text(FAKE_TRAINER)
 
@@ -85,8 +88,8 @@ def fake(tmp_path):
 
 def fake_by_default(monkeypatch, command):
     """Launches that cannot pass `command` (the CLI) start the stand-in: this process's default argv."""
-    monkeypatch.setattr(launcher, "_trainer_argv",
-                        lambda run, launch, resume: launcher._fill_command(command, run, resume))
+    monkeypatch.setattr(launcher, "trainer_argv",
+                        lambda run, launch, resume: launcher.fill_command(command, run, resume))
 
 
 def _recipe():
@@ -299,8 +302,8 @@ def test_a_command_template_is_checked_stored_and_filled(root):
     template = ["prog", "--dir={run_dir}", "{resume}", "x"]
     run = runs.create(_recipe(), root=root)
     launch = {"device": "cpu", "nproc": 1, "command": template}
-    assert jobs._training_argv(run, launch, resume=False) == ["prog", f"--dir={run.path}", "x"]
-    assert jobs._training_argv(run, launch, resume=True) == ["prog", f"--dir={run.path}", "--resume", "x"]
+    assert launcher.job_argv(run, launch, resume=False) == ["prog", f"--dir={run.path}", "x"]
+    assert launcher.job_argv(run, launch, resume=True) == ["prog", f"--dir={run.path}", "--resume", "x"]
     run_id = jobs.launch(_recipe(), device="cpu", root=root, command=template)
     status = runs.open(run_id, root).status()  # the store carries it to whichever process starts the run
     assert status["launch"]["command"] == template
@@ -310,15 +313,15 @@ def test_a_command_template_is_checked_stored_and_filled(root):
 
 def test_training_commands_for_one_and_several_processes(root):
     run = runs.create(_recipe(), root=root)
-    single = jobs._training_argv(run, {"device": "cpu", "nproc": 1}, resume=False)
+    single = launcher.job_argv(run, {"device": "cpu", "nproc": 1}, resume=False)
     assert single == [sys.executable, "-m", "lego_core", "train", "--run-dir", str(run.path), "--quiet",
                       "--set", "training.device=cpu"]
-    local = jobs._training_argv(run, {"device": "cpu", "nproc": 2}, resume=True)
+    local = launcher.job_argv(run, {"device": "cpu", "nproc": 2}, resume=True)
     assert local[:6] == [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone"]
     assert local[6:] == ["-m", "lego_core", "train", "--run-dir", str(run.path), "--quiet", "--resume",
                          "--set", "training.device=cpu"]
-    multi = jobs._training_argv(run, {"device": "cuda:1", "nproc": 4, "nnodes": 2, "node_rank": 1,
-                                      "rdzv_endpoint": "node0:29400"}, resume=False)
+    multi = launcher.job_argv(run, {"device": "cuda:1", "nproc": 4, "nnodes": 2, "node_rank": 1,
+                              "rdzv_endpoint": "node0:29400"}, resume=False)
     text = " ".join(multi)
     assert "--nnodes 2 --node_rank 1 --master_addr node0 --master_port 29400" in text
     assert "--standalone" not in text and text.endswith("training.device=cuda")
@@ -327,11 +330,11 @@ def test_training_commands_for_one_and_several_processes(root):
 def test_gpu_slots_are_assigned_per_gpu(monkeypatch):
     monkeypatch.setattr(devices, "cuda_count", lambda: 2)
     busy = [{"device": "cuda", "gpus": [0], "state": "running"}]
-    assert jobs._fit({"device": "cuda", "nproc": 1}, busy) == (True, [1])
-    assert jobs._fit({"device": "cuda", "nproc": 2}, busy) == (False, [1])
-    assert jobs._fit({"device": "cuda:0", "nproc": 1}, busy) == (False, [])
-    assert jobs._fit({"device": "cuda:0", "nproc": 1, "max_concurrent": 2}, busy) == (True, [0])
-    assert jobs._fit({"device": "cpu", "nproc": 4}, busy) == (True, None)
+    assert scheduler.fit({"device": "cuda", "nproc": 1}, busy) == (True, [1])
+    assert scheduler.fit({"device": "cuda", "nproc": 2}, busy) == (False, [1])
+    assert scheduler.fit({"device": "cuda:0", "nproc": 1}, busy) == (False, [])
+    assert scheduler.fit({"device": "cuda:0", "nproc": 1, "max_concurrent": 2}, busy) == (True, [0])
+    assert scheduler.fit({"device": "cpu", "nproc": 4}, busy) == (True, None)
 
 
 def test_cli_launch_list_status_cancel(root, fake, capsys, monkeypatch):
@@ -345,11 +348,13 @@ def test_cli_launch_list_status_cancel(root, fake, capsys, monkeypatch):
     assert json.loads(capsys.readouterr().out)["device"] == "cpu"
     assert jobs_cli.main(["jobs", "cancel", run_id]) == 0
     assert capsys.readouterr().out.split() == [run_id, "cancelled"]
-    fake_by_default(monkeypatch, fake(0.5))
+    fake_by_default(monkeypatch, fake(0.5, "linger"))
     assert jobs_cli.main(["jobs", "launch", "nrms", "--device", "cpu"]) == 0
     followed = capsys.readouterr().out.split()[0]
-    assert jobs_cli.main(["jobs", "logs", followed, "--follow"]) == 0  # returns once the run has ended
-    assert "exited with code 0" in capsys.readouterr().out
+    # the trainer records `succeeded` 1.5 s before it exits: following goes on to the supervisor's last line
+    assert jobs_cli.main(["jobs", "logs", followed, "--follow"]) == 0
+    out = capsys.readouterr().out
+    assert "exited with code 0" in out and out.rstrip().endswith(jobs.FINAL_LINE)
     assert runs.open(followed, root).status()["state"] == "succeeded"
     assert jobs_cli.main(["jobs", "launch", "no-such-recipe.yaml"]) == 2
     assert "not found" in capsys.readouterr().err

@@ -12,7 +12,7 @@ from lego_core.cli.augment import add_augment_command
 from lego_core.data import generated
 from lego_core.data.schema import Dataset
 from lego_core.core.errors import DataError
-from lego_core.lm import augment as aug
+from lego_core.lm import generation as aug
 
 TEMPLATE = "Describe this movie in a few words.\n{title} ({genres})"
 

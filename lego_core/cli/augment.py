@@ -1,5 +1,5 @@
 """The `python -m lego_core augment DATASET --field NAME` subcommand: load a dataset by name or
-path, generate one item field with the LLM of `lego_core.lm.augment`, and say where it was saved
+path, generate one item field with the LLM of `lego_core.lm.generation`, and say where it was saved
 (`lego_core.data.generated`). It sits above both, since loading by name is `lego_core.data.datasets`."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 from lego_core.data.generated import field_path, load_augmented
 from lego_core.core.errors import DataError
 from lego_core.core.fileio import atomic_write_json
-from lego_core.lm import augment as generation
+from lego_core.lm import generation
 
 
 def _options(text: str | None) -> dict:

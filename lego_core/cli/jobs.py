@@ -1,5 +1,5 @@
 """`python -m lego_core jobs launch|list|status|cancel|resume|logs`, and `python -m lego_core.jobs`
-(the same commands, or `worker RUN_DIR -- CMD...`: a run's supervisor)."""
+(the same commands, or `worker RUN_DIR -- CMD...`: a job's supervisor, `jobs.supervise`)."""
 from __future__ import annotations
 
 import argparse
@@ -45,7 +45,7 @@ def add_jobs_command(subparsers: Any) -> argparse.ArgumentParser:
     p = sub.add_parser("logs", help="a run's log")
     p.add_argument("run_id", type=runs.check_id)
     p.add_argument("--tail", type=int, default=100)
-    p.add_argument("--follow", "-f", action="store_true", help="keep printing until the run ends")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing until the run and its supervisor end")
     p.set_defaults(func=_cmd_logs)
     return parser
 
@@ -103,20 +103,25 @@ def _cmd_logs(args: argparse.Namespace) -> int:
         print(text, flush=True)
     if not args.follow:
         return 0
+    followed = b""
     try:
         while True:
-            active = jobs.status(run.id, args.runs_dir).get("state") in runs.ACTIVE_STATES
+            # the status first, the log after: once the job has ended and its supervisor wrote its last
+            # line (or none of its processes is left to write one), this read holds everything
+            status = jobs.status(run.id, args.runs_dir)
             if run.log_path.exists():
                 with open(run.log_path, "rb") as handle:
                     handle.seek(position)
                     chunk = handle.read()
                 position += len(chunk)
+                followed = (followed + chunk)[-4096:]
                 if chunk:
                     sys.stdout.write(chunk.decode("utf-8", errors="replace"))
                     sys.stdout.flush()
-            if not active:
+            if status.get("state") not in runs.ACTIVE_STATES and (
+                    jobs.FINAL_LINE.encode() in followed or not jobs.run_pids(status)):
                 return 0
-            time.sleep(1.0)
+            time.sleep(0.5)
     except KeyboardInterrupt:
         return 0
 

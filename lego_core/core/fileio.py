@@ -14,8 +14,9 @@ import os
 import shutil
 import tempfile
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import IO, Any, Callable, Iterator
 
 import numpy as np
 
@@ -102,22 +103,31 @@ def atomic_write_folder(target: str | os.PathLike, fill: Callable[[Path], None],
     return target
 
 
+@contextmanager
+def locked(path: str | os.PathLike, mode: str = "a+") -> Iterator[IO]:
+    """Hold an exclusive lock on `path` (created if absent) for the with-block, across processes
+    (flock); yields the open file. The one file lock of lego_core: schedulers, status writers and
+    sweep workers all take it."""
+    with open(path, mode) as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield handle
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     """Append one JSON record as a line and flush it, under an exclusive lock (concurrent writers
     never interleave); after a writer that died mid-line, the record starts on a fresh line."""
     line = json.dumps(record, default=json_default).encode("utf-8") + b"\n"
-    with open(path, "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            handle.seek(0, os.SEEK_END)
-            if handle.tell() > 0:
-                handle.seek(-1, os.SEEK_END)
-                if handle.read(1) != b"\n":
-                    handle.write(b"\n")
-            handle.write(line)
-            handle.flush()
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with locked(path, "a+b") as handle:
+        handle.seek(0, os.SEEK_END)
+        if handle.tell() > 0:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                handle.write(b"\n")
+        handle.write(line)
+        handle.flush()
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:

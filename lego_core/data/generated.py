@@ -1,5 +1,5 @@
 """Generated item fields: saving, listing and joining fields written for a dataset's items by a
-generator (today the LLM of `lego_core.lm.augment`).
+generator (today the LLM of `lego_core.lm.generation`).
 
 A generated field is a parquet sidecar `<field>.parquet` (item_id, field) under
 `cache_dir("augment", <dataset key>)`. `load_augmented(dataset)` joins every saved field into a

@@ -1,17 +1,19 @@
-"""Background training jobs: launch, schedule, cancel, resume and watch runs outside the caller.
+"""Background work: launch, schedule, cancel, resume and watch jobs outside the caller. A job is a
+training run (a sweep's trial is one too) or a generation job (`generation`); one scheduler, one
+lock and one slot limit per device serve both kinds.
 
-There is no daemon. The run folders are the state, and every entry point (launch, list, status,
-cancel, a finishing job) calls `refresh()`, which under a file lock (a) marks runs whose processes
-vanished as `interrupted` and (b) starts queued runs while the device has free slots.
+There is no daemon. The job folders are the state, and every entry point (launch, list, status,
+cancel, a finishing job) calls `refresh()`, which under a file lock (a) marks jobs whose processes
+vanished as `interrupted` and (b) starts queued jobs while the device has free slots.
 
 The package, one concern per module:
-- `scheduler`: `plan(statuses, devices)`, the pure decision of which queued runs start on which
+- `scheduler`: `plan(statuses, devices)`, the pure decision of which queued jobs start on which
   GPUs, and `refresh()` around it;
-- `launcher`: a started run's command (the trainer, torchrun, or `launch(command=...)`), its
-  environment and its detached supervisor process;
-- `supervisor`: that `python -m lego_core.jobs worker RUN_DIR -- <training argv>` process: it runs
-  the training, forwards SIGTERM, records the end and starts the next run;
-- `augment`: generation jobs (LLM item fields) in the background;
+- `launcher`: a started job's command (the trainer, torchrun, `launch(command=...)`, a
+  generation), its environment and its detached supervisor process;
+- `supervisor`: that `python -m lego_core.jobs worker RUN_DIR -- <job argv>` process (`supervise`):
+  it runs the command, forwards SIGTERM, records the end and starts the next job;
+- `generation`: generation jobs (LLM item fields), typed `job.kind: generation`;
 - this module: the public API below. Which processes belong to a run is lego_core.core.process;
   the command line is lego_core.cli.jobs.
 
@@ -31,25 +33,24 @@ from lego_core.core.errors import RecipeError, RunError
 from lego_core.core import process
 from lego_core.core.process import TOKEN_ENV, live_pids, run_pids  # noqa: F401  (public API)
 from lego_core.jobs.scheduler import (DEFAULT_CPU_SLOTS, DEFAULT_GPU_SLOTS, MAX_CONCURRENT_ENV, Devices,  # noqa: F401
-                                      _fit, _limit, _scheduler_lock, plan, refresh)
-from lego_core.jobs.launcher import _training_argv  # noqa: F401
-from lego_core.jobs.supervisor import _tail, worker  # noqa: F401
+                                      plan, refresh, scheduler_lock)
+from lego_core.jobs import supervisor
+from lego_core.jobs.supervisor import FINAL_LINE, supervise  # noqa: F401
 
 RESUMABLE_STATES = ("interrupted", "cancelled", "failed", "pruned")
 
 __all__ = ["launch", "cancel", "prune", "resume", "status", "list_runs", "delete", "logs", "refresh", "live_pids",
-           "plan", "Devices", "worker", "TOKEN_ENV", "MAX_CONCURRENT_ENV",
+           "plan", "Devices", "supervise", "resolve_device", "TOKEN_ENV", "MAX_CONCURRENT_ENV", "FINAL_LINE",
            "DEFAULT_CPU_SLOTS", "DEFAULT_GPU_SLOTS", "RESUMABLE_STATES"]
 
 
-def _resolve_device(device: str, recipe_device: str = "auto") -> str:
-    """'auto' defers to the recipe's device, then to CUDA when present, else CPU; a device that is
-    absent here is refused (RunError: it is the launch's choice, not the recipe's)."""
+def resolve_device(device: str, recipe_device: str = "auto") -> str:
+    """The device a job is scheduled on: 'auto' defers to the recipe's device, then to
+    `devices.resolve` (the one resolver); a device that is absent here is refused (RunError: it is
+    the launch's choice, not the recipe's)."""
     try:
         devices.check_name(device, "device")
         chosen = recipe_device if device == "auto" else device
-        if chosen == "auto":
-            return "cuda" if devices.cuda_count() else "cpu"
         return devices.resolve(chosen, "device" if device != "auto" else "training.device")
     except RecipeError as exc:
         raise RunError(str(exc)) from None
@@ -89,7 +90,7 @@ def launch(recipe: Any, device: str = "auto", nproc: int = 1, nnodes: int = 1, n
                        "the same on every node")
     if not 0 <= node_rank < nnodes:
         raise RunError(f"node_rank {node_rank} must be between 0 and nnodes-1 ({nnodes - 1})")
-    resolved = _resolve_device(device, getattr(getattr(loaded, "training", None), "device", "auto"))
+    resolved = resolve_device(device, getattr(getattr(loaded, "training", None), "device", "auto"))
     if resolved.startswith("cuda"):
         count = devices.cuda_count()
         wanted = int(resolved.split(":")[1]) + 1 if ":" in resolved else nproc
@@ -98,7 +99,7 @@ def launch(recipe: Any, device: str = "auto", nproc: int = 1, nnodes: int = 1, n
         if count < wanted:
             raise RunError(f"device {resolved} with nproc={nproc} needs {wanted} CUDA GPU(s); "
                            f"this machine has {count}. Use device 'cpu' or fewer processes")
-    _limit(resolved, max_concurrent)  # a bad limit is refused before anything is created
+    Devices.here(cuda=False).limit(resolved, max_concurrent)  # a bad limit is refused before anything exists
     launch_info = {"device": resolved, "nproc": nproc, "nnodes": nnodes, "node_rank": node_rank,
                    "rdzv_endpoint": rdzv_endpoint, "resume": False}
     if command is not None:
@@ -119,7 +120,7 @@ def cancel(run_id: str, timeout: float = 10, root: str | os.PathLike | None = No
     """
     run = runs.open(run_id, root)
     base = run.path.parent
-    with _scheduler_lock(base):  # no refresh may start it while we decide
+    with scheduler_lock(base):  # no refresh may start it while we decide
         status = run.status_for_action()
         state = status.get("state")
         if state == "queued" and not status.get("token"):
@@ -197,7 +198,7 @@ def resume(run_id: str, root: str | os.PathLike | None = None) -> str:
     """Queue an interrupted, cancelled, failed or pruned run again; it continues from checkpoints/last.pt."""
     run = runs.open(run_id, root)
     base = run.path.parent
-    with _scheduler_lock(base):
+    with scheduler_lock(base):
         status = run.status_for_action()
         if status.get("state") not in RESUMABLE_STATES:
             raise RunError(f"run {run.id} is {status.get('state')}; only {', '.join(RESUMABLE_STATES)} runs "
@@ -232,11 +233,11 @@ def delete(run_id: str, root: str | os.PathLike | None = None) -> None:
     """Remove a run folder (refreshing first, so a vanished 'running' run can go); refuses live runs."""
     run = runs.open(run_id, root)
     refresh(run.path.parent)
-    with _scheduler_lock(run.path.parent):  # no refresh may start it while it is being removed
+    with scheduler_lock(run.path.parent):  # no refresh may start it while it is being removed
         runs.delete(run.path)
 
 
 def logs(run_id: str, tail: int = 100, root: str | os.PathLike | None = None) -> str:
-    """The last `tail` lines of a run's log.txt ('' before it has started)."""
-    return _tail(runs.open(run_id, root).log_path, tail)
+    """The last `tail` lines of a job's log.txt ('' before it has started)."""
+    return supervisor.tail(runs.open(run_id, root).log_path, tail)
 

@@ -1,8 +1,8 @@
-"""`python -m lego_core.jobs worker RUN_DIR -- CMD...`: a run's supervisor, started by the launcher
-(the jobs commands themselves are `python -m lego_core jobs ...`)."""
+"""`python -m lego_core.jobs worker RUN_DIR -- CMD...`: a job's supervisor (`supervisor.supervise`),
+started by the launcher (the jobs commands themselves are `python -m lego_core jobs ...`)."""
 import sys
 
-from lego_core.jobs.supervisor import worker
+from lego_core.jobs.supervisor import supervise
 
 
 def main(argv: list[str]) -> int:
@@ -10,7 +10,7 @@ def main(argv: list[str]) -> int:
         print("usage: python -m lego_core.jobs worker RUN_DIR -- COMMAND...  (started by the job launcher; "
               "use `python -m lego_core jobs ...`)", file=sys.stderr)
         return 2
-    return worker(argv[1], argv[3:])
+    return supervise(argv[1], argv[3:])
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
-"""Starting a queued run: its command, its environment and its detached supervisor process.
+"""Starting a queued job: its command, its environment and its detached supervisor process.
 
-`_start` launches `python -m lego_core.jobs worker RUN_DIR -- <training argv>` (see `supervisor`) in
+`start` launches `python -m lego_core.jobs worker RUN_DIR -- <training argv>` (see `supervisor`) in
 its own process session (`start_new_session`, so it outlives the Streamlit server). The training
 argv is the trainer (`python -m lego_core train --run-dir RUN_DIR`, through torchrun for several
-processes), or the run's own `launch.command` template when `launch(command=...)` gave one.
+processes), or the job's own `launch.command` template: `launch(command=...)`, or a generation job's
+`python -m lego_core augment ...`.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from lego_core.core.process import TOKEN_ENV
 from lego_core.core.paths import PROJECT_ROOT
 
 
-def _fill_command(template: list[str], run: runs.Run, resume: bool) -> list[str]:
+def fill_command(template: list[str], run: runs.Run, resume: bool) -> list[str]:
     """A `launch(command=...)` template: "{run_dir}" is the run folder, "{resume}" is "--resume" or dropped."""
     command = []
     for part in template:
@@ -31,7 +32,7 @@ def _fill_command(template: list[str], run: runs.Run, resume: bool) -> list[str]
     return command
 
 
-def _trainer_argv(run: runs.Run, launch: dict, resume: bool) -> list[str]:
+def trainer_argv(run: runs.Run, launch: dict, resume: bool) -> list[str]:
     """The default command: the trainer, through torchrun for several processes."""
     device = str(launch.get("device") or "cpu")
     # --quiet: no progress bars in log.txt (the app follows progress through status.json)
@@ -53,23 +54,23 @@ def _trainer_argv(run: runs.Run, launch: dict, resume: bool) -> list[str]:
     return [*torchrun, *train]
 
 
-def _training_argv(run: runs.Run, launch: dict, resume: bool) -> list[str]:
-    """The command the supervisor runs: the run's `launch.command` template if it has one, else the trainer."""
+def job_argv(run: runs.Run, launch: dict, resume: bool) -> list[str]:
+    """The command the supervisor runs: the job's `launch.command` template if it has one, else the trainer."""
     if launch.get("command"):
-        return _fill_command(launch["command"], run, resume)
-    return _trainer_argv(run, launch, resume)
+        return fill_command(launch["command"], run, resume)
+    return trainer_argv(run, launch, resume)
 
 
-def _start(run: runs.Run, gpus: list[int] | None, slots: int) -> dict:
-    """Start a queued run's supervisor in its own session; returns the new status.
+def start(run: runs.Run, gpus: list[int] | None, slots: int) -> dict:
+    """Start a queued job's supervisor in its own session; returns the new status.
 
-    `gpus`: the GPUs it gets (None off CUDA); `slots`: runs allowed at once on its device (CPU runs
+    `gpus`: the GPUs it gets (None off CUDA); `slots`: jobs allowed at once on its device (CPU jobs
     share the cores among them)."""
     status = run.status()
     launch = dict(status.get("launch") or {})
     resume = bool(launch.get("resume")) and run.checkpoint_path("last").exists()
     token = f"{run.id}:{secrets.token_hex(4)}"
-    argv = _training_argv(run, launch, resume)
+    argv = job_argv(run, launch, resume)
     env = dict(os.environ)
     env.update({TOKEN_ENV: token, "PYTHONUNBUFFERED": "1",
                 "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)})
@@ -92,7 +93,7 @@ def _start(run: runs.Run, gpus: list[int] | None, slots: int) -> dict:
                                     start_new_session=True, env=env, cwd=str(PROJECT_ROOT))
     except OSError as exc:
         return run.set_job_status(state="failed", ended=runs.now(),
-                                  error=f"could not start the training process: {exc}")
+                                  error=f"could not start the job's supervisor: {exc}")
     process.CHILDREN.append(proc)
     ticks = process.start_ticks(proc.pid)
 

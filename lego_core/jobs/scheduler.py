@@ -1,13 +1,17 @@
-"""The scheduler: which queued runs start now, and on which GPUs.
+"""The one scheduler of all background work: which queued jobs start now, and on which GPUs.
 
-`plan(statuses, devices)` is the whole decision, a pure function of the runs' statuses and what
-the machine offers (`Devices`: CUDA count and concurrent runs per device). `refresh()` is the thin
-part around it: under a file lock it marks runs whose processes vanished as `interrupted`, calls
-`plan()` and starts what it says (`launcher._start`).
+A jobs folder (the runs root, `cache/runs` by default) holds every kind of job: training runs
+(sweep trials are runs too) and generation jobs (`job.kind` "generation", lego_core.jobs.generation).
+They share one lock (`<runs>/.lock`) and one slot limit per device: a queued job of either kind
+waits for a slot that a job of the other kind holds.
+
+`plan(statuses, devices)` is the whole decision, a pure function of the jobs' statuses and what
+the machine offers (`Devices`: CUDA count and concurrent jobs per device). `refresh()` is the thin
+part around it: under the lock it marks jobs whose processes vanished as `interrupted`, calls
+`plan()` and starts what it says (`launcher.start`).
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import socket
 from contextlib import contextmanager
@@ -15,11 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from lego_core.core import devices as lego_devices
 from lego_core import runs
-from lego_core.core.errors import RunError
-from lego_core.jobs.launcher import _start
+from lego_core.core import devices as lego_devices
 from lego_core.core import process
+from lego_core.core.errors import RunError
+from lego_core.core.fileio import locked
+from lego_core.jobs.launcher import start
 
 MAX_CONCURRENT_ENV = "LEGO_MAX_CONCURRENT"
 DEFAULT_CPU_SLOTS = 2
@@ -63,11 +68,6 @@ class Devices:
         return value
 
 
-def _limit(device: str, explicit: int | None) -> int:
-    """Concurrent runs allowed per device (per GPU for CUDA): argument > $LEGO_MAX_CONCURRENT > default."""
-    return Devices.here(cuda=False).limit(device, explicit)
-
-
 def _kind(device: str | None) -> str:
     return (device or "cpu").split(":")[0]
 
@@ -89,8 +89,8 @@ def _gpus_in_use(status: Mapping) -> list[int]:
     return [int(device.split(":")[1])] if device.startswith("cuda:") else [0]
 
 
-def _fit(status: Mapping, active: list[Mapping], devices: Devices | None = None) -> tuple[bool, list[int] | None]:
-    """Whether a queued run fits next to the active ones, and which GPUs it gets."""
+def fit(status: Mapping, active: list[Mapping], devices: Devices | None = None) -> tuple[bool, list[int] | None]:
+    """Whether a queued job fits next to the active ones (of every kind), and which GPUs it gets."""
     device = str(status.get("device") or "cpu")
     if devices is None:
         devices = Devices.here(cuda=_kind(device) == "cuda")
@@ -122,7 +122,7 @@ def plan(statuses: Mapping[str, Mapping], devices: Devices) -> list[Start]:
                      for run_id, status in statuses.items() if _waiting(status))
     starts: list[Start] = []
     for _, run_id in waiting:
-        fits, gpus = _fit(statuses[run_id], active, devices)
+        fits, gpus = fit(statuses[run_id], active, devices)
         if fits:
             starts.append((run_id, gpus))
             active.append({**statuses[run_id], "state": "running", "gpus": gpus})
@@ -130,29 +130,37 @@ def plan(statuses: Mapping[str, Mapping], devices: Devices) -> list[Start]:
 
 
 @contextmanager
-def _scheduler_lock(base: Path) -> Iterator[None]:
-    """One scheduling decision at a time across processes (flock on <runs>/.lock)."""
-    with open(base / ".lock", "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def scheduler_lock(base: Path) -> Iterator[None]:
+    """One scheduling decision at a time across processes, for every kind of job (<runs>/.lock)."""
+    with locked(Path(base) / ".lock"):
+        yield
+
+
+def job_folders(base: Path) -> list[runs.Run]:
+    """Every job of a jobs folder, oldest first: training runs and generation jobs (a folder with a
+    status.json; `runs.list` shows the training runs only)."""
+    found = []
+    for path in Path(base).iterdir():
+        if path.is_dir() and not path.name.startswith(".") and (path / "status.json").is_file():
+            job = runs.Run(path)
+            created = job.status().get("created")
+            found.append((created if isinstance(created, (int, float)) else path.stat().st_mtime, job.id, job))
+    return [job for _, _, job in sorted(found, key=lambda item: (item[0], item[1]))]
 
 
 def refresh(root: str | os.PathLike | None = None) -> list[str]:
-    """Mark vanished runs `interrupted`, then start queued runs while slots are free.
+    """Mark vanished jobs `interrupted`, then start queued jobs (of every kind) while slots are free.
 
-    Returns the ids of the runs it started. Safe to call from any process at any time.
+    Returns the ids of the jobs it started. Safe to call from any process at any time.
     """
     base = runs.runs_root(root)
     started: list[str] = []
-    with _scheduler_lock(base):
+    with scheduler_lock(base):
         process.reap_children()
         scan = process.token_pids()  # processes first, statuses after: a run that exited has written its end
         here = socket.gethostname()
         found: dict[str, tuple[runs.Run, dict]] = {}
-        for run in reversed(runs.list(base)):  # oldest first
+        for run in job_folders(base):
             status = run.status()
             if _started(status):
                 if process.vanished(status, scan):
@@ -169,7 +177,7 @@ def refresh(root: str | os.PathLike | None = None) -> list[str]:
             for run_id, gpus in plan({key: status for key, (_, status) in found.items()}, devices):
                 run, status = found[run_id]
                 slots = devices.limit(str(status.get("device") or "cpu"), status.get("max_concurrent"))
-                status = _start(run, gpus, slots)
+                status = start(run, gpus, slots)
                 found[run_id] = (run, status)
                 if status.get("state") != "running":
                     replan = True

@@ -1,8 +1,10 @@
-"""The supervisor of one run: `python -m lego_core.jobs worker RUN_DIR -- <training argv>`.
+"""The supervisor of one job: `python -m lego_core.jobs worker RUN_DIR -- <job argv>`.
 
-Started by `launcher._start` in its own process session, it runs the training, forwards SIGTERM to
-it (SIGKILL after the cancel's grace time), records how the run ended when the trainer could not
-(killed, crashed) and then starts the next queued run (`scheduler.refresh`).
+Started by `launcher.start` in its own process session, it runs the job's command (the trainer, or
+a generation), forwards SIGTERM to it (SIGKILL after the cancel's grace time), records how the job
+ended when the command could not (killed, crashed), then starts the next queued job
+(`scheduler.refresh`) and writes its last log line, `FINAL_LINE` ("[jobs] ... done"): a follower
+of the log (`jobs logs --follow`) stops there, after everything the supervisor had to say.
 """
 from __future__ import annotations
 
@@ -16,8 +18,10 @@ from lego_core import runs
 from lego_core.core import process
 from lego_core.jobs.scheduler import refresh
 
+FINAL_LINE = "[jobs] supervisor done"  # the last line a supervisor writes to the job's log
 
-def _tail(path: os.PathLike | str, lines: int) -> str:
+
+def tail(path: os.PathLike | str, lines: int) -> str:
     """The last `lines` lines of a log file ('' when it does not exist)."""
     try:
         with open(path, "rb") as handle:
@@ -36,7 +40,7 @@ def _tail(path: os.PathLike | str, lines: int) -> str:
 
 
 def _last_log_line(run: runs.Run) -> str:
-    for line in reversed(_tail(run.log_path, 20).splitlines()):
+    for line in reversed(tail(run.log_path, 20).splitlines()):
         if line.strip() and not line.startswith("[jobs]"):
             return line.strip()[:300]
     return ""
@@ -63,8 +67,8 @@ def _supervise(child: subprocess.Popen, run: runs.Run, received: list[int]) -> i
             deadline = time.monotonic() + 5.0
 
 
-def worker(run_dir: str, argv: list[str]) -> int:
-    """Supervise one run: start the training, forward SIGTERM, record the end, start the next run."""
+def supervise(run_dir: str, argv: list[str]) -> int:
+    """Supervise one job: start its command, forward SIGTERM, record the end, start the next job."""
     run = runs.open(run_dir)
     token = os.environ.get(process.TOKEN_ENV)
     received: list[int] = []
@@ -122,4 +126,5 @@ def worker(run_dir: str, argv: list[str]) -> int:
         refresh(run.path.parent)
     except Exception as exc:  # never lose the run's result over a scheduling problem
         print(f"[jobs] could not start the next queued run: {exc}", flush=True)
+    print(FINAL_LINE, flush=True)
     return 0 if code == 0 else 1

@@ -30,7 +30,7 @@ STORE_VERSION = 1
 DEFAULT_MODEL = "smollm2"
 PREVIEW_ITEMS = 5
 # Test hook: "module:attr" of a class used instead of `Generator` (same call signature), so tests
-# can run the background job (`lego_core.jobs.augment`) with a stub instead of the LLM.
+# can run the background job (`lego_core.jobs.generation`) with a stub instead of the LLM.
 GENERATOR_ENV = "LEGO_AUGMENT_GENERATOR"
 INSTRUCTIONS = {  # built-in prompts by field name; the item's text fields are appended
     "description": "Describe this item in one short sentence.",

@@ -44,6 +44,8 @@ class JobPart(_Part):
                                                "stopped early by a sweep)")
     changed: float = Field(0.0, description="when `state` last changed (unix seconds)")
     error: str | None = Field(None, description="why the job ended badly (one line)")
+    kind: Literal["training", "generation"] = Field("training", description="what the job runs: a training run, "
+                                                    "or LLM generation of an item field (lego_core.jobs.generation)")
     launch: Launch | None = Field(None, description="the launch request; None for foreground runs")
     device: str | None = Field(None, description="the device it was scheduled on")
     nproc: int | None = Field(None, description="processes in all (nproc x nnodes)")

@@ -10,7 +10,6 @@ Timestamps (`created`, `started`, `ended`) are unix seconds (float).
 from __future__ import annotations
 
 import builtins
-import fcntl
 import json
 import os
 import re
@@ -26,7 +25,7 @@ import numpy as np
 
 from lego_core.core.errors import RecipeError, RunError
 from lego_core.core.fileio import (append_jsonl, atomic_save_npy, atomic_write_json, atomic_write_text, json_default,
-                              read_jsonl)
+                              locked, read_jsonl)
 from lego_core.core.paths import cache_dir, make_folder
 from lego_core.runs.status import ACTIVE_STATES, FINAL_STATES, STATES, RunStatus  # noqa: F401 (re-exported)
 
@@ -105,6 +104,9 @@ class Run:
             return self.recipe_path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise RunError(f"run {self.id}: {self.recipe_path} is missing; the run folder is damaged") from None
+        except UnicodeDecodeError:
+            raise RunError(f"run {self.id}: {self.recipe_path} is not UTF-8 text; save it as UTF-8 YAML, or "
+                           f"delete the run folder {self.path}") from None
 
     def recipe(self) -> Any:
         """The run's Recipe (structurally validated)."""
@@ -160,12 +162,8 @@ class Run:
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Exclusive lock on this run's status (read-modify-write by trainer, scheduler, cancel)."""
-        with builtins.open(self.path / ".status.lock", "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with locked(self.path / ".status.lock"):
+            yield
 
     def _change(self, part: str, change: Callable[[dict], dict | None]) -> dict:
         """Read-modify-write of one part under the lock; `change(view)` gives that part's fields (or

@@ -816,7 +816,7 @@ def _umap_cases() -> list[Case]:
 
 # ---- generated fields (augment) -----------------------------------------------------------------
 def _augment_module():
-    from lego_core.lm import augment
+    from lego_core.lm import generation as augment
 
     return augment
 
