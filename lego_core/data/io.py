@@ -17,7 +17,11 @@ from tqdm.auto import tqdm
 from lego_core.core.errors import DataError
 
 PROGRESS_MIN_BYTES = 20_000_000  # files larger than this show a tqdm bar while read
-MAX_TIMESTAMP = 2.0 ** 63  # |unix seconds| must fit int64 (1e30 would silently wrap to INT64_MIN)
+# the unix seconds a datetime64[ns] holds (1677-09-22 .. 2262-04-11): later steps turn times into
+# datetimes, so anything outside (years 1019 or 2300, 1e13 "seconds" that are milliseconds) is refused here
+EARLIEST_SECONDS = -9_223_372_036
+LATEST_SECONDS = 9_223_372_036
+CONTENT_GAPS = "content_gaps"  # Dataset.info key: the notes of a ContentGaps collector
 _SCALAR_KINDS = {"string", "bytes", "integer", "floating", "mixed-integer-float", "decimal", "boolean",
                  "datetime", "datetime64", "date", "time", "timedelta", "timedelta64", "empty", "complex"}
 
@@ -27,8 +31,53 @@ class DataWarning(UserWarning):
 
 
 def warn(message: str) -> None:
-    """Emit a DataWarning pointing at the caller of the reader, not at this helper."""
-    warnings.warn(message, DataWarning, stacklevel=3)
+    """Emit a DataWarning (on one line: newlines and runs of spaces folded) pointing at the caller
+    of the reader, not at this helper."""
+    warnings.warn(" ".join(str(message).split()), DataWarning, stacklevel=3)
+
+
+class ContentGaps:
+    """The lenient-content policy every reader shares: strict on structure, lenient on content.
+
+    A reader that finds rows with a content gap (an empty title or abstract, an unknown category,
+    an odd rating) keeps them and notes the gap here (`empty` or `note`): each note is one line
+    ("5 items have no title; first at movies.csv line 8478") and is warned at once. `attach` puts
+    the notes in `Dataset.info["content_gaps"]`, so they survive the reader's cache; registration
+    stores them in the manifest and refuses them under `strict` (`refuse_gaps`)."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def note(self, count: int, noun: str, gap: str, path: Path, line: int) -> None:
+        """Record `count` rows (`noun`, e.g. "item") that have `gap` (e.g. "no title"), the first on `line`."""
+        if count:
+            many = count != 1
+            text = f"{count:,} {noun}{'s' if many else ''} {'have' if many else 'has'} {gap}; first at " \
+                   f"{Path(path).name} line {line}"
+            self.notes.append(text)
+            warn(text)
+
+    def empty(self, values: pd.Series, path: Path, header: bool, noun: str, gap: str,
+              rows: np.ndarray | None = None) -> None:
+        """Note the rows whose value is missing or blank (`rows`: their 0-based data rows when
+        `values` is a subset of the file's rows)."""
+        blank = (values.isna() | (values.astype(str).str.strip() == "")).to_numpy(dtype=bool)
+        if blank.any():
+            first = int(np.flatnonzero(blank)[0])
+            self.note(int(blank.sum()), noun, gap, path, line_of(rows[first] if rows is not None else first, header))
+
+    def attach(self, dataset):
+        """`dataset` with the notes in its info (returned, for `return gaps.attach(split_log(...))`)."""
+        dataset.info[CONTENT_GAPS] = list(self.notes)
+        return dataset
+
+
+def refuse_gaps(notes: list[str]) -> None:
+    """The `--strict` refusal: DataError on the first content gap noted at reading (none: nothing)."""
+    if notes:
+        more = f" (and {len(notes) - 1} more kinds of gap)" if len(notes) > 1 else ""
+        raise DataError(f"{notes[0]}{more}; --strict refuses content gaps: fill them in, or register without "
+                        "--strict to keep those rows")
 
 
 def int_option(value, option: str, low: int, high: int, what: str = "") -> int:
@@ -68,6 +117,22 @@ def _first_bad_utf8_line(path: Path) -> int:
     return 0
 
 
+def bad_utf8_line(data: bytes) -> int:
+    """1-based line of the first byte of `data` that is not UTF-8 (0 when it all decodes)."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return data.count(b"\n", 0, exc.start) + 1
+    return 0
+
+
+def first_line(path: Path, limit: int = 1_000_000) -> str:
+    """The first line of a text file without its line end or a UTF-8 byte-order mark (detection:
+    cheap, undecodable bytes replaced)."""
+    with open(path, encoding="utf-8-sig", errors="replace") as handle:
+        return handle.readline(limit).rstrip("\r\n")
+
+
 def encoding_error(path: Path) -> DataError:
     """The DataError for a file that is not UTF-8, naming its first bad line."""
     line = _first_bad_utf8_line(path)
@@ -76,8 +141,9 @@ def encoding_error(path: Path) -> DataError:
 
 
 def read_delimited(path: Path, sep: str, *, header: bool, names: list[str] | None = None,
-                   encoding: str = "utf-8", desc: str | None = None) -> pd.DataFrame:
-    """Read a delimited text file as strings (no NA guessing, no quote processing for TSV).
+                   encoding: str = "utf-8-sig", desc: str | None = None) -> pd.DataFrame:
+    """Read a delimited text file as strings (no NA guessing, no quote processing for TSV); a UTF-8
+    byte-order mark (spreadsheet tools write one) is dropped.
 
     Raises DataError for a missing/empty file, a non-UTF-8 file and rows with too many fields.
     Large files show a byte-based tqdm progress bar.
@@ -193,8 +259,9 @@ def to_unix_seconds(values: pd.Series, path: Path, column: str, header: bool) ->
         if values.isna().any():
             row = int(np.flatnonzero(values.isna().to_numpy())[0])
             raise DataError(f"{path}: column {column!r} line {line_of(row, header)} has no timestamp")
-        stamp = values.dt.tz_localize("UTC") if values.dt.tz is None else values.dt.tz_convert("UTC")
-        return ((stamp - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
+        seconds = _datetime_seconds(values)
+        check_time_range(seconds, values, path, column, header)
+        return seconds
     if pd.api.types.is_bool_dtype(values):
         raise DataError(f"{path}: column {column!r} holds booleans, not timestamps (unix seconds)")
     check_scalars(values, path, column, header)
@@ -207,12 +274,53 @@ def to_unix_seconds(values: pd.Series, path: Path, column: str, header: bool) ->
         row = int(np.flatnonzero(bad)[0])
         raise DataError(f"{path}: column {column!r} line {line_of(row, header)} has non-numeric timestamp "
                         f"{values.iloc[row]!r}; timestamps must be unix seconds (numbers)")
-    out_of_range = (floats >= MAX_TIMESTAMP) | (floats < -MAX_TIMESTAMP)
-    if out_of_range.any():
-        row = int(np.flatnonzero(out_of_range)[0])
-        raise DataError(f"{path}: column {column!r} line {line_of(row, header)} has timestamp {_short(values.iloc[row])}, "
-                        f"outside the range of unix seconds (+-{MAX_TIMESTAMP:.3g}); fix or remove that row")
+    check_time_range(floats, values, path, column, header)
     return np.floor(floats).astype(np.int64)
+
+
+def _datetime_seconds(values: pd.Series) -> np.ndarray:
+    """Unix seconds of a datetime column (naive = UTC), exact at any resolution (pandas 3 parses to us)."""
+    stamp = values.dt.tz_localize("UTC") if values.dt.tz is None else values.dt.tz_convert("UTC")
+    return stamp.dt.as_unit("s").astype("int64").to_numpy(np.int64)
+
+
+def check_time_range(seconds: np.ndarray, values: pd.Series, path: Path, column: str, header: bool,
+                     rows: np.ndarray | None = None) -> None:
+    """DataError naming the file, column, line and value of the first time outside what a datetime
+    holds (EARLIEST_SECONDS..LATEST_SECONDS: years 1678..2262); `rows`: the file's 0-based data
+    row of each value when `values` is a subset."""
+    outside = (seconds < EARLIEST_SECONDS) | (seconds > LATEST_SECONDS)
+    if outside.any():
+        row = int(np.flatnonzero(outside)[0])
+        raise _outside(path, column, line_of(rows[row] if rows is not None else row, header), values.iloc[row])
+
+
+def _outside(path: Path, column: str, line: int, value) -> DataError:
+    return DataError(f"{path}: column {column!r} line {line} has time {_short(value)}, outside years 1678-2262 "
+                     "(unix seconds +-9.2e9; milliseconds? divide by 1000); fix or remove that row")
+
+
+def parse_times(text: pd.Series, formats: list[str], path: Path, column: str, header: bool, example: str,
+                utc: bool = False, rows: np.ndarray | None = None) -> np.ndarray:
+    """Unix seconds (int64) of date strings in the first of `formats` that parses each; DataError
+    naming the line for one that matches none ("is not `example`", e.g. "a time like '7/3/2019 6:36:08 AM'") or outside
+    the years a datetime holds. `rows`: the file's 0-based data row of each value (a subset)."""
+    text = text.astype(str).str.strip().reset_index(drop=True)
+    stamps = None
+    for fmt in formats:
+        parsed = pd.to_datetime(text, format=fmt, errors="coerce", utc=utc)
+        stamps = parsed if stamps is None else stamps.fillna(parsed)
+    bad = stamps.isna().to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        line = line_of(rows[row] if rows is not None else row, header)
+        year = re.search(r"\b(\d{4,})\b", text.iloc[row])
+        if year and not 1678 <= int(year.group(1)) <= 2262:
+            raise _outside(path, column, line, text.iloc[row])
+        raise DataError(f"{path} line {line}: {column} {text.iloc[row]!r} is not {example}; fix or remove that line")
+    seconds = _datetime_seconds(stamps)
+    check_time_range(seconds, text, path, column, header, rows)
+    return seconds
 
 
 def check_scalars(values: pd.Series, path: Path, column: str, header: bool) -> None:
