@@ -49,7 +49,6 @@ dataset = ui.dataset_or_stop()
 counts = frames.dataset_counts(dataset)
 seen = st.session_state.setdefault("dataset_counts", {})  # counts of datasets opened in this session
 seen[current] = counts
-BUILT_IN = ("movielens", "synthetic")  # kinds available() lists without recorded counts
 
 
 def _builtin_counts(name: str) -> dict:
@@ -63,9 +62,10 @@ def _builtin_counts(name: str) -> dict:
 with right.expander(f"All {len(listed)} datasets available here"):
     rows = []
     for d in listed:
-        known = d.get("summary") or seen.get(d["name"]) or (_builtin_counts(d["name"]) if d.get("kind") in BUILT_IN
+        known = d.get("summary") or seen.get(d["name"]) or (_builtin_counts(d["name"]) if d.get("built_in")
                                                            and d.get("loadable", True) else {})
-        rows.append({"name": d["name"], "kind": d.get("format") or d.get("kind", ""), "items": known.get("items"),
+        rows.append({"name": d["name"], "kind": d.get("format") or d.get("kind", ""),
+                     "protocol": d.get("protocol", ""), "items": known.get("items"),
                      "users": known.get("users"), "clicks": known.get("clicks"),
                      "loadable": d.get("loadable", True), "description": d.get("description", ""),
                      "train": known.get("train_impressions"), "reason": d.get("reason", "")})

@@ -10,6 +10,7 @@ from lego_core.data import datasets
 from lego_core.data import formats, registry
 from test_app_pages import _navigation_mode, button, start  # noqa: F401  (_navigation_mode: autouse fixture)
 from test_data_mind import BEHAVIORS_TRAIN, write_mind
+from test_data_review_formats import review, write_amazon_2018, write_ml1m, write_mlcsv
 from test_datasets_add import SHOP, _folder_zip, _zip, known_formats, shop_folder  # noqa: F401 (autouse fixture)
 
 
@@ -141,3 +142,49 @@ def test_every_dataset_is_listed_with_counts_at_start_up(tmp_path, monkeypatch):
     listed = at.dataframe[0].value.set_index("name")
     assert listed.loc["shop", "items"] == 12 and listed.loc["shop", "kind"] == "shop-test"
     assert listed.loc["synthetic", "items"] == 2000 and listed.loc["ml-100k", "items"] == 1682
+
+
+def _log(n_items: int = 40, n_users: int = 12, per_user: int = 10) -> list[tuple[int, int, int]]:
+    """(user, item, time) clicks: every user clicks `per_user` items, a few positions apart."""
+    return [(u + 1, (3 * u + k) % n_items + 1, 1_000_000 + 100 * u + k) for u in range(n_users) for k in range(per_user)]
+
+
+def _ml1m(folder):
+    return write_ml1m(folder, [f"{i}::Movie {i} (1995)::Drama" for i in range(1, 41)],
+                      [f"{u}::{i}::4::{t}" for u, i, t in _log()])
+
+
+def _mlcsv(folder):
+    return write_mlcsv(folder, "movieId,title,genres\n" + "".join(f"{i},Movie {i} (1995),Drama\n" for i in range(1, 41)),
+                       "userId,movieId,rating,timestamp\n" + "".join(f"{u},{i},4.0,{t}\n" for u, i, t in _log()))
+
+
+def _amazon(folder):
+    return write_amazon_2018(folder, [review(f"U{u}", f"B{i:02d}", t) for u, i, t in _log()],
+                             [{"asin": f"B{i:02d}", "title": f"Product {i}", "category": ["Luxury Beauty"]}
+                              for i in range(1, 41)])
+
+
+@pytest.mark.parametrize("make,fmt", [(_ml1m, "ml-1m"), (_mlcsv, "ml-csv"), (_amazon, "amazon")])
+def test_sidebar_offers_cold_items_for_every_leave_last_out_registration(tmp_path, make, fmt):
+    name = f"reg-{fmt}"
+    datasets.add(make(tmp_path / fmt), name=name, format=fmt)
+    at = start(dataset=name)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    slider = at.slider(key=f"cold-{name}")  # offered by its declaration, not by a list of kinds
+    train = {m.label: m.value for m in at.metric}["Train impressions"]
+    slider.set_value(10).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.session_state["cold_items"][name] == 0.1
+    cold = datasets.load(name, cold_items=0.1)
+    assert cold.info["cold_items"] == 0.1 and cold.cold.sum() >= round(0.1 * cold.num_items)
+    shown = {m.label: m.value for m in at.metric}["Train impressions"]  # the page loaded it with 10% cold
+    assert shown == f"{cold.summary()['train_impressions']:,}" and shown != train
+
+
+def test_sidebar_offers_no_cold_items_where_the_declaration_says_it_does_not_apply(tmp_path):
+    datasets.add(write_mind(tmp_path / "m"), name="news")
+    at = start(dataset="news", cold_items={"news": 0.2})  # a stale choice from an earlier registration
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert not [s for s in at.slider if s.key == "cold-news"]
+    assert {m.label: m.value for m in at.metric}["Items"] == "7"  # loaded without cold_items

@@ -25,7 +25,8 @@ def test_available_lists_builtins():
     entries = {d["name"]: d for d in datasets.available()}
     assert entries["ml-100k"]["loadable"] and entries["ml-100k"]["kind"] == "movielens"
     assert entries["synthetic"]["loadable"]
-    assert all(set(d) == {"name", "description", "kind", "loadable", "reason"} for d in entries.values())
+    assert all(set(d) == {"name", "description", "kind", "built_in", "loadable", "reason", "protocol", "cold_items",
+                          "options"} for d in entries.values())
 
 
 def test_unknown_name_lists_choices():

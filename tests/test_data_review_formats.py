@@ -74,14 +74,19 @@ ML1M_RATINGS = ["1::1::5::978300100", "1::2::3::978300300", "1::3::4::978300200"
                 "10::1::3::978000000", "10::3::3::978000001"]
 
 
+def write_ml1m(folder: Path, movies: list[str] = ML1M_MOVIES, ratings: list[str] = ML1M_RATINGS) -> Path:
+    """An ml-1m folder: movies.dat (latin-1), ratings.dat and users.dat ('::'-separated)."""
+    folder.mkdir(parents=True)
+    (folder / "movies.dat").write_bytes(("\n".join(movies) + "\n").encode("latin-1"))
+    (folder / "ratings.dat").write_text("\n".join(ratings) + "\n")
+    users = sorted({r.split("::")[0] for r in ratings}, key=int)
+    (folder / "users.dat").write_text("".join(f"{u}::F::25::3::55117\n" for u in users))
+    return folder
+
+
 @pytest.fixture
 def ml1m(tmp_path):
-    folder = tmp_path / "ml-1m"
-    folder.mkdir()
-    (folder / "movies.dat").write_bytes(("\n".join(ML1M_MOVIES) + "\n").encode("latin-1"))
-    (folder / "ratings.dat").write_text("\n".join(ML1M_RATINGS) + "\n")
-    (folder / "users.dat").write_text("1::F::1::10::48067\n2::M::56::16::70072\n10::F::25::3::55117\n")
-    return folder
+    return write_ml1m(tmp_path / "ml-1m")
 
 
 def test_ml1m_reads_latin1_titles_and_splits_leave_last_out_by_timestamp(ml1m):
@@ -118,10 +123,14 @@ def test_ml10m_reads_half_stars_and_tags(tmp_path):
     assert ds.text_fields == ["title", "genres", "tags"]
 
 
-@pytest.fixture
-def mlcsv(tmp_path):
-    folder = tmp_path / "ml-latest-small"
-    folder.mkdir()
+def write_mlcsv(folder: Path, movies: str | None = None, ratings: str | None = None) -> Path:
+    """An ml-latest-small style folder (movies.csv, ratings.csv, tags.csv, links.csv); the default
+    rows quote commas and quotes."""
+    folder.mkdir(parents=True)
+    if movies is not None:
+        (folder / "movies.csv").write_text(movies)
+        (folder / "ratings.csv").write_text(ratings)
+        return folder
     (folder / "movies.csv").write_text('movieId,title,genres\n1,Toy Story (1995),Adventure|Animation\n'
                                        '11,"American President, The (1995)",Comedy|Drama|Romance\n'
                                        '21,"Dog, the Cat and the ""Mouse"", The",(no genres listed)\n')
@@ -131,6 +140,11 @@ def mlcsv(tmp_path):
     (folder / "tags.csv").write_text('userId,movieId,tag,timestamp\n2,11,"politics, romance",1445714994\n')
     (folder / "links.csv").write_text("movieId,imdbId,tmdbId\n1,0114709,862\n")
     return folder
+
+
+@pytest.fixture
+def mlcsv(tmp_path):
+    return write_mlcsv(tmp_path / "ml-latest-small")
 
 
 def test_ml_csv_reads_quoted_commas_and_tags(mlcsv):
@@ -250,19 +264,25 @@ def test_amazon_2014_meta_as_python_literals(tmp_path):
     assert sequences(ds) == {"A1": ["B001", "B002", "0000031852"]}
 
 
+def write_amazon_2018(folder: Path, reviews: list[dict], meta: list[dict]) -> Path:
+    """An Amazon 2018 folder: Luxury_Beauty_5.json.gz reviews + meta_Luxury_Beauty.json.gz."""
+    folder.mkdir(parents=True)
+    write_gz(folder / "Luxury_Beauty_5.json.gz", jsonl(reviews))
+    write_gz(folder / "meta_Luxury_Beauty.json.gz", jsonl(meta))
+    return folder
+
+
 def test_amazon_2018_lists_and_repeated_meta_rows(tmp_path):
-    folder = tmp_path / "amazon2018"
-    folder.mkdir()
-    write_gz(folder / "Luxury_Beauty_5.json.gz", jsonl([
+    reviews = ([
         review("U1", "B01", 1500000000, verified=True, vote="1,234", style={"Size:": " 3 oz"}),
         review("U1", "B02", 1500000002), review("U1", "B03", 1500000001), review("U2", "B01", 1500000000), review("U2", "B03", 1500000000),
-        review("U2", "B02", 1500000000)]))
+        review("U2", "B02", 1500000000)])
     meta = [{"asin": "B01", "title": "Serum", "category": ["Luxury Beauty", "Skin Care"],
              "description": ["Line one.", "Line two."], "brand": "Acme", "main_cat": "Luxury Beauty"},
             {"asin": "B02", "title": "Cream", "category": [], "description": [], "brand": "", "main_cat": "Beauty"},
             {"asin": "B03", "title": "Oil", "category": ["Luxury Beauty"], "description": "plain string"},
             {"asin": "B01", "title": "Serum (repeated row)", "category": [], "description": []}]
-    write_gz(folder / "meta_Luxury_Beauty.json.gz", jsonl(meta))
+    folder = write_amazon_2018(tmp_path / "amazon2018", reviews, meta)
     with pytest.warns(DataWarning, match="1 repeated metadata rows"):
         ds = amazon.load(folder)
     assert ds.info["release"] == 2018 and ds.info["repeated_meta_rows_dropped"] == 1
@@ -350,6 +370,16 @@ def test_formats_are_declared_and_registered():
         assert module in formats._MODULES
         for fmt in importlib.import_module(f"lego_core.data.readers.{module}").FORMATS:
             assert fmt.options == {"negatives": 99, "seed": 0} and fmt.protocol and fmt.layout
+            assert fmt.scheme == "leave-last-out"  # so cold_items applies to their registrations
+
+
+def test_every_format_declares_its_split_protocol():
+    schemes = {f.name: f.scheme for f in formats.all_formats()}
+    assert {n for n, s in schemes.items() if s == "leave-last-out"} == {
+        "movielens-100k", "ml-1m", "ml-10m", "ml-csv", "goodreads", "amazon", "recbole", "adressa"}
+    assert {n for n, s in schemes.items() if s == "impressions"} == {"mind", "xmind", "pens", "ebnerd"}
+    with pytest.raises(ValueError, match="scheme must be one of"):
+        formats.Format("x", "x", "x", "x", lambda p: False, lambda p: None, scheme="leave-one-out")
 
 
 def test_detection_tells_the_formats_apart(ml1m, mlcsv, goodreads_folder, atomic, tmp_path):

@@ -1,8 +1,11 @@
-"""Small vectorized helpers the readers share: CSR offsets, id ordering, id -> index lookup."""
+"""Small vectorized helpers the readers share: CSR offsets, id ordering, id -> index lookup, and
+space-separated id lists (MIND, PENS) split and looked up with pyarrow."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 
 def offsets_from_sizes(sizes: np.ndarray) -> np.ndarray:
@@ -39,3 +42,18 @@ def sorted_unique(values: np.ndarray) -> np.ndarray:
     if len(values) < 2:
         return values
     return values[np.concatenate([[True], values[1:] != values[:-1]])]
+
+
+def split_lists(column: pd.Series) -> tuple[np.ndarray, pa.Array]:
+    """Space-separated lists -> (sizes per row, flat non-empty tokens), vectorized with pyarrow."""
+    lists = pc.utf8_split_whitespace(pa.array(column.to_numpy(dtype=object), type=pa.large_string()))
+    flat = pc.list_flatten(lists)
+    nonempty = pc.greater(pc.utf8_length(flat), 0).to_numpy(zero_copy_only=False)
+    rows = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
+    sizes = np.bincount(rows[nonempty], minlength=len(column)).astype(np.int64)
+    return sizes, flat.filter(pa.array(nonempty))
+
+
+def token_index(tokens: pa.Array, known: pa.Array) -> np.ndarray:
+    """Index of each token in `known` (-1 when absent), vectorized."""
+    return pc.index_in(tokens, value_set=known).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)

@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from lego_core.data.schema import Dataset
+from lego_core.data.schema import LEAVE_LAST_OUT, Dataset
 from lego_core.core.errors import DataError
 
 MAX_FRACTION = 0.9
@@ -34,6 +34,12 @@ def check_fraction(value, what: str) -> float:
     return fraction
 
 
+def not_applicable(name: str) -> DataError:
+    """The refusal of cold_items for a dataset whose protocol is not leave-last-out."""
+    return DataError(f"dataset {name!r}: option cold_items applies to leave-last-out datasets only; the items "
+                     "its evaluation impressions show first are cold already (see its cold/warm test metrics)")
+
+
 def with_cold_items(dataset: Dataset, fraction: float = 0.0, seed: int = 0) -> Dataset:
     """The dataset with its `cold` mask set: the items training never sees, after making a seeded
     `fraction` of items cold (leave-last-out datasets only)."""
@@ -43,9 +49,8 @@ def with_cold_items(dataset: Dataset, fraction: float = 0.0, seed: int = 0) -> D
     splits = dict(dataset.splits)
     info = dict(dataset.info)
     if fraction > 0:
-        if info.get("protocol") != "leave-last-out":
-            raise DataError(f"dataset {dataset.name!r}: option cold_items applies to leave-last-out datasets "
-                            "(MovieLens, tables); MIND's news first seen in the dev folder are cold already")
+        if info.get("protocol") != LEAVE_LAST_OUT:
+            raise not_applicable(dataset.name)
         rng = np.random.default_rng([int(info.get("seed", 0)), int(seed), 0xC01D])
         chosen[rng.choice(n, size=int(round(fraction * n)), replace=False)] = True
         train = splits["train"]

@@ -22,7 +22,7 @@ import pandas as pd
 
 from lego_core.data.arrays import index_of, natural_order, offsets_from_sizes
 from lego_core.data.io import int_option, warn
-from lego_core.data.schema import Dataset, Impressions
+from lego_core.data.schema import LEAVE_LAST_OUT, Dataset, Impressions
 from lego_core.core.errors import DataError
 
 MIN_CLICKS = 3
@@ -109,7 +109,7 @@ def split_log(name: str, items: pd.DataFrame, users: np.ndarray, item_ids: np.nd
         splits[split] = imps
         next_id += len(imps)
 
-    info.update({"protocol": "leave-last-out", "negatives": negatives, "seed": int(seed),
+    info.update({"protocol": LEAVE_LAST_OUT, "negatives": negatives, "seed": int(seed),
                  "first_clicks_not_trained": int(len(user_order)),
                  "note": "each user's first click has no history and is not a train impression "
                          "(it stays in later histories); last click = test, second to last = valid"})

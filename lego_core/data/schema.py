@@ -17,6 +17,10 @@ import numpy as np
 import pandas as pd
 
 SPLITS = ("train", "valid", "test")
+# The two split protocols (`Dataset.info["protocol"]`, a source's and a format's declaration):
+# per-user last clicks held out with sampled negatives, or logged impressions kept as they were shown.
+LEAVE_LAST_OUT, IMPRESSIONS = "leave-last-out", "impressions"
+PROTOCOLS = (LEAVE_LAST_OUT, IMPRESSIONS)
 
 
 @dataclass

@@ -38,7 +38,7 @@ from lego_core.data.formats import Format
 from lego_core.data.readers.goodreads import check_gzip, first_keys, read_json_lines, text_of
 from lego_core.data.io import require_file, to_unix_seconds, warn
 from lego_core.data.leave_last_out import check_options, split_log
-from lego_core.data.schema import Dataset
+from lego_core.data.schema import LEAVE_LAST_OUT, Dataset
 from lego_core.core.errors import DataError
 
 _S = pa.string()
@@ -198,4 +198,4 @@ def load(path: Path, name: str | None = None, negatives: int = 99, seed: int = 0
 
 
 FORMATS = (Format("amazon", "Amazon reviews 2014 / 2018 / 2023 (review JSON lines + meta_<Cat>)", LAYOUT, PROTOCOL,
-                  detect, load, (("negatives", 99), ("seed", 0))),)
+                  detect, load, (("negatives", 99), ("seed", 0)), scheme=LEAVE_LAST_OUT),)

@@ -29,7 +29,7 @@ from lego_core.data.readers import mind
 from lego_core.data.cache import cached_build
 from lego_core.data.formats import Format
 from lego_core.data.io import (check_unique, first_short_line, int_option, line_of, read_delimited, require_file)
-from lego_core.data.schema import Dataset
+from lego_core.data.schema import IMPRESSIONS, Dataset
 from lego_core.core.errors import DataError
 
 LAYOUT = ("an xMIND folder holds xMINDsmall_train/ and xMINDsmall_dev/ (or train/ and dev/), each with a "
@@ -121,4 +121,4 @@ FORMATS = (Format(
              "valid/test by a seeded permutation; translated title/abstract are the item text",
     detect=mind.is_xmind_folder,
     read=lambda path, name="xmind", seed=0, mind="": load_xmind(Path(path), seed=seed, name=name, mind_root=mind),
-    defaults=(("seed", 0), ("mind", ""))),)
+    defaults=(("seed", 0), ("mind", "")), scheme=IMPRESSIONS),)

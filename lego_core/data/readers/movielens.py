@@ -19,7 +19,7 @@ from lego_core.data.cache import cached_build
 from lego_core.data.formats import Format
 from lego_core.data.io import check_columns, check_unique, read_delimited, require_file, to_unix_seconds
 from lego_core.data.leave_last_out import check_options, split_log
-from lego_core.data.schema import Dataset
+from lego_core.data.schema import LEAVE_LAST_OUT, Dataset
 from lego_core.core.errors import DataError
 
 GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
@@ -165,4 +165,4 @@ FORMATS = (Format("movielens-100k", "MovieLens 100k, GroupLens folder (u.data, u
                   "every rating is a click (any value); per user, leave-last-out by timestamp: last click = "
                   "test, second to last = valid, each with `negatives` sampled unseen movies",
                   lambda path: is_grouplens_folder(_grouplens_folder(path)), read_grouplens,
-                  (("negatives", 99), ("seed", 0))),)
+                  (("negatives", 99), ("seed", 0)), scheme=LEAVE_LAST_OUT),)

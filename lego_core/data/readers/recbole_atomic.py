@@ -27,7 +27,7 @@ from lego_core.data.formats import Format
 from lego_core.data.io import (check_known, check_unique, first_short_line, line_of, read_delimited, require_file,
                                to_unix_seconds)
 from lego_core.data.leave_last_out import check_options, split_log
-from lego_core.data.schema import Dataset
+from lego_core.data.schema import LEAVE_LAST_OUT, Dataset
 from lego_core.core.errors import DataError
 
 TYPES = ("token", "token_seq", "float", "float_seq")
@@ -152,4 +152,4 @@ def load(path: Path, name: str | None = None, negatives: int = 99, seed: int = 0
 
 
 FORMATS = (Format("recbole", "RecBole atomic files (<name>.inter + <name>.item)", LAYOUT, PROTOCOL, detect, load,
-                  (("negatives", 99), ("seed", 0))),)
+                  (("negatives", 99), ("seed", 0)), scheme=LEAVE_LAST_OUT),)

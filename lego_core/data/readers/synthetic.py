@@ -17,7 +17,7 @@ import pandas as pd
 
 from lego_core.data.arrays import offsets_from_sizes
 from lego_core.data.cache import fingerprint
-from lego_core.data.io import int_option
+from lego_core.data.options import Option, check_all
 from lego_core.data.schema import Dataset, Impressions
 from lego_core.core.errors import DataError
 
@@ -30,9 +30,22 @@ PREFERRED_SHARE = 0.9  # share of history clicks on preferred topics
 CLICK_PREFERRED, CLICK_OTHER = 0.8, 0.03  # click probability of a candidate by topic
 PREFERRED_CANDIDATES = 0.4  # share of (non-forced) candidates drawn from preferred topics
 MAX_ROWS = 20_000_000  # cap on generated rows per array (candidates, history clicks, title words): memory
+# `generate`'s options with their ranges: its declaration (the app and `check` read it)
+OPTIONS = (Option("n_items", "int", 2000, 2, 2_000_000, "items (at least n_topics)"),
+           Option("n_users", "int", 500, 1, 2_000_000, "users"),
+           Option("n_topics", "int", 8, 2, 1_000, "topics, each with its own vocabulary"),
+           Option("history_len", "int", 20, 1, 1_000, "history clicks per user"),
+           Option("n_impressions", "int", 2000, 1, 10_000_000, "train impressions"),
+           Option("impression_size", "int", 10, 2, 1_000, "candidates per impression"),
+           Option("seed", "int", 0, 0, 2**63 - 1, "random seed"),
+           Option("n_eval_impressions", "int", None, 0, 10_000_000, "valid and test impressions each "
+                  "(default n_impressions // 4, at least 1)"),
+           Option("words_per_topic", "int", 30, 1, 10_000, "vocabulary per topic"),
+           Option("title_len", "int", 8, 1, 200, "words per title"),
+           Option("name", "str", "synthetic", help="the dataset's name"))
 
 
-def _pseudo_words(count: int, rng: np.random.Generator) -> np.ndarray:
+def pseudo_words(count: int, rng: np.random.Generator) -> np.ndarray:
     """`count` distinct 3-syllable pseudo-words like 'tokavi' (no real-word meaning)."""
     syllables = np.array([c + v for c in _CONSONANTS for v in _VOWELS])
     s = len(syllables)
@@ -42,7 +55,8 @@ def _pseudo_words(count: int, rng: np.random.Generator) -> np.ndarray:
     return np.char.add(np.char.add(syllables[codes // (s * s)], syllables[(codes // s) % s]), syllables[codes % s])
 
 
-def _topic_names(n_topics: int) -> np.ndarray:
+def topic_names(n_topics: int) -> np.ndarray:
+    """Readable topic names ('sports', ..., 'sports1' past the list), one per topic."""
     names = [TOPIC_NAMES[t % len(TOPIC_NAMES)] + (str(t // len(TOPIC_NAMES)) if t >= len(TOPIC_NAMES) else "")
              for t in range(n_topics)]
     return np.array(names, dtype=object)
@@ -51,33 +65,20 @@ def _topic_names(n_topics: int) -> np.ndarray:
 def check_options(options: dict) -> dict:
     """`generate`'s options (defaults filled in) as checked ints, or a DataError naming the option;
     recipes check them before any run exists, `generate` before any array is made."""
-    import inspect
-
-    defaults = {k: p.default for k, p in inspect.signature(generate).parameters.items()}
-    unknown = sorted(set(options) - set(defaults))
-    if unknown:
-        raise DataError(f"synthetic takes options {list(defaults)}, not {unknown}")
-    o = {**defaults, **options}
-    checked = {label: int_option(o[label], label, low, high, "synthetic") for label, low, high in (
-        ("n_items", 2, 2_000_000), ("n_users", 1, 2_000_000), ("n_topics", 2, 1_000),
-        ("history_len", 1, 1_000), ("n_impressions", 1, 10_000_000),
-        ("impression_size", 2, 1_000), ("seed", 0, 2**63 - 1))}
-    if not isinstance(o["name"], str) or not o["name"].strip():
-        raise DataError(f"synthetic option name must be a non-empty string, got {o['name']!r}")
+    checked = check_all(OPTIONS, {**{o.name: o.default for o in OPTIONS}, **options}, "synthetic")
+    if not checked["name"].strip():
+        raise DataError(f"synthetic option name must be a non-empty string, got {checked['name']!r}")
     if checked["n_items"] < checked["n_topics"]:
         raise DataError(f"synthetic: n_items ({checked['n_items']}) must be >= n_topics ({checked['n_topics']})")
     n_impressions = checked["n_impressions"]
-    checked["n_eval_impressions"] = max(1, n_impressions // 4) if o["n_eval_impressions"] is None else \
-        int_option(o["n_eval_impressions"], "n_eval_impressions", 0, 10_000_000, "synthetic")
-    checked["words_per_topic"] = int_option(o["words_per_topic"], "words_per_topic", 1, 10_000, "synthetic")
-    checked["title_len"] = int_option(o["title_len"], "title_len", 1, 200, "synthetic")
+    if checked["n_eval_impressions"] is None:
+        checked["n_eval_impressions"] = max(1, n_impressions // 4)
     for what, size in (("(n_impressions + 2 * n_eval_impressions) * impression_size",
                         (n_impressions + 2 * checked["n_eval_impressions"]) * checked["impression_size"]),
                        ("n_users * history_len", checked["n_users"] * checked["history_len"]),
                        ("n_items * title_len", checked["n_items"] * checked["title_len"])):
         if size > MAX_ROWS:
             raise DataError(f"synthetic: {what} = {size:,} exceeds {MAX_ROWS:,}; lower these options")
-    checked["name"] = o["name"]
     return checked
 
 
@@ -98,14 +99,14 @@ def generate(n_items: int = 2000, n_users: int = 500, n_topics: int = 8, history
 
     # Items: a topic each (every topic used), titles mostly from the topic's vocabulary.
     n_common = max(20, words_per_topic)
-    words = _pseudo_words(n_topics * words_per_topic + n_common, rng).astype(object)
+    words = pseudo_words(n_topics * words_per_topic + n_common, rng).astype(object)
     item_topic = rng.permutation(np.arange(n_items) % n_topics)
     own = item_topic[:, None] * words_per_topic + rng.integers(0, words_per_topic, (n_items, title_len))
     common = n_topics * words_per_topic + rng.integers(0, n_common, (n_items, title_len))
     word_idx = np.where(rng.random((n_items, title_len)) < 0.75, own, common)
     word_idx[:, 0] = own[:, 0]  # every title has at least one topic word
     titles = [" ".join(row) for row in words[word_idx]]
-    topics = _topic_names(n_topics)
+    topics = topic_names(n_topics)
     width = len(str(n_items - 1))
     items = pd.DataFrame({"item_id": [f"S{i:0{width}d}" for i in range(n_items)], "title": titles,
                           "category": topics[item_topic]})

@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lego_core.data.readers.synthetic import _pseudo_words, _topic_names
+from lego_core.data.readers.synthetic import pseudo_words, topic_names
 
 CHUNK_ROWS = 100_000
 _EMPTY = pa.scalar("", pa.large_string())
@@ -52,10 +52,10 @@ def write_mind_folder(root: str | Path, n_news: int = 160_000, n_users: int = 1_
     root = Path(root)
     rng = np.random.default_rng(seed)
     topic_of = rng.integers(0, n_topics, n_news)
-    words = pa.array(_pseudo_words(n_topics * 40 + 200, rng).astype(object), type=pa.large_string())
+    words = pa.array(pseudo_words(n_topics * 40 + 200, rng).astype(object), type=pa.large_string())
     ids = _cat(pa.scalar("N", pa.large_string()),
                pa.array(np.arange(1, n_news + 1).astype(str), type=pa.large_string()))
-    topics = _topic_names(n_topics)
+    topics = topic_names(n_topics)
     by_topic = np.argsort(topic_of, kind="stable")
     starts = np.searchsorted(topic_of[by_topic], np.arange(n_topics))
     counts = np.bincount(topic_of, minlength=n_topics)
