@@ -188,21 +188,34 @@ def _version(name: str) -> str:
 
 def forget_loaded_datasets() -> None:
     """Drop the loaded datasets kept across reruns (a generated field was just saved: the next
-    load joins it into the items)."""
+    load joins it into the items), and the run models loaded on them."""
+    from lego_core.runs import recommend
+
     _load.clear()
+    recommend.forget()
 
 
 def current_dataset_name() -> str:
     return st.session_state.get("dataset", DEFAULT_DATASET)
 
 
+def dataset_declaration(name: str) -> dict:
+    """What `datasets.available()` declares for dataset `name` (protocol, cold_items, options; {}
+    when it is not listed)."""
+    try:
+        return next((d for d in available_datasets() if d["name"] == name), {})
+    except LegoError:
+        return {}
+
+
 def current_options() -> dict:
     """Options of the current dataset from the sidebar: the synthetic one's sizes, and the share of
-    cold items of a leave-last-out dataset (`cold_items`, set only when above 0)."""
+    cold items where its declaration says cold_items applies (`cold_items`, set only when above 0)."""
     if current_dataset_name() == "synthetic":
         return dict(st.session_state.get("synthetic_options", QUICK_SYNTHETIC))
     fraction = st.session_state.get("cold_items", {}).get(current_dataset_name(), 0.0)
-    return {"cold_items": fraction} if fraction else {}
+    applies = dataset_declaration(current_dataset_name()).get("cold_items", False)
+    return {"cold_items": fraction} if fraction and applies else {}
 
 
 def load_dataset(name: str | None = None, options: dict | None = None):

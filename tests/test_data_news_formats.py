@@ -430,7 +430,7 @@ BAD = [
     (_pens_case, "missing column", r"p/train.tsv lacks column\(s\) \['neg'\]"),
     (_pens_case, "short row", r"p/train.tsv line 3 has fewer tab-separated fields than its header \(9\)"),
     (_pens_case, "empty", r"p/news.tsv is empty"),
-    (_pens_case, "bad time", r"p/valid.tsv line 3: column 'start' 'yesterday' is not a time"),
+    (_pens_case, "bad time", r"p/valid.tsv line 3: start 'yesterday' is not a time"),
     (_pens_case, "unknown ids", r"p/train.tsv: no row names a known news id in columns 'pos'/'neg'"),
     (_pens_case, "duplicate news", r"p/news.tsv: duplicate id 'N10000' in column 'News ID' \(lines \[2, 7\]\)"),
     (_ebnerd_case, "not parquet", r"e/train/history.parquet is not a readable Parquet file"),

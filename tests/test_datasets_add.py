@@ -1,13 +1,17 @@
 """Registering a dataset in any format (datasets.add / `datasets add|remove|show|formats`), counts
 listed without loading, re-deriving with other options, and safe unpacking of uploads."""
+import dataclasses
 import io
 import stat
+import threading
 import zipfile
 
 import pytest
 
-from lego_core.cli.main import main as cli
-from lego_core.data import registration
+import lego_core.cli.main as cli_main
+
+from lego_core.cli import main as cli
+from lego_core.data import archives, registration
 from lego_core.data import datasets
 from lego_core.data import formats, registry
 from lego_core.data.readers import mind
@@ -25,10 +29,11 @@ def _read_shop(path, name="shop", negatives=99, seed=0):
 SHOP = formats.Format(name="shop-test", title="Shop tables (test)", layout="a folder with items.csv and clicks.csv",
                       protocol="every row a click; leave-last-out per user",
                       detect=lambda p: (p / "items.csv").is_file() and (p / "clicks.csv").is_file(),
-                      read=_read_shop, defaults=(("negatives", 99), ("seed", 0)))
+                      read=_read_shop, defaults=(("negatives", 99), ("seed", 0)), scheme="leave-last-out")
 MIND_TEST = formats.Format(name="mind-test", title="MIND (test)", layout=mind.LAYOUT, protocol="dev split in two",
                            detect=mind.is_mind_folder,
-                           read=lambda p, name="mind", seed=0: mind.build_mind(p, seed=seed, name=name))
+                           read=lambda p, name="mind", seed=0: mind.build_mind(p, seed=seed, name=name),
+                           scheme="impressions")
 
 
 @pytest.fixture(autouse=True)
@@ -260,7 +265,7 @@ def test_mind_registrations_made_before_formats_still_load(tmp_path):
 
 
 def test_zip_bombs_and_unreadable_sources_are_one_line_errors(tmp_path, monkeypatch):
-    monkeypatch.setattr(registration, "MAX_UNPACKED_BYTES", 10)
+    monkeypatch.setattr(archives, "MAX_UNPACKED_BYTES", 10)
     dest = tmp_path / "upload"
     dest.mkdir()
     with pytest.raises(DataError, match="unpacks to"):
@@ -274,3 +279,230 @@ def test_zip_bombs_and_unreadable_sources_are_one_line_errors(tmp_path, monkeypa
     with pytest.raises(DataError, match=r"items.csv could not be read \(Permission denied\)"):
         datasets.add(shop_folder(tmp_path), name="denied")
     assert registry.manifest("denied") is None
+
+
+# ---- issue 19: lenient content, BOMs, time ranges, encodings, archives, stale folders -------------
+def _latest_small(folder, empty_titles=(3, 5), bom=False):
+    """MovieLens latest-small's layout (ratings.csv + movies.csv, its own CSV quoting) with a few
+    movies whose title is empty."""
+    folder.mkdir(parents=True, exist_ok=True)
+    movies = ["movieId,title,genres"] + [
+        f'{m},{"" if m in empty_titles else chr(34) + f"Movie {m}, The ({1990 + m})" + chr(34)},Comedy|Drama'
+        for m in range(1, 9)]
+    ratings = ["userId,movieId,rating,timestamp"] + [f"{u},{m},4.0,{964982000 + 100 * u + m}"
+                                                     for u in range(1, 5) for m in range(1, 9)]
+    prefix = "\ufeff" if bom else ""
+    (folder / "movies.csv").write_text(prefix + "\n".join(movies) + "\n", encoding="utf-8")
+    (folder / "ratings.csv").write_text(prefix + "\n".join(ratings) + "\n", encoding="utf-8")
+    return folder
+
+
+def test_movielens_latest_small_with_empty_titles_registers_and_notes_the_gap(tmp_path, capsys):
+    folder = _latest_small(tmp_path / "ml-latest-small")
+    assert cli_main.main(["datasets", "add", str(folder), "--strict"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: 2 items have no title; first at movies.csv line 4") and "--strict" in err
+    assert registry.manifest("ml-latest-small") is None
+    with pytest.raises(DataError, match="first at movies.csv line 4"):
+        datasets.add(folder, strict=True)
+
+    assert cli_main.main(["datasets", "add", str(folder)]) == 0
+    out, err = capsys.readouterr()
+    assert "warning: 2 items have no title; first at movies.csv line 4" in err.splitlines()
+    assert registry.manifest("ml-latest-small")["content_gaps"] == ["2 items have no title; first at movies.csv line 4"]
+    assert cli_main.main(["datasets", "show", "ml-latest-small"]) == 0
+    assert "gaps:     2 items have no title; first at movies.csv line 4" in capsys.readouterr().out
+    items = datasets.load("ml-latest-small").items
+    assert len(items) == 8 and items.set_index("item_id").loc["3", "title"] == ""
+
+
+def test_movielens_dat_empty_title_is_kept_but_a_short_line_is_refused(tmp_path):
+    folder = tmp_path / "ml-1m"
+    folder.mkdir()
+    (folder / "movies.dat").write_text("1::Toy Story (1995)::Comedy\n2::::Drama\n3::Heat (1995)::Crime\n",
+                                       encoding="latin-1")
+    (folder / "users.dat").write_text("1::F::1::10::48067\n")
+    (folder / "ratings.dat").write_text("".join(f"1::{m}::5::97830{m}\n2::{m}::3::97831{m}\n" for m in (1, 2, 3)))
+    with pytest.warns(UserWarning, match="1 item has no title; first at movies.dat line 2"):
+        d = datasets.add(folder, name="ml1m-gap")
+    assert d.info["content_gaps"] == ["1 item has no title; first at movies.dat line 2"]
+    (folder / "movies.dat").write_text("1::Toy Story (1995)::Comedy\n2::Heat (1995)\n3::Up (2009)::Drama\n",
+                                       encoding="latin-1")
+    with pytest.raises(DataError, match=r"movies.dat line 2 has no Genres"):
+        datasets.add(folder, name="ml1m-short")
+
+
+def test_bom_prefixed_files_are_detected_and_read(tmp_path):
+    d = datasets.add(_latest_small(tmp_path / "bom", empty_titles=(), bom=True), name="ml-bom")
+    assert d.info["content_gaps"] == [] and d.num_items == 8
+    assert formats.detect(tmp_path / "bom").name == "ml-csv"
+
+
+@pytest.mark.parametrize("stamp, line", [("1e13", 3), ("-1e11", 3)])
+def test_timestamps_outside_a_datetime_are_one_line_errors(tmp_path, stamp, line):
+    folder = _latest_small(tmp_path / "ml", empty_titles=())
+    rows = (folder / "ratings.csv").read_text().splitlines()
+    rows[line - 1] = ",".join(rows[line - 1].split(",")[:3] + [stamp])
+    (folder / "ratings.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataError) as caught:
+        datasets.add(folder, name="ml-far")
+    message = str(caught.value)
+    assert "\n" not in message and "ratings.csv" in message and f"'timestamp' line {line}" in message
+    assert "outside years 1678-2262" in message
+
+
+@pytest.mark.parametrize("year", ["1019", "2300"])
+def test_mind_times_out_of_range_name_file_line_and_column(tmp_path, year):
+    root = write_mind(tmp_path / "m")
+    path = root / "train" / "behaviors.tsv"
+    rows = path.read_text().splitlines()
+    fields = rows[1].split("\t")
+    fields[2] = fields[2].replace("2019", year)
+    rows[1] = "\t".join(fields)
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=rf"behaviors.tsv: column 'time \(column 3\)' line 2 has time .*{year}"):
+        mind.build_mind(root, name="far")
+
+
+def test_goodreads_date_errors_cite_the_file_line_of_the_read_interaction(tmp_path):
+    from lego_core.data.io import parse_times
+    import numpy as np
+    import pandas as pd
+    dates = pd.Series(["Tue Oct 17 04:38:53 -0700 2300"])
+    with pytest.raises(DataError, match="line 6 has time"):
+        parse_times(dates, ["%a %b %d %H:%M:%S %z %Y"], tmp_path / "g.json", "date_added", False, "x",
+                    utc=True, rows=np.array([5]))
+
+
+def test_non_utf8_adressa_and_nan_ebnerd_ids_are_one_line_errors(tmp_path):
+    import numpy as np
+    import pyarrow as pa
+    from lego_core.data.readers import adressa, ebnerd
+    day = tmp_path / "20170101"
+    day.write_bytes(b'{"userId": "u1", "time": 1, "id": "a1", "title": "ok"}\n'
+                    b'{"userId": "u2", "time": 2, "id": "a2", "title": "caf\xe9"}\n')
+    with pytest.raises(DataError, match=r"20170101 line 2 is not valid UTF-8") as caught:
+        adressa.read_events(day)
+    assert "\n" not in str(caught.value)
+    table = pa.table({"article_id": pa.array([1.0, np.nan, 3.0])})
+    with pytest.raises(DataError, match=r"articles.parquet: column 'article_id' row 2 holds nan"):
+        ebnerd._ints(table, "article_id", tmp_path / "articles.parquet")
+
+
+def _member_flags(data: bytes, *, flag: int | None = None, method: int | None = None) -> bytes:
+    """A zip with its (only) member's general-purpose flag or compression method patched, in both
+    the local header (offset 6/8) and the central directory entry (offset 8/10)."""
+    data = bytearray(data)
+    local, central = data.find(b"PK\x03\x04"), data.find(b"PK\x01\x02")
+    if flag is not None:
+        data[local + 6:local + 8] = flag.to_bytes(2, "little")
+        data[central + 8:central + 10] = flag.to_bytes(2, "little")
+    if method is not None:
+        data[local + 8:local + 10] = method.to_bytes(2, "little")
+        data[central + 10:central + 12] = method.to_bytes(2, "little")
+    return bytes(data)
+
+
+def _deflated(entries: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("case, match", [
+    ("corrupt", r"x.zip: entry 'd/news.tsv' is corrupt"),
+    ("encrypted", r"x.zip: entry 'd/news.tsv' is encrypted"),
+    ("deflate64", r"x.zip: entry 'd/news.tsv' uses Deflate64 compression"),
+    ("ratio", r"x.zip: entry 'd/news.tsv' expands over 200x"),
+    ("line", r"x.zip: entry 'd/news.tsv' has a line over 4,096 bytes"),
+])
+def test_bad_zips_are_one_line_errors_naming_the_member(tmp_path, monkeypatch, case, match):
+    monkeypatch.setattr(archives, "RATIO_FLOOR", 1000)
+    monkeypatch.setattr(archives, "MAX_LINE_BYTES", 4096)
+    text = b"".join(b"N%d\tnews\ttitle %d\n" % (i, i * 7919 % 1000) for i in range(300))
+    data = _deflated({"d/news.tsv": text})
+    if case == "corrupt":
+        start = data.find(b"PK\x03\x04") + 30 + len("d/news.tsv")
+        data = data[:start + 20] + bytes(b ^ 0xFF for b in data[start + 20:start + 60]) + data[start + 60:]
+    elif case == "encrypted":
+        data = _member_flags(data, flag=1)
+    elif case == "deflate64":
+        data = _member_flags(data, method=9)
+    elif case == "ratio":
+        data = _deflated({"d/news.tsv": b"N1\tnews\t" + b"a" * 300_000 + b"\n"})
+    elif case == "line":
+        data = _deflated({"d/news.tsv": bytes(b for b in range(256) if b != 10) * 20})
+    dest = tmp_path / "up"
+    dest.mkdir()
+    with pytest.raises(DataError, match=match) as caught:
+        registration.unpack_uploads([("x.zip", data)], dest)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_zip_path_is_registered_through_the_same_archive_reader(tmp_path):
+    folder = _latest_small(tmp_path / "src" / "ml-small", empty_titles=())
+    path = tmp_path / "ml-small.zip"
+    path.write_bytes(_zip({f"ml-small/{p.name}": p.read_bytes() for p in folder.iterdir()}))
+    d = datasets.add(path)
+    assert d.name == "ml-small" and d.num_items == 8
+    assert (registry.folder_of("ml-small") / "sources" / "data" / "ratings.csv").is_file()
+
+
+def test_stale_tmp_registration_folders_are_cleaned_and_fresh_ones_kept(tmp_path):
+    import os
+    import time as clock
+    root = registry.folder_of("x").parent
+    stale, fresh = root / ".tmp-old-1234abcd", root / ".tmp-new-5678ef90"
+    for folder in (stale, fresh):
+        (folder / "part").mkdir(parents=True)
+        (folder / "part" / "arrays.npz").write_bytes(b"x")
+    old = clock.time() - registration.STALE_TMP_SECONDS - 60
+    for path in (stale, stale / "part", stale / "part" / "arrays.npz"):
+        os.utime(path, (old, old))
+    datasets.add(_latest_small(tmp_path / "ml", empty_titles=()), name="after-a-crash")
+    assert not stale.exists() and (fresh / "part" / "arrays.npz").is_file()
+
+
+def test_two_adds_of_one_name_at_once_one_wins_the_other_is_refused(tmp_path, monkeypatch):
+    folder = shop_folder(tmp_path)
+    both_read = threading.Barrier(2, timeout=30)
+
+    def read_then_wait(path, **options):  # both have read and checked the name before either commits
+        dataset = _read_shop(path, **options)
+        both_read.wait()
+        return dataset
+
+    monkeypatch.setattr(formats, "all_formats", lambda: [dataclasses.replace(SHOP, read=read_then_wait)])
+    outcomes = []
+
+    def add(negatives):
+        try:
+            outcomes.append(("ok", datasets.add(folder, name="same", negatives=negatives).info["negatives"]))
+        except DataError as exc:
+            outcomes.append(("refused", str(exc)))
+
+    threads = [threading.Thread(target=add, args=(n,)) for n in (3, 4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(kind for kind, _ in outcomes) == ["ok", "refused"], outcomes
+    winner = next(value for kind, value in outcomes if kind == "ok")
+    refusal = next(value for kind, value in outcomes if kind == "refused")
+    assert "'same' is already registered" in refusal and "--overwrite" in refusal and "\n" not in refusal
+    assert registry.manifest("same")["options"]["negatives"] == winner
+
+
+def test_cli_add_refuses_a_taken_name_unless_overwrite(tmp_path, capsys):
+    folder = shop_folder(tmp_path)
+    assert cli.main(["datasets", "add", str(folder), "--name", "shop", "--format", "shop-test"]) == 0
+    capsys.readouterr()
+    assert cli.main(["datasets", "add", str(folder), "--name", "shop", "--format", "shop-test"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'shop' is already registered" in err[0] and "--overwrite" in err[0]
+    assert cli.main(["datasets", "add", str(folder), "--name", "shop", "--format", "shop-test", "--overwrite",
+                     "--set", "negatives=2"]) == 0
+    assert registry.manifest("shop")["options"]["negatives"] == 2
+    assert cli.main(["datasets", "show", "shop", "--overwrite"]) == 2

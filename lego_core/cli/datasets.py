@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 import yaml
 
 from lego_core.core.errors import DataError, LegoError
 from lego_core.data import registration
+from lego_core.data.io import CONTENT_GAPS, DataWarning
 from lego_core.data.datasets import available, load
 
 
@@ -34,19 +36,29 @@ def _counts_line(summary: dict) -> str:
 def main_registration(args: argparse.Namespace) -> int:
     """`datasets add|remove|show|formats ...` (args.names holds the subcommand and its arguments)."""
     command, rest = args.names[0], args.names[1:]
-    if command != "add" and (args.format or args.name or args.set):
-        raise DataError(f"--name, --format and --set go with `datasets add`, not `datasets {command}`")
+    if command != "add" and (args.format or args.name or args.set or getattr(args, "overwrite", False)
+                             or getattr(args, "strict", False)):
+        raise DataError(f"--name, --format, --set, --overwrite and --strict go with `datasets add`, not "
+                        f"`datasets {command}`")
     if command == "formats":
         for row in registration.format_rows():
-            print(f"{row['name']}: {row['title']}\n  layout:   {row['layout']}\n  protocol: {row['protocol']}\n"
-                  f"  options:  {row['options']}")
+            print(f"{row['name']}: {row['title']}\n  layout:   {row['layout']}\n  protocol: {row['scheme']}: "
+                  f"{row['protocol']}\n  options:  {row['options']}")
         return 0
     if len(rest) != 1:
         raise DataError(f"`datasets {command}` takes one {'PATH' if command == 'add' else 'NAME'}, got {len(rest)}")
     if command == "add":
-        dataset = registration.add(rest[0], args.name, args.format, progress=lambda line: print(line, file=sys.stderr, flush=True),
-                      **parse_sets(args.set))
+        with warnings.catch_warnings(record=True) as caught:  # printed as one line each, not file:line + source
+            warnings.simplefilter("always", DataWarning)
+            dataset = registration.add(rest[0], args.name, args.format, overwrite=getattr(args, "overwrite", False),
+                                       strict=getattr(args, "strict", False),
+                                       progress=lambda line: print(line, file=sys.stderr, flush=True),
+                                       **parse_sets(args.set))
+        for warning in caught:
+            print(f"warning: {' '.join(str(warning.message).split())}", file=sys.stderr)
         print(f"registered {dataset.name!r}: {_counts_line(dataset.summary())}")
+        for note in dataset.info.get(CONTENT_GAPS) or []:
+            print(f"  kept:     {note} (--strict refuses these)")
     elif command == "remove":
         registration.remove(rest[0])
         print(f"removed {rest[0]!r}")
@@ -60,6 +72,8 @@ def main_registration(args: argparse.Namespace) -> int:
             print(f"  protocol: {info['protocol']}")
         print(f"  items:    columns {info['item_columns']}; text {info['text_fields']}; category "
               f"{info['category_field']}")
+        for note in info["content_gaps"]:
+            print(f"  gaps:     {note}")
         for row in info["items"]:
             print(f"    {row}")
     return 0
@@ -84,8 +98,8 @@ def main_datasets(args: argparse.Namespace) -> int:
     names = list(getattr(args, "names", None) or [])
     if names and names[0] in SUBCOMMANDS:
         return main_registration(args)
-    if getattr(args, "format", None) or getattr(args, "name", None) or getattr(args, "set", None):
-        raise DataError("--name, --format and --set go with `datasets add PATH`")
+    if any(getattr(args, flag, None) for flag in ("format", "name", "set", "overwrite", "strict")):
+        raise DataError("--name, --format, --set, --overwrite and --strict go with `datasets add PATH`")
     entries = [{"name": n, "loadable": True, "reason": ""} for n in names] or available()
     rows = [["name", "items", "users", "clicks", "train", "valid", "test", "note"]]
     for entry in entries:
@@ -112,7 +126,8 @@ def add_datasets_command(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "datasets", help="list, add, remove or show datasets",
         usage="python -m lego_core datasets [NAME_OR_PATH ...]\n"
-              "       python -m lego_core datasets add PATH [--name N] [--format F] [--set key=value ...]\n"
+              "       python -m lego_core datasets add PATH [--name N] [--format F] [--set key=value ...] "
+              "[--overwrite] [--strict]\n"
               "       python -m lego_core datasets remove NAME | show NAME | formats",
         description="List the datasets that can be loaded here with their counts (with names or paths, load and "
                     "count those instead); `add` reads a dataset file or folder in any known format, checks it "
@@ -122,6 +137,10 @@ def add_datasets_command(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--name", help="add: the name to register (default: from the path)")
     parser.add_argument("--format", help="add: the format (default: detected; see `datasets formats`)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="add: a format option, e.g. seed=1")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="add: replace a dataset already registered under this name")
+    parser.add_argument("--strict", action="store_true",
+                        help="add: refuse content gaps (empty titles, ...) instead of keeping and noting them")
     parser.set_defaults(func=main_datasets)
     return parser
 

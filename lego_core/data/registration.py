@@ -8,18 +8,16 @@ sources are copied into the registration (`sources/data`) because their temporar
 """
 from __future__ import annotations
 
-import io
 import re
 import shutil
-import stat
 import tempfile
-import zipfile
+import time
 from collections.abc import Callable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-
-from lego_core.data import formats, registry
+from lego_core.data import archives, formats, registry
 from lego_core.data.cache import CorruptFile, read_dataset
+from lego_core.data.io import CONTENT_GAPS, refuse_gaps, warn
 from lego_core.data.schema import Dataset
 from lego_core.core import paths
 from lego_core.core.errors import DataError, LegoError
@@ -27,10 +25,8 @@ from lego_core.core.errors import DataError, LegoError
 KIND = "format"
 COPY = "data"  # uploaded sources live in <registration>/sources/data
 _BAD_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
-_SAFE_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+ -]{0,127}")  # an upload path component we write
-MAX_UPLOAD_FILES = 10_000
-MAX_UNPACKED_BYTES = 16 * 2**30  # a zip bomb stops here, before anything is written
 SHOWN_ITEMS = 5
+STALE_TMP_SECONDS = 30 * 60  # a `.tmp-*` registration folder nothing was written to for this long is a dead writer's
 
 
 def default_name(path: Path) -> str:
@@ -56,18 +52,23 @@ def options_of(fmt: formats.Format, given: dict) -> dict:
 
 def add(path: str | Path, name: str | None = None, format: str | None = None, *, copy: bool = False,
         description: str = "", overwrite: bool = False, progress: Callable[[str], None] | None = None,
-        **options) -> Dataset:
-    """Read `path` (a file or folder) in `format` (detected when None), validate it fully, and
-    register it as `name` (default: from the path's stem). `copy` stores the source files in the
-    registration (uploads: their temporary folder goes away). Nothing is written when reading fails."""
+        strict: bool = False, **options) -> Dataset:
+    """Read `path` (a file or folder, or a .zip of one) in `format` (detected when None), validate
+    it fully, and register it as `name` (default: from the path's stem). `copy` stores the source
+    files in the registration (uploads: their temporary folder goes away). Content gaps (empty
+    titles, ...) are kept, warned and noted in the manifest; `strict` refuses them instead.
+    Nothing is written when reading fails."""
     path = Path(path).expanduser()
     if not path.exists():
         raise DataError(f"{path} does not exist: give a dataset file or folder")
     path = path.resolve()
+    clean_stale()
+    if path.is_file() and path.suffix.lower() == ".zip" and not format:
+        return add_upload([(path.name, path)], name or default_name(path), description=description or f"{path.name}",
+                          overwrite=overwrite, progress=progress, strict=strict, **options)
     name = registry.check_name(name) if name else default_name(path)
     if registry.manifest(name) is not None and not overwrite:
-        raise DataError(f"a dataset named {name!r} is already registered; choose another name (--name) or remove "
-                        f"it first (`python -m lego_core datasets remove {name}`)")
+        raise registry.taken(name)
     fmt = formats.get(format) if format else formats.detect(path)
     options = options_of(fmt, options)
     if progress:
@@ -77,6 +78,12 @@ def add(path: str | Path, name: str | None = None, format: str | None = None, *,
     except OSError as exc:  # permissions, a vanished file: name it, not what it holds
         raise DataError(f"{exc.filename or path} could not be read ({exc.strerror or type(exc).__name__}); "
                         "check that it exists and is readable") from None
+    gaps = dataset.info.get(CONTENT_GAPS) or []
+    if strict:
+        refuse_gaps(gaps)
+    if dataset.info.get("cache") == "hit":
+        for note in gaps:  # the reader warned when it built them; a cached read is warned here
+            warn(note)
     source = {"format": fmt.name, "path": str(path)}
     copies = None
     if copy:
@@ -124,99 +131,73 @@ def show(name: str) -> dict:
             "layout": fmt.layout if fmt else "", "protocol": fmt.protocol if fmt else "",
             "item_columns": list(dataset.items.columns), "text_fields": list(dataset.text_fields),
             "category_field": dataset.category_field,
+            "content_gaps": doc.get(CONTENT_GAPS) or dataset.info.get(CONTENT_GAPS) or [],
             "items": [{k: str(v)[:80] for k, v in row.items()} for row in items.to_dict("records")]}
 
 
 def format_rows() -> list[dict]:
     """Every known format with its layout and protocol (the CLI `formats` list and the app's help)."""
-    return [{"name": f.name, "title": f.title, "layout": f.layout, "protocol": f.protocol,
+    return [{"name": f.name, "title": f.title, "layout": f.layout, "protocol": f.protocol, "scheme": f.scheme,
              "options": f.options} for f in formats.all_formats()]
 
 
 # ---- uploads ------------------------------------------------------------------------------
-def _safe_parts(name: str, what: str) -> list[str]:
-    """The components of a client-sent relative name, each checked; DataError for absolute names,
-    '..', empty or odd components (so the written path always stays in the folder the app chose)."""
-    if "\\" in name or name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-        raise DataError(f"{what} {name!r} is an absolute or Windows path; zip the folder with relative names")
-    parts = [p for p in PurePosixPath(name).parts if p not in ("", ".")]
-    if ".." in parts:
-        raise DataError(f"{what} {name!r} points outside its folder ('..'); zip the folder with relative names")
-    bad = next((p for p in parts if not _SAFE_PART.fullmatch(p)), None)
-    if not parts or bad is not None:
-        raise DataError(f"{what} {name!r} has a name part ({bad!r}) other than letters, digits, '_', '.', '-', "
-                        "'+' and spaces; rename it and upload again")
-    return parts
+def clean_stale(now: float | None = None) -> list[Path]:
+    """Remove the `.tmp-*` folders a killed registration left under the datasets folder: those that
+    nothing was written to for STALE_TMP_SECONDS (a live writer keeps touching its files). Returns them."""
+    now = time.time() if now is None else now
+    removed = []
+    for tmp in registry.folder_of("x").parent.glob(".tmp-*"):
+        try:
+            newest = max([tmp.stat().st_mtime] + [p.stat().st_mtime for p in tmp.rglob("*")])
+        except OSError:
+            continue  # vanished while looked at: its writer finished or cleaned it
+        if tmp.is_dir() and now - newest > STALE_TMP_SECONDS:
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
 
 
-def _extract_zip(data: bytes, dest: Path, shown: str) -> None:
-    """Unpack a zip into `dest`, refusing links, absolute names and '..' before writing anything."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            members = archive.infolist()
-            if len(members) > MAX_UPLOAD_FILES:
-                raise DataError(f"{shown} holds {len(members):,} entries, over {MAX_UPLOAD_FILES:,}")
-            unpacked = sum(info.file_size for info in members)
-            if unpacked > MAX_UNPACKED_BYTES:
-                raise DataError(f"{shown} unpacks to {unpacked / 2**30:,.1f} GiB, over {MAX_UNPACKED_BYTES // 2**30} "
-                                "GiB; give the dataset's folder on this machine instead")
-            planned = []
-            for info in members:
-                if stat.S_ISLNK(info.external_attr >> 16):
-                    raise DataError(f"{shown}: entry {info.filename!r} is a link; zip the files themselves")
-                parts = _safe_parts(info.filename, f"{shown}: entry")
-                if parts[0] == "__MACOSX" or parts[-1].startswith("._"):
-                    continue  # macOS resource forks, not data
-                planned.append((info, dest.joinpath(*parts)))
-            for info, target in planned:
-                if info.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with archive.open(info) as src, open(target, "xb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
-    except zipfile.BadZipFile:
-        raise DataError(f"{shown} is not a readable zip file; zip the dataset folder again") from None
-    except FileExistsError as exc:
-        raise DataError(f"{shown}: entry {Path(exc.filename).name!r} appears twice; zip the folder again") from None
-
-
-def unpack_uploads(uploads: list[tuple[str, bytes]], dest: Path) -> Path:
-    """Lay out uploaded files (client name, content) in the empty folder `dest` the app chose: one
-    zip is extracted (its single top folder returned when it has one); other files are written under
-    their checked base names (readers detect formats by file name). Returns the path to register."""
+def unpack_uploads(uploads: list[tuple[str, bytes | Path]], dest: Path) -> Path:
+    """Lay out uploaded files (client name, content or a local path) in the empty folder `dest` the
+    app chose: one zip is extracted by `archives.extract` (its single top folder returned when it
+    has one); other files are written under their checked base names (readers detect formats by
+    file name). Returns the path to register."""
     if not uploads:
         raise DataError("upload a dataset file, several files, or a zip of the dataset folder")
     if len(uploads) == 1 and uploads[0][0].lower().endswith(".zip"):
-        _extract_zip(uploads[0][1], dest, uploads[0][0])
+        archives.extract(uploads[0][1], dest, uploads[0][0])
         entries = list(dest.iterdir())
         if not entries:
             raise DataError(f"{uploads[0][0]} is empty; zip the dataset folder with its files")
         return entries[0] if len(entries) == 1 and entries[0].is_dir() else dest
     written = []
     for name, data in uploads:
-        part = _safe_parts(re.split(r"[\\/]", name)[-1], "uploaded file")[-1]
+        part = archives.safe_parts(re.split(r"[\\/]", name)[-1], "uploaded file")[-1]
         target = dest / part
         if target.exists():
             raise DataError(f"uploaded file {part!r} appears twice; upload each file once")
-        target.write_bytes(data)
+        if isinstance(data, Path):
+            shutil.copyfile(data, target)
+        else:
+            target.write_bytes(data)
         written.append(target)
     return written[0] if len(written) == 1 else dest
 
 
-def add_upload(uploads: list[tuple[str, bytes]], name: str | None = None, format: str | None = None,
-               **options) -> Dataset:
-    """Register uploaded files (one file, several, or a zip of a folder) via `add` with copies: they
-    are unpacked into a new temporary folder (under checked names) that is removed afterwards, and
-    messages name the files as uploaded, not the temporary folder."""
+def add_upload(uploads: list[tuple[str, bytes | Path]], name: str | None = None, format: str | None = None,
+               description: str = "", **options) -> Dataset:
+    """Register uploaded files (one file, several, or a zip of a folder; content or a local path)
+    via `add` with copies: they are unpacked into a new temporary folder (under checked names) that
+    is removed afterwards, and messages name the files as uploaded, not the temporary folder."""
     with tempfile.TemporaryDirectory(prefix="lego-upload-") as tmp:
         folder = Path(tmp).resolve()
         try:
             path = unpack_uploads(uploads, folder)
             if not name:
-                name = default_name(Path(_safe_parts(re.split(r"[\\/]", uploads[0][0])[-1], "uploaded file")[-1])
+                name = default_name(Path(archives.safe_parts(re.split(r"[\\/]", uploads[0][0])[-1], "uploaded file")[-1])
                                     if path == folder else path)
-            return add(path, name, format, copy=True, description=f"uploaded {uploads[0][0][:80]}"
+            return add(path, name, format, copy=True, description=description or f"uploaded {uploads[0][0][:80]}"
                        + (f" and {len(uploads) - 1} more" if len(uploads) > 1 else ""), **options)
         except DataError as exc:
             raise DataError(str(exc).replace(f"{folder}/", "").replace(str(folder), "the upload")) from None

@@ -20,9 +20,10 @@ import numpy as np
 
 from lego_core.data.cache import (CORRUPT_ERRORS, PROCESSED, CorruptFile, describe, probe_dataset, read_dataset,
                                   write_dataset)
+from lego_core.data.io import CONTENT_GAPS
 from lego_core.data.schema import Dataset
 from lego_core.core.errors import DataError
-from lego_core.core.fileio import atomic_write_folder
+from lego_core.core.fileio import atomic_write_folder, locked
 from lego_core.core.paths import cache_dir
 
 MANIFEST = "dataset.json"
@@ -40,6 +41,12 @@ def check_name(name: str) -> str:
 
 def folder_of(name: str) -> Path:
     return cache_dir("datasets") / name
+
+
+def taken(name: str) -> DataError:
+    """The refusal to register over an existing dataset (the CLI's and Python's way to replace it)."""
+    return DataError(f"a dataset named {name!r} is already registered; choose another name (--name) or replace it "
+                     "with `datasets add --overwrite` (overwrite=True from Python)")
 
 
 def _read_manifest(path: Path) -> dict:
@@ -125,14 +132,11 @@ def register(name: str, kind: str, dataset: Dataset, options: dict, source: dict
     """Store an already-validated dataset under cache/datasets/<name>/ (atomic)."""
     check_name(name)
     target = folder_of(name)
-    if target.exists() and not overwrite:
-        raise DataError(f"a dataset named {name!r} is already registered ({target}); choose another name or "
-                        "pass overwrite=True")
     dataset.name = name
     dataset.info["fingerprint"] = f"registered-{name}-{time.time_ns()}"
     doc = {"kind": kind, "description": description, "options": options, "source": source,
            "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "summary": dataset.summary(),
-           "protocol": dataset.info.get("protocol")}
+           "protocol": dataset.info.get("protocol"), CONTENT_GAPS: dataset.info.get(CONTENT_GAPS) or []}
     for stored in copies or {}:
         if Path(stored).is_absolute() or ".." in Path(stored).parts:
             raise DataError(f"source copy name {stored!r} must be a relative path inside the registration")
@@ -146,7 +150,11 @@ def register(name: str, kind: str, dataset: Dataset, options: dict, source: dict
                 shutil.copyfile(original, tmp / "sources" / stored)
         (tmp / MANIFEST).write_text(json.dumps(doc, indent=1, default=str))
 
-    atomic_write_folder(target, fill, replace=overwrite)
+    # one registration commit at a time: of two registering one name at once, one wins, the other is refused
+    with locked(target.parent / ".register.lock"):
+        if target.exists() and not overwrite:
+            raise taken(name)
+        atomic_write_folder(target, fill, replace=overwrite)
     return dataset
 
 

@@ -30,8 +30,9 @@ import pyarrow.json as pj
 
 from lego_core.data.cache import cached_build
 from lego_core.data.formats import Format
+from lego_core.data.io import bad_utf8_line
 from lego_core.data.leave_last_out import check_options, split_log
-from lego_core.data.schema import Dataset
+from lego_core.data.schema import LEAVE_LAST_OUT, Dataset
 from lego_core.core.errors import DataError
 
 DAY_FILE = re.compile(r"^\d{8}(\.gz)?$")
@@ -100,10 +101,16 @@ def read_events(path: Path) -> pa.Table:
                         "from a plain file") from None
     if not data.strip():
         raise DataError(f"{path} holds no events: an Adressa day file holds one JSON event per line")
+    line = bad_utf8_line(data)
+    if line:
+        raise DataError(f"{path} line {line} is not valid UTF-8; Adressa day files are UTF-8 JSON lines: re-save "
+                        "the file as UTF-8 or download it again")
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]  # a byte-order mark
     options = pj.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="ignore")
     try:
         return pj.read_json(pa.BufferReader(data), parse_options=options)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
+    except (pa.ArrowException, UnicodeDecodeError):
         raise DataError(f"{path} {_first_bad_line(path)}; Adressa day files hold one JSON object per line "
                         "(userId, time, id, title, ...)") from None
 
@@ -180,4 +187,4 @@ FORMATS = (Format(
              "= test, second to last = valid) with `negatives` sampled unseen articles, seeded",
     detect=is_adressa,
     read=lambda path, name="adressa", negatives=99, seed=0: load_adressa(Path(path), negatives, seed, name),
-    defaults=(("negatives", 99), ("seed", 0))),)
+    defaults=(("negatives", 99), ("seed", 0)), scheme=LEAVE_LAST_OUT),)

@@ -36,9 +36,10 @@ import pyarrow.parquet as pq
 
 from lego_core.data.arrays import as_str_ids, offsets_from_sizes
 from lego_core.data.cache import cached_build
+from lego_core.data.dev_split import known_candidates, split_dev
 from lego_core.data.formats import Format
 from lego_core.data.io import int_option, require_file, to_unix_seconds, warn
-from lego_core.data.schema import Dataset, Impressions
+from lego_core.data.schema import IMPRESSIONS, Dataset, Impressions
 from lego_core.core.errors import DataError
 
 LAYOUT = ("an EB-NeRD folder holds articles.parquet, train/ and validation/, each with behaviors.parquet "
@@ -81,7 +82,14 @@ def _ints(table: pa.Table, column: str, path: Path) -> np.ndarray:
     if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)) or values.null_count:
         row = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0]) if values.null_count else 0
         raise DataError(f"{path}: column {column!r} must hold integer ids (row {row + 1}: {values[row].as_py()!r})")
-    return values.to_numpy().astype(np.int64)
+    numbers = values.to_numpy()
+    if pa.types.is_floating(values.type):
+        bad = ~np.isfinite(numbers) | (numbers % 1 != 0) | (np.abs(numbers) >= 2.0 ** 63)
+        if bad.any():  # NaN would become INT64_MIN silently
+            row = int(np.flatnonzero(bad)[0])
+            raise DataError(f"{path}: column {column!r} row {row + 1} holds {float(numbers[row])}, not an integer id; "
+                            "fix or drop that row")
+    return numbers.astype(np.int64)
 
 
 def _flat(table: pa.Table, column: str, path: Path) -> tuple[np.ndarray, pa.Array]:
@@ -170,17 +178,9 @@ def _impressions(path: Path, known: pd.Index, info: dict, split: str) -> tuple[n
     labels = _member(keys, np.sort(click_keys)).astype(np.int8)
     info[f"{split}_clicks_not_in_view"] = int((~_member(click_keys, np.sort(keys))).sum())
     items = _lookup(inview, known, path, "article_ids_inview")
-    ok = items >= 0
-    sizes = np.bincount(rows[ok], minlength=len(ids))
-    keep = sizes > 0
-    info[f"{split}_unknown_candidates_dropped"] = int((~ok).sum())
-    info[f"{split}_impressions_dropped"] = int((~keep).sum())
-    if not keep.any():
-        raise DataError(f"{path}: no impression shows a known article in 'article_ids_inview'; check that "
-                        "articles.parquet comes from the same EB-NeRD release")
-    if (~ok).any() or (~keep).any():
-        warn(f"{path}: dropped {int((~ok).sum())} in-view ids naming unknown articles and {int((~keep).sum())} "
-             "impressions left without candidates")
+    ok, sizes, keep = known_candidates(rows, items, len(ids), info, split, path, "in-view ids naming unknown articles",
+                                       "no impression shows a known article in 'article_ids_inview'; check that "
+                                       "articles.parquet comes from the same EB-NeRD release")
     return user_ids[keep], {"ids": ids[keep], "times": times[keep], "offsets": offsets_from_sizes(sizes[keep]),
                             "items": items[ok], "labels": labels[ok]}
 
@@ -227,12 +227,8 @@ def build_ebnerd(root: Path, seed: int = 0, name: str = "ebnerd") -> Dataset:
                                           history_end=ends.astype(np.int64), offsets=arrays["offsets"],
                                           items=arrays["items"], labels=arrays["labels"])
     train, dev = splits[0], splits[1]
-    is_valid = np.zeros(len(dev), dtype=bool)
-    is_valid[np.random.default_rng(seed).permutation(len(dev))[:len(dev) // 2]] = True
     return Dataset(name=name, items=items, users=as_str_ids(uniques), seq_offsets=seq_offsets,
-                   seq_items=item_idx.astype(np.int64),
-                   splits={"train": train, "valid": dev.select(np.flatnonzero(is_valid)),
-                           "test": dev.select(np.flatnonzero(~is_valid))},
+                   seq_items=item_idx.astype(np.int64), splits=split_dev(train, dev, seed, info),
                    text_fields=["title", "subtitle"], category_field="category", info=info)
 
 
@@ -253,4 +249,4 @@ FORMATS = (Format(
              "user's history.parquet clicks before the split; train -> train, validation impressions split 50/50 "
              "into valid/test by a seeded permutation",
     detect=is_ebnerd_folder,
-    read=lambda path, name="ebnerd", seed=0: load_ebnerd(Path(path), seed=seed, name=name)),)
+    read=lambda path, name="ebnerd", seed=0: load_ebnerd(Path(path), seed=seed, name=name), scheme=IMPRESSIONS),)

@@ -27,12 +27,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lego_core.data.arrays import as_str_ids, offsets_from_sizes
+from lego_core.data.arrays import as_str_ids, offsets_from_sizes, split_lists, token_index
+from lego_core.data import dev_split
 from lego_core.data.cache import cached_build
+from lego_core.data.dev_split import known_candidates, split_dev
 from lego_core.data.formats import Format
-from lego_core.data.io import (check_unique, first_short_line, int_option, line_of, read_delimited, require_file,
-                               warn)
-from lego_core.data.schema import Dataset, Impressions
+from lego_core.data.io import (check_unique, first_short_line, int_option, line_of, parse_times, read_delimited,
+                               require_file, warn)
+from lego_core.data.schema import IMPRESSIONS, Dataset, Impressions
 from lego_core.core.errors import DataError
 
 NEWS_COLUMNS = ["item_id", "category", "subcategory", "title", "abstract", "url", "title_entities",
@@ -139,34 +141,14 @@ def read_behaviors(path: Path) -> pd.DataFrame:
                         f"{frame['impression_id'].iloc[row]!r} is not an integer")
     frame["impression_id"] = ids.astype(np.int64)
     check_unique(frame["impression_id"], path, "impression id (column 1)", header=False)
-    stamps = pd.to_datetime(frame["time"].str.strip(), format=TIME_FORMAT, errors="coerce")
-    bad = stamps.isna().to_numpy()
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{path} line {line_of(row, False)}: time (column 3) {frame['time'].iloc[row]!r} is not "
-                        f"a MIND time like '11/15/2019 8:55:16 AM'")
-    frame["time"] = ((stamps - pd.Timestamp(0)) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
+    frame["time"] = parse_times(frame["time"], [TIME_FORMAT], path, "time (column 3)", False,
+                                "a MIND time like '11/15/2019 8:55:16 AM'")
     return frame
-
-
-def _split_lists(column: pd.Series) -> tuple[np.ndarray, pa.Array]:
-    """Space-separated lists -> (sizes per row, flat non-empty tokens), vectorized with pyarrow."""
-    lists = pc.utf8_split_whitespace(pa.array(column.to_numpy(dtype=object), type=pa.large_string()))
-    flat = pc.list_flatten(lists)
-    nonempty = pc.greater(pc.utf8_length(flat), 0).to_numpy(zero_copy_only=False)
-    rows = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
-    sizes = np.bincount(rows[nonempty], minlength=len(column)).astype(np.int64)
-    return sizes, flat.filter(pa.array(nonempty))
-
-
-def _lookup(tokens: pa.Array, known: pa.Array) -> np.ndarray:
-    """Index of each token in `known` (-1 when absent), vectorized."""
-    return pc.index_in(tokens, value_set=known).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def parse_impressions(column: pd.Series, path: Path) -> tuple[np.ndarray, pa.Array, np.ndarray]:
     """'N1-1 N2-0' cells -> (sizes [M], news ids [T], labels [T] int8)."""
-    sizes, tokens = _split_lists(column)
+    sizes, tokens = split_lists(column)
     empty = sizes == 0
     if empty.any():
         raise DataError(f"{path} line {line_of(int(np.flatnonzero(empty)[0]), False)}: impressions (column 5) "
@@ -186,19 +168,11 @@ def parse_impressions(column: pd.Series, path: Path) -> tuple[np.ndarray, pa.Arr
 def _impressions(frame: pd.DataFrame, user_codes: np.ndarray, seq_len: np.ndarray, known: pa.Array,
                  path: Path, info: dict, split: str) -> Impressions:
     sizes, ids, labels = parse_impressions(frame["impressions"], path)
-    idx = _lookup(ids, known)
-    ok = idx >= 0
-    info[f"{split}_unknown_candidates_dropped"] = int((~ok).sum())
-    row_of = np.repeat(np.arange(len(frame)), sizes)
-    kept_sizes = np.bincount(row_of[ok], minlength=len(frame))
-    keep_rows = kept_sizes > 0
-    info[f"{split}_impressions_dropped"] = int((~keep_rows).sum())
-    if not keep_rows.any():
-        raise DataError(f"{path}: no impression names a known news item (e.g. {ids[0].as_py()!r}); check that "
-                        "news.tsv and behaviors.tsv come from the same MIND release")
-    if (~ok).any():
-        warn(f"{path}: dropped {int((~ok).sum())} impression candidates naming unknown news "
-             f"({int((~keep_rows).sum())} impressions left empty and dropped)")
+    idx = token_index(ids, known)
+    ok, kept_sizes, keep_rows = known_candidates(
+        np.repeat(np.arange(len(frame)), sizes), idx, len(frame), info, split, path,
+        "impression candidates naming unknown news", f"no impression names a known news item (e.g. "
+        f"{ids[0].as_py()!r}); check that news.tsv and behaviors.tsv come from the same MIND release")
     users = user_codes[keep_rows]
     return Impressions(ids=frame["impression_id"].to_numpy(np.int64)[keep_rows], users=users,
                        times=frame["time"].to_numpy(np.int64)[keep_rows], history_end=seq_len[users],
@@ -212,7 +186,7 @@ def read_test_folder(folder: Path, info: dict) -> None:
     frame = read_delimited(path, "\t", header=False)
     _short_rows(frame, 5, path, "MIND behaviors.tsv rows are: impression id, user id, time, history, "
                                 "impressions (like N1 N2 in a test folder)")
-    sizes, tokens = _split_lists(frame.iloc[:, 4])
+    sizes, tokens = split_lists(frame.iloc[:, 4])
     tail = pc.utf8_slice_codeunits(tokens, -2)
     labelled = bool(len(tokens)) and bool(pc.all(pc.is_in(tail, value_set=pa.array(["-0", "-1"],
                                                                                    type=pa.large_string()))).as_py())
@@ -242,7 +216,7 @@ def build_mind(root: Path, seed: int = 0, name: str = "mind", *, news: list[pd.D
     paths = behaviors or [d / "behaviors.tsv" for d in folders]
     behaviors = [read_behaviors(p) for p in paths]
     info: dict = {"reader": reader, "source": str(root), "seed": int(seed),
-                  "note": "dev impressions split 50/50 into valid/test by a seeded permutation"}
+                  "note": dev_split.NOTE}
     test = find_test_folder(root, train_dir)
     if test is not None:
         read_test_folder(test, info)
@@ -258,8 +232,8 @@ def build_mind(root: Path, seed: int = 0, name: str = "mind", *, news: list[pd.D
     codes, users = pd.factorize(all_users)
     _, first_rows = np.unique(codes, return_index=True)  # users in first-appearance order = code order
     histories = pd.concat([b["history"] for b in behaviors], ignore_index=True).iloc[first_rows]
-    sizes, hist_ids = _split_lists(histories)
-    hist_idx = _lookup(hist_ids, known)
+    sizes, hist_ids = split_lists(histories)
+    hist_idx = token_index(hist_ids, known)
     ok = hist_idx >= 0
     info["unknown_history_items_dropped"] = int((~ok).sum())
     if len(hist_idx) and not ok.any():
@@ -273,11 +247,7 @@ def build_mind(root: Path, seed: int = 0, name: str = "mind", *, news: list[pd.D
     n_train = len(behaviors[0])
     train = _impressions(behaviors[0], codes[:n_train], seq_len, known, paths[0], info, "train")
     dev = _impressions(behaviors[1], codes[n_train:], seq_len, known, paths[1], info, "dev")
-    rng = np.random.default_rng(seed)
-    is_valid = np.zeros(len(dev), dtype=bool)
-    is_valid[rng.permutation(len(dev))[:len(dev) // 2]] = True
-    splits = {"train": train, "valid": dev.select(np.flatnonzero(is_valid)),
-              "test": dev.select(np.flatnonzero(~is_valid))}
+    splits = split_dev(train, dev, seed, info)
     return Dataset(name=name, items=items, users=as_str_ids(users), seq_offsets=offsets_from_sizes(seq_len),
                    seq_items=hist_idx[ok], splits=splits, text_fields=["title", "abstract"],
                    category_field="category", info=info)
@@ -301,4 +271,4 @@ FORMATS = (Format(
              "dev impressions split 50/50 into valid/test by a seeded permutation; an unlabelled test folder "
              "is counted but cannot be scored",
     detect=lambda path: is_mind_folder(path) and not is_xmind_folder(path),
-    read=lambda path, name="mind", seed=0: load_mind(Path(path), seed=seed, name=name)),)
+    read=lambda path, name="mind", seed=0: load_mind(Path(path), seed=seed, name=name), scheme=IMPRESSIONS),)

@@ -34,9 +34,10 @@ import pandas as pd
 from lego_core.data.arrays import as_str_ids, index_of
 from lego_core.data.cache import cached_build
 from lego_core.data.formats import Format
-from lego_core.data.io import check_columns, check_unique, line_of, read_delimited, require_file, to_unix_seconds
+from lego_core.data.io import (ContentGaps, check_columns, check_unique, line_of, read_delimited, require_file,
+                               to_unix_seconds)
 from lego_core.data.leave_last_out import check_options, split_log
-from lego_core.data.schema import Dataset
+from lego_core.data.schema import LEAVE_LAST_OUT, Dataset
 from lego_core.core.errors import DataError
 
 _UNIT = b"\x1f"  # `::` is rewritten to this one byte so pandas' C parser reads the files
@@ -49,17 +50,18 @@ PROTOCOL = "every rating is a click (any value, as for ml-100k); per user, leave
            "last click = test, second to last = valid, each with `negatives` sampled unseen movies"
 
 
-def read_colon_file(path: Path, columns: list[str], what: str) -> pd.DataFrame:
+def read_colon_file(path: Path, columns: list[str], what: str, may_be_empty: tuple[str, ...] = ()) -> pd.DataFrame:
     """A `::`-separated GroupLens .dat file (no header) with exactly `columns`, as strings.
 
-    UTF-8 is tried first and latin-1 (the 1M encoding) is the fallback. Rows with a missing or
-    empty field and rows with extra fields raise DataError naming the line."""
+    UTF-8 (a byte-order mark dropped) is tried first and latin-1 (the 1M encoding) is the fallback.
+    Rows with a missing field, rows with extra fields and empty fields other than `may_be_empty`
+    (content, such as a title: the caller notes those) raise DataError naming the line."""
     path = require_file(path, what)
     data = path.read_bytes()
     if not data.strip():
         raise DataError(f"{path} is empty: {what}")
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = data.decode("latin-1")
     shape = "::".join(columns)
@@ -75,13 +77,23 @@ def read_colon_file(path: Path, columns: list[str], what: str) -> pd.DataFrame:
         raise DataError(f"{path} line 1 has {frame.shape[1]} '::'-separated fields; every line needs "
                         f"{len(columns)}: {shape}")
     frame.columns = columns
-    empty = (frame == "").any(axis=1).to_numpy()
+    strict = [c for c in columns if c not in may_be_empty]
+    empty = (frame[strict] == "").any(axis=1).to_numpy()
+    lenient = (frame[list(may_be_empty)] == "").any(axis=1).to_numpy() if may_be_empty else np.zeros_like(empty)
+    if lenient.any():  # pandas pads a short line with "": an empty title is content, a missing field is not
+        empty = empty | (lenient & (_separators(text) < len(columns) - 1))
     if empty.any():
         row = int(np.flatnonzero(empty)[0])
         column = columns[int(np.flatnonzero((frame.iloc[row] == "").to_numpy())[0])]
+        column = next((c for c in strict if frame[c].iloc[row] == ""), column)
         raise DataError(f"{path} line {line_of(row, False)} has no {column} (too few '::'-separated fields?); "
                         f"every line needs {len(columns)}: {shape}")
     return frame
+
+
+def _separators(text: str) -> np.ndarray:
+    """The number of '::' on each non-blank line of `text`."""
+    return np.array([line.count("::") for line in text.splitlines() if line.strip()], dtype=np.int64)
 
 
 def check_known(item_ids: np.ndarray, known: pd.Index, path: Path, column: str, header: bool, items_file: Path) -> None:
@@ -143,14 +155,15 @@ def detect_csv(path: Path) -> bool:
     if not (files["ratings"].is_file() and files["movies"].is_file()):
         return False
     with open(files["ratings"], "rb") as handle:
-        head = handle.readline(200).decode("utf-8", "replace").strip().split(",")
+        head = handle.readline(200).decode("utf-8-sig", "replace").strip().split(",")
     return head[:2] == ["userId", "movieId"]
 
 
-def _read_dat(files: dict[str, Path]) -> tuple[pd.DataFrame, tuple]:
+def _read_dat(files: dict[str, Path], gaps: ContentGaps) -> tuple[pd.DataFrame, tuple]:
     movies = read_colon_file(files["movies"], ["MovieID", "Title", "Genres"], "MovieLens movies.dat "
-                             "(MovieID::Title::Genres)")
+                             "(MovieID::Title::Genres)", may_be_empty=("Title", "Genres"))
     check_unique(movies["MovieID"], files["movies"], "MovieID (field 1)", header=False)
+    gaps.empty(movies["Title"], files["movies"], False, "item", "no title")
     items = movie_items(movies["MovieID"], movies["Title"], movies["Genres"])
     if files["tags"].is_file():
         tag = read_colon_file(files["tags"], ["UserID", "MovieID", "Tag", "Timestamp"],
@@ -164,13 +177,14 @@ def _read_dat(files: dict[str, Path]) -> tuple[pd.DataFrame, tuple]:
     return items, (as_str_ids(ratings["UserID"].to_numpy(dtype=object)), item_ids, times)
 
 
-def _read_csv(files: dict[str, Path]) -> tuple[pd.DataFrame, tuple]:
+def _read_csv(files: dict[str, Path], gaps: ContentGaps) -> tuple[pd.DataFrame, tuple]:
     hint = "MovieLens CSV files have a header line"
     movies = read_delimited(require_file(files["movies"], "MovieLens movies.csv (movieId,title,genres)"), ",",
                             header=True)
     check_columns(movies, ["movieId", "title", "genres"], files["movies"], hint)
-    _no_empty(movies, ["movieId", "title"], files["movies"])
+    _no_empty(movies, ["movieId"], files["movies"])
     check_unique(movies["movieId"], files["movies"], "movieId", header=True)
+    gaps.empty(movies["title"], files["movies"], True, "item", "no title")
     items = movie_items(movies["movieId"], movies["title"], movies["genres"])
     if files["tags"].is_file():
         tags = read_delimited(files["tags"], ",", header=True)
@@ -205,11 +219,12 @@ def _load(kind: str, path: Path, name: str | None, negatives: int, seed: int) ->
     name = name or kind
 
     def build() -> Dataset:
-        items, (users, item_ids, times) = _read_csv(files) if kind == "ml-csv" else _read_dat(files)
+        gaps = ContentGaps()
+        items, (users, item_ids, times) = _read_csv(files, gaps) if kind == "ml-csv" else _read_dat(files, gaps)
         text = ["title", "genres"] + (["tags"] if "tags" in items.columns else [])
-        return split_log(name, items, users, item_ids, times, negatives=negatives, seed=seed, text_fields=text,
+        return gaps.attach(split_log(name, items, users, item_ids, times, negatives=negatives, seed=seed, text_fields=text,
                          category_field="category", info={"reader": kind, "source": str(files["ratings"])},
-                         source=str(files["ratings"]))
+                         source=str(files["ratings"])))
 
     return cached_build(kind, sources, {"name": name, "negatives": negatives, "seed": seed}, build)
 
@@ -232,11 +247,11 @@ def load_csv(path: Path, name: str | None = None, negatives: int = 99, seed: int
 def _formats() -> tuple[Format, ...]:
     defaults = (("negatives", 99), ("seed", 0))
     return (Format("ml-1m", "MovieLens 1M (ratings.dat, movies.dat, users.dat)", DAT_LAYOUT, PROTOCOL,
-                   detect_1m, load_ml1m, defaults),
+                   detect_1m, load_ml1m, defaults, scheme=LEAVE_LAST_OUT),
             Format("ml-10m", "MovieLens 10M (ratings.dat, movies.dat, tags.dat)", DAT_LAYOUT, PROTOCOL,
-                   detect_10m, load_ml10m, defaults),
+                   detect_10m, load_ml10m, defaults, scheme=LEAVE_LAST_OUT),
             Format("ml-csv", "MovieLens 20M/25M/32M/latest (ratings.csv, movies.csv)", CSV_LAYOUT, PROTOCOL,
-                   detect_csv, load_csv, defaults))
+                   detect_csv, load_csv, defaults, scheme=LEAVE_LAST_OUT))
 
 
 FORMATS = _formats()

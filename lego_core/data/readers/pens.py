@@ -29,13 +29,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from lego_core.data.arrays import as_str_ids, offsets_from_sizes
+from lego_core.data.arrays import as_str_ids, offsets_from_sizes, split_lists, token_index
 from lego_core.data.cache import cached_build
+from lego_core.data.dev_split import known_candidates, split_dev
 from lego_core.data.formats import Format
-from lego_core.data.io import (check_columns, check_unique, first_short_line, int_option, line_of, read_delimited,
-                               require_file, warn)
-from lego_core.data.readers.mind import TIME_FORMAT, _lookup, _split_lists
-from lego_core.data.schema import Dataset, Impressions
+from lego_core.data.io import (check_columns, check_unique, first_line, first_short_line, int_option, line_of,
+                               parse_times, read_delimited, require_file, warn)
+from lego_core.data.readers.mind import TIME_FORMAT
+from lego_core.data.schema import IMPRESSIONS, Dataset, Impressions
 from lego_core.core.errors import DataError
 
 NEWS_HEADER = ["News ID", "Category", "Topic", "Headline", "News body"]
@@ -48,8 +49,7 @@ def is_pens_folder(root: Path) -> bool:
     root = Path(root)
     if not all((root / f).is_file() for f in ("news.tsv", "train.tsv", "valid.tsv")):
         return False
-    with open(root / "train.tsv", encoding="utf-8", errors="replace") as handle:
-        header = handle.readline().rstrip("\r\n").split("\t")
+    header = first_line(root / "train.tsv").split("\t")
     return "UserID" in header and "ClicknewsID" in header
 
 
@@ -80,15 +80,8 @@ def read_log(path: Path) -> pd.DataFrame:
     """train.tsv / valid.tsv -> the frame with `start` as unix seconds (column `time`)."""
     frame = _read(path, LOG_HEADER, "PENS train.tsv/valid.tsv have a header line: UserID, ClicknewsID, "
                                     "dwelltime, exposure_time, pos, neg, start, end, dwelltime_pos")
-    text = frame["start"].str.strip()
-    stamps = pd.to_datetime(text, format=TIME_FORMAT, errors="coerce")
-    stamps = stamps.fillna(pd.to_datetime(text, format="%Y-%m-%d %H:%M:%S", errors="coerce"))
-    bad = stamps.isna().to_numpy()
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{path} line {line_of(row, True)}: column 'start' {frame['start'].iloc[row]!r} is not a "
-                        "time like '7/3/2019 6:36:08 AM'")
-    frame["time"] = ((stamps - pd.Timestamp(0)) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
+    frame["time"] = parse_times(frame["start"], [TIME_FORMAT, "%Y-%m-%d %H:%M:%S"], path, "start", True,
+                                "a time like '7/3/2019 6:36:08 AM'")
     frame["UserID"] = frame["UserID"].str.strip()
     empty = (frame["UserID"] == "").to_numpy()
     if empty.any():
@@ -99,24 +92,16 @@ def read_log(path: Path) -> pd.DataFrame:
 def _impressions(frame: pd.DataFrame, users: np.ndarray, seq_len: np.ndarray, known: pa.Array, first_id: int,
                  path: Path, info: dict, split: str) -> Impressions:
     """pos (label 1) then neg (label 0) ids of each row, unknown ids and empty rows dropped."""
-    pos_sizes, pos = _split_lists(frame["pos"])
-    neg_sizes, neg = _split_lists(frame["neg"])
+    pos_sizes, pos = split_lists(frame["pos"])
+    neg_sizes, neg = split_lists(frame["neg"])
     rows = np.concatenate([np.repeat(np.arange(len(frame)), pos_sizes), np.repeat(np.arange(len(frame)), neg_sizes)])
-    idx = np.concatenate([_lookup(pos, known), _lookup(neg, known)])
+    idx = np.concatenate([token_index(pos, known), token_index(neg, known)])
     labels = np.concatenate([np.ones(len(pos), np.int8), np.zeros(len(neg), np.int8)])
     order = np.argsort(rows, kind="stable")
     rows, idx, labels = rows[order], idx[order], labels[order]
-    ok = idx >= 0
-    sizes = np.bincount(rows[ok], minlength=len(frame))
-    keep = sizes > 0
-    info[f"{split}_unknown_candidates_dropped"] = int((~ok).sum())
-    info[f"{split}_impressions_dropped"] = int((~keep).sum())
-    if not keep.any():
-        raise DataError(f"{path}: no row names a known news id in columns 'pos'/'neg'; check that news.tsv "
-                        "and the logs come from the same PENS release")
-    if (~ok).any() or (~keep).any():
-        warn(f"{path}: dropped {int((~ok).sum())} pos/neg ids naming unknown news and {int((~keep).sum())} "
-             "impressions left without candidates")
+    ok, sizes, keep = known_candidates(rows, idx, len(frame), info, split, path, "pos/neg ids naming unknown news",
+                                       "no row names a known news id in columns 'pos'/'neg'; check that news.tsv "
+                                       "and the logs come from the same PENS release")
     ids = np.arange(first_id, first_id + len(frame), dtype=np.int64)[keep]
     u = users[keep]
     return Impressions(ids=ids, users=u, times=frame["time"].to_numpy(np.int64)[keep], history_end=seq_len[u],
@@ -134,8 +119,8 @@ def build_pens(root: Path, seed: int = 0, name: str = "pens") -> Dataset:
     codes, users = pd.factorize(np.concatenate([f["UserID"].to_numpy(dtype=object) for f in logs]))
     _, first_rows = np.unique(codes, return_index=True)
     histories = pd.concat([f["ClicknewsID"] for f in logs], ignore_index=True).iloc[first_rows]
-    sizes, hist_ids = _split_lists(histories)
-    hist_idx = _lookup(hist_ids, known)
+    sizes, hist_ids = split_lists(histories)
+    hist_idx = token_index(hist_ids, known)
     ok = hist_idx >= 0
     info: dict = {"reader": "pens", "source": str(root), "seed": int(seed),
                   "unknown_history_items_dropped": int((~ok).sum()),
@@ -147,10 +132,7 @@ def build_pens(root: Path, seed: int = 0, name: str = "pens") -> Dataset:
     n_train = len(logs[0])
     train = _impressions(logs[0], codes[:n_train], seq_len, known, 0, paths[0], info, "train")
     dev = _impressions(logs[1], codes[n_train:], seq_len, known, n_train, paths[1], info, "valid_file")
-    is_valid = np.zeros(len(dev), dtype=bool)
-    is_valid[np.random.default_rng(seed).permutation(len(dev))[:len(dev) // 2]] = True
-    splits = {"train": train, "valid": dev.select(np.flatnonzero(is_valid)),
-              "test": dev.select(np.flatnonzero(~is_valid))}
+    splits = split_dev(train, dev, seed, info)
     return Dataset(name=name, items=items, users=as_str_ids(users), seq_offsets=offsets_from_sizes(seq_len),
                    seq_items=hist_idx[ok], splits=splits, text_fields=["title"], category_field="category",
                    info=info)
@@ -169,4 +151,4 @@ FORMATS = (Format(
     protocol="implicit feedback per impression row: pos ids = 1, neg ids = 0, history = ClicknewsID; "
              "train.tsv -> train, valid.tsv impressions split 50/50 into valid/test by a seeded permutation",
     detect=is_pens_folder,
-    read=lambda path, name="pens", seed=0: load_pens(Path(path), seed=seed, name=name)),)
+    read=lambda path, name="pens", seed=0: load_pens(Path(path), seed=seed, name=name), scheme=IMPRESSIONS),)
