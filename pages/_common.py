@@ -167,6 +167,8 @@ def available_datasets() -> list[dict]:
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the dataset…")
 def _load(name: str, options_json: str, version: str):
+    """The one loaded copy of a dataset per app process, shared by every session and page; run
+    models are loaded on it (`recommend.scorer(run, dataset)`), never on a second copy."""
     from lego_core.data import datasets
 
     return datasets.load(name, **json.loads(options_json))

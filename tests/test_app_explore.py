@@ -136,3 +136,25 @@ def test_palette_has_a_colour_for_each_of_many_categories():
     many = pd.Series([f"c{i}" for i in range(200)])
     grouped = maps.group_categories(many)
     assert grouped.nunique() == len(maps.PALETTE) and "other" in set(grouped)
+
+
+def test_pages_load_a_runs_dataset_once_for_every_session_and_page(explore, monkeypatch):
+    from lego_core.data import datasets
+    from lego_core.runs import recommend
+
+    monkeypatch.setattr(recommend, "_MODELS", type(recommend._MODELS)())
+    loads, real = [], datasets.load
+    monkeypatch.setattr(datasets, "load", lambda name, **kw: loads.append((name, kw)) or real(name, **kw))
+    at = show(start(**{"users-run": explore["additive"]}), "pages/users.py")
+    assert len(at.dataframe) == 3 and any(m.value.startswith("1. ") for m in at.markdown)  # scores, explanation
+    other = show(start(**{"emb-method": "PCA", "emb-run": explore["additive"]}), "pages/embeddings.py")
+    other.selectbox(key="emb-user").set_value(other.selectbox(key="emb-user").options[1]).run()
+    assert not other.exception and "user recommended" in _trace_names(_figures(other)[0])
+    run_dataset = ("synthetic", dict(runs.open(explore["additive"]).recipe().dataset.options))
+    assert loads.count(run_dataset) == 1, loads  # the pages' copy; the run's model is loaded on it
+
+
+def test_the_map_hover_shows_item_ids_escaped(explore):
+    at = show(start(**{"emb-method": "PCA", "emb-run": explore["additive"]}), "pages/embeddings.py")
+    items = _figures(at)[0]["data"][0]
+    assert "item=%{customdata[1]}" in items["hovertemplate"] and "item_id" not in items["hovertemplate"]

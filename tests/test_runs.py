@@ -1,4 +1,4 @@
-"""The run store: atomic files, torn history lines, corrupt status, recommendations, listing."""
+"""The run store: atomic files, torn history lines, corrupt status, embedding tables, listing."""
 from __future__ import annotations
 
 import json
@@ -12,7 +12,6 @@ import pytest
 
 from lego_core import runs
 from lego_core.core import fileio
-from lego_core.runs import recommend
 from lego_core.core.errors import RecipeError, RunError
 from lego_core.core.paths import PROJECT_ROOT
 from lego_core.runs.status import TrainingPart
@@ -137,40 +136,19 @@ def test_metrics_checkpoints_and_log_paths(tmp_path):
         run.metrics()
 
 
-def test_recommend_matches_hand_computed_dot_products(tmp_path):
+def test_embedding_tables_round_trip_and_are_reread_when_rewritten(tmp_path):
     run = runs.create(RECIPE)
     with pytest.raises(RunError, match="no item embeddings"):
         run.item_embeddings()
     items = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 2.0]], dtype=np.float32)
-    users = np.array([[2.0, 1.0], [0.0, -1.0]], dtype=np.float32)
+    users = np.array([[[1.0, 0.0], [0.0, 0.9]], [[0.0, -1.0], [2.0, 1.0]]], dtype=np.float32)  # [U, K, D]
     run.save_embeddings(["N1", "N2", "N3", "N4"], items, np.array([10, 20]), users)
     ids, table = run.item_embeddings()
     assert ids == ["N1", "N2", "N3", "N4"] and table.shape == (4, 2) and table.dtype == np.float32
-    assert run.user_embeddings()[0] == [10, 20]
-    # user 10: scores N1=2, N2=1, N3=3, N4=0
-    top = recommend.from_tables(run, 10, k=3)
-    assert list(top.columns) == ["item_id", "score", "rank"]
-    assert top["item_id"].tolist() == ["N3", "N1", "N2"]
-    assert top["score"].tolist() == [3.0, 2.0, 1.0] and top["rank"].tolist() == [1, 2, 3]
-    assert recommend.from_tables(run, "10", k=2, exclude=["N3", "missing"])["item_id"].tolist() == ["N1", "N2"]
-    # user 20: scores N1=0, N2=-1, N3=-1, N4=-2 (ties keep table order)
-    assert recommend.from_tables(run, np.int64(20), k=10)["item_id"].tolist() == ["N1", "N2", "N3", "N4"]
-    with pytest.raises(RunError, match="not in run"):
-        recommend.from_tables(run, 99)
+    assert run.user_embeddings()[0] == [10, 20] and np.array_equal(run.user_embeddings()[1], users)
+    run.save_embeddings(["N1", "N2", "N3", "N4"], items * 2, [10, 20], users)  # rewritten tables are reloaded
+    assert np.array_equal(run.item_embeddings()[1], items * 2)
     assert not [p for p in run.embeddings_dir.iterdir() if p.name.endswith(".tmp")]
-
-
-def test_recommend_multi_interest_users_take_the_max_over_interests(tmp_path):
-    run = runs.create(RECIPE)
-    items = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.6]], dtype=np.float32)
-    users = np.array([[[1.0, 0.0], [0.0, 0.9]]], dtype=np.float32)  # [U=1, K=2, D=2]
-    run.save_embeddings([1, 2, 3], items, ["u"], users)
-    top = recommend.from_tables(run, "u", k=3)
-    # item 1: max(1, 0) = 1; item 2: max(0, .9) = .9; item 3: max(.6, .54) = .6
-    assert top["item_id"].tolist() == [1, 2, 3]
-    assert np.allclose(top["score"], [1.0, 0.9, 0.6])
-    run.save_embeddings([1, 2, 3], items * 2, ["u"], users)  # rewritten tables are reloaded
-    assert np.allclose(recommend.from_tables(run, "u", k=1)["score"], [2.0])
     with pytest.raises(ValueError):
         run.save_embeddings([1, 2], items)
 

@@ -74,11 +74,12 @@ def history_weights(model: Any, history: torch.Tensor, mask: torch.Tensor, user:
 def explain(run: Any, dataset: Any, user_id: Any, items: Iterable[Any], k: int = 3) -> pd.DataFrame:
     """For each recommended item (ids, in the given order), the `k` history items that contributed
     most: item_id, rank (1 = most), history_item_id, weight, method, item_text, history_text.
-    A history item clicked twice counts once, with its positions' weights summed."""
+    `dataset` is the run's dataset (the model is loaded on it). A history item clicked twice counts
+    once, with its positions' weights summed."""
     from lego_core.runs import recommend
     from lego_core.explore.frames import item_frame
 
-    found = recommend.scorer(run)
+    found = recommend.scorer(run, dataset)
     model, row = found.model, found.row(user_id)
     position = {item: i for i, item in enumerate(found.item_ids)}
     wanted = [str(i) for i in items]

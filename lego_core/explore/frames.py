@@ -175,15 +175,18 @@ def recommendations(run: Any, dataset: Dataset, user_id: Any, k: int = 10, exclu
                     scorer: Callable | None = None) -> pd.DataFrame:
     """Top-k items of `run` for a user joined with item text, plus whether the user clicked them in
     the test impressions: columns rank, item_id, score, text, category, clicked_in_test. Scores
-    come from the run's model (`recommend.recommend`) unless another `scorer` is given (such as
-    `recommend.from_tables`, the saved tables' dot product)."""
+    come from the run's model on this `dataset` (`recommend.recommend`) unless another
+    `scorer(run, user_id, k=, exclude=)` is given."""
     from lego_core.runs import recommend
 
     clicked = set(test_clicks(dataset, user_id))
     exclude = None
     if exclude_history:  # items seen before the test impressions; the test clicks stay rankable
         exclude = [i for i in user_history(dataset, user_id)["item_id"] if i not in clicked]
-    recs = (scorer or recommend.recommend)(run, str(user_id), k=k, exclude=exclude)
+    if scorer is None:
+        recs = recommend.recommend(run, str(user_id), k=k, exclude=exclude, dataset=dataset)
+    else:
+        recs = scorer(run, str(user_id), k=k, exclude=exclude)
     items = item_frame(dataset).drop_duplicates("item_id").set_index("item_id")
     recs["item_id"] = recs["item_id"].astype(str)
     recs = recs.join(items, on="item_id")

@@ -9,8 +9,9 @@ from lego_core.bricks.model import Legommender, build
 from lego_core.training.checkpoints import load_weights, read_checkpoint
 
 
-def load_model(run, device: str = "cpu") -> tuple[Legommender, object]:
-    """(model with the run's best weights, dataset) for a run directory."""
+def load_model(run, device: str = "cpu", dataset=None) -> tuple[Legommender, object]:
+    """(model with the run's best weights, dataset) for a run directory. `dataset` is the run's
+    dataset when the caller already holds it (the app's one loaded copy); None loads it."""
     recipe = run.recipe().validate()
     checkpoint = run.checkpoint_path("best")
     if not checkpoint.exists():
@@ -18,7 +19,8 @@ def load_model(run, device: str = "cpu") -> tuple[Legommender, object]:
     fix = (f"resume the run if it was interrupted (`python -m lego_core train --run-dir {run.path} --resume`), "
            "otherwise train its recipe again into a new --run-dir")
     weights = read_checkpoint(checkpoint, device, fix=fix)["model"]  # a bad file fails before any data loads
-    dataset = datasets.load(recipe.dataset.name, **recipe.dataset.options)
+    if dataset is None:
+        dataset = datasets.load(recipe.dataset.name, **recipe.dataset.options)
     model = build(recipe, dataset, device).to(device)
     load_weights(model, weights, checkpoint, fix)
     return model.eval(), dataset
