@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lego_core.data.arrays import sorted_unique
-from lego_core.data.schema import Dataset, Impressions, _ranges
+from lego_core.data.schema import Dataset, Impressions, flat_ranges
 
 
 @dataclass
@@ -116,7 +116,7 @@ def padded_candidates(imps: Impressions, rows: np.ndarray) -> tuple[np.ndarray, 
     sizes = imps.sizes[rows]
     width = int(sizes.max()) if len(rows) else 0
     valid = np.arange(width)[None, :] < sizes[:, None]
-    flat = _ranges(imps.offsets[rows], sizes)
+    flat = flat_ranges(imps.offsets[rows], sizes)
     items = np.zeros((len(rows), width), dtype=np.int64)
     items[valid] = imps.items[flat]
     return items, valid, flat

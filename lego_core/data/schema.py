@@ -67,12 +67,12 @@ class Impressions:
         rows = np.asarray(rows, dtype=np.int64)
         sizes = self.sizes[rows]
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        flat = _ranges(self.offsets[rows], sizes)
+        flat = flat_ranges(self.offsets[rows], sizes)
         return Impressions(self.ids[rows], self.users[rows], self.times[rows], self.history_end[rows],
                            offsets, self.items[flat], self.labels[flat])
 
 
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+def flat_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Concatenation of arange(s, s+l) for each (s, l), vectorized."""
     total = int(lengths.sum())
     if total == 0:

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from lego_core.evaluation import metrics as metric_fns
 from lego_core.data.batches import impression_batches, padded_candidates
 from lego_core.data.cold import cold_impressions
-from lego_core.data.schema import Dataset, Impressions, _ranges
+from lego_core.data.schema import Dataset, Impressions, flat_ranges
 from lego_core.bricks.model import Legommender, to_tensor
 
 REPORTED = metric_fns.DEFAULT_METRICS  # what every evaluation reports
@@ -122,7 +122,7 @@ def metrics_by_part(dataset: Dataset, split: str, scores: np.ndarray,
         if not len(rows):
             continue
         sizes = imps.sizes[rows]
-        flat = _ranges(imps.offsets[rows], sizes)
+        flat = flat_ranges(imps.offsets[rows], sizes)
         out[name] = {**metric_fns.compute(imps.labels[flat], scores[flat], np.repeat(np.arange(len(rows)), sizes),
                                           metrics), "impressions": int(len(rows))}
     return out
