@@ -109,10 +109,10 @@ if explained:
 
 def _scatter(frame, title: str, kind: str, legend: str):
     """The items coloured by `colour`: a discrete palette with one colour per category, or a scale."""
-    shown = frame.assign(hover=frame["text"].str.slice(0, HOVER_CHARS).map(frames.plain),
-                         category=frame["category"].map(frames.plain))  # plotly reads HTML tags in labels
+    shown = maps.hover_labels(frame, HOVER_CHARS)  # plotly reads HTML tags in labels
     common = dict(x="x", y="y", custom_data=["item_id"], hover_name="hover", title=title, opacity=0.75,
-                  hover_data={"item_id": True, "category": True, "colour": True, "x": False, "y": False},
+                  hover_data={"item": True, "item_id": False, "category": True, "colour": True, "x": False,
+                              "y": False},
                   render_mode="webgl" if len(frame) > 5000 else "auto", labels={"colour": legend})
     if kind == "numeric":
         scale = "Bluered" if legend == MOVED else "Viridis"  # moved: blue = same neighbours, red = new ones
@@ -129,7 +129,7 @@ def _marks(fig, frame, role: str, ids, symbol: str, colour_: str, size: int = 13
     part = frame[frame["item_id"].isin([str(i) for i in ids])]
     fig.add_trace(go.Scatter(x=part["x"], y=part["y"], mode="markers", name=role,
                              customdata=part[["item_id"]].to_numpy(),
-                             hovertext=part["text"].str.slice(0, HOVER_CHARS).map(frames.plain),
+                             hovertext=maps.hover_labels(part, HOVER_CHARS)["hover"],
                              hovertemplate="%{hovertext}<extra>" + role + "</extra>",
                              marker={"symbol": symbol, "size": size, "color": colour_,
                                      "line": {"width": 2, "color": colour_}}))

@@ -6,7 +6,6 @@ import pytest
 from lego_core import runs
 from lego_core.core import devices
 from lego_core.explore import maps
-from lego_core.runs import recommend
 from lego_core.explore import frames
 from lego_core.data.schema import Dataset, Impressions
 
@@ -85,8 +84,18 @@ def test_user_history_and_test_clicks(dataset):
         frames.user_history(dataset, "nobody")
 
 
+def _by_saved_tables(run, user_id, k, exclude):
+    """A scorer for a hand-made run (it has no model): the dot product of its saved tables."""
+    item_ids, items = run.item_embeddings()
+    user_ids, users = run.user_embeddings()
+    scores = items @ users[user_ids.index(user_id)]
+    order = [i for i in np.argsort(-scores, kind="stable") if item_ids[i] not in set(exclude or ())][:k]
+    return pd.DataFrame({"item_id": [item_ids[i] for i in order], "score": scores[order],
+                         "rank": np.arange(1, len(order) + 1)})
+
+
 def test_recommendations_leave_out_history_and_flag_test_clicks(dataset, run):
-    recs = frames.recommendations(run, dataset, "u0", k=3, scorer=recommend.from_tables)  # a hand-made run has no model
+    recs = frames.recommendations(run, dataset, "u0", k=3, scorer=_by_saved_tables)
     assert recs.columns.tolist() == ["rank", "item_id", "score", "text", "category", "clicked_in_test", "cold"]
     assert "a" not in recs["item_id"].tolist() and "b" not in recs["item_id"].tolist()
     assert recs.iloc[0]["item_id"] == "c" and bool(recs.iloc[0]["clicked_in_test"])
@@ -101,6 +110,14 @@ def test_pca_map_and_highlight(dataset, run):
     marks = maps.highlight(frame, ["a", "b"], ["c"])
     assert marks.groupby("role")["item_id"].apply(list).to_dict() == {"history": ["a", "b"], "recommended": ["c"]}
     assert maps.embedding_map(run, dataset, "umap") is None  # not computed yet
+
+
+def test_map_hover_labels_show_item_ids_as_text(dataset, run):
+    ids = ["a", "<b>x</b>", "c", "d", "e", "f"]
+    run.save_embeddings(ids, np.random.default_rng(2).normal(size=(6, 4)))
+    shown = maps.hover_labels(maps.embedding_map(run, dataset, "pca")).set_index("item_id")
+    assert shown.loc["<b>x</b>", "item"] == "&lt;b&gt;x&lt;/b&gt;"  # escaped; item_id stays the key
+    assert shown.loc["a", "hover"] == "&lt;b&gt;Alpha&lt;/b&gt;" and shown.loc["a", "item"] == "a"
 
 
 def test_umap_is_cached_by_run_and_params(tmp_path, monkeypatch):

@@ -20,7 +20,7 @@ from plotly.colors import qualitative
 
 from lego_core.data.schema import Dataset
 from lego_core.core.paths import cache_dir, use_numba_cache
-from lego_core.explore.frames import item_frame
+from lego_core.explore.frames import item_frame, plain
 
 UMAP_DEFAULTS = {"n_neighbors": 15, "min_dist": 0.1, "metric": "cosine", "seed": 0}
 # Distinct colours for categories: plotly's qualitative palettes together (26 + 24 + 24), so a
@@ -249,6 +249,14 @@ def group_categories(category: pd.Series, limit: int = MAX_CATEGORIES) -> pd.Ser
     category = category.astype(str).replace("", "unknown")
     top = category.value_counts().index[:limit]
     return category.where(category.isin(top), "other")
+
+
+def hover_labels(frame: pd.DataFrame, chars: int = 140) -> pd.DataFrame:
+    """The map frame with what plotly's hover shows escaped (it reads a few HTML tags in labels):
+    `hover` (the text, cut to `chars`), `item` (the id) and `category`; `item_id` stays as stored,
+    the key a selection is looked up by."""
+    return frame.assign(hover=frame["text"].astype(str).str.slice(0, chars).map(plain),
+                        item=frame["item_id"].map(plain), category=frame["category"].map(plain))
 
 
 def highlight(frame: pd.DataFrame, history: Iterable[str] = (), recommended: Iterable[str] = ()) -> pd.DataFrame:
