@@ -348,7 +348,7 @@ def run(recipe: Recipe, run, resume: bool = False, progress: bool = True) -> dic
                 fh.write(f"error: {message}\n")
         raise
     finally:
-        if trainer is not None:
+        if trainer is not None and hasattr(trainer, "model"):  # setup() may have failed before the model
             trainer.net = trainer.model  # see leave_process_group
         leave_process_group()
 

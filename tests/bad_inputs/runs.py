@@ -378,10 +378,6 @@ def _listed(ctx: dict, result: CliResult, state: str) -> None:
 
 
 # ---- run tables (embeddings, top items, metrics) ---------------------------------------------------
-def _recommend(ctx):
-    return recommend.from_tables(ctx["run"], "u0", k=3)
-
-
 TABLE_DAMAGE = {
     "items-garbage": ("items.npy", b"garbage", lambda ctx: ctx["run"].item_embeddings()),
     "items-empty": ("items.npy", b"", lambda ctx: ctx["run"].item_embeddings()),
@@ -394,9 +390,6 @@ TABLE_DAMAGE = {
     "item-ids-not-a-list": ("item_ids.json", b'{"a": 1}', lambda ctx: ctx["run"].item_embeddings()),
     "item-ids-wrong-length": ("item_ids.json", b'["i0"]', lambda ctx: ctx["run"].item_embeddings()),
     "users-garbage": ("users.npy", b"\x93NUMPY garbage", lambda ctx: ctx["run"].user_embeddings()),
-    "users-garbage-recommend": ("users.npy", b"garbage", _recommend),
-    "items-garbage-recommend": ("items.npy", b"\x93NUMPY\x01\x00garbage", _recommend),
-    "user-ids-garbage-recommend": ("user_ids.json", b"{", _recommend),
     "users-one-dimensional": ("users.npy", _npy_bytes(np.ones(2, np.float32)), lambda ctx: ctx["run"].user_embeddings()),
 }
 for label, (name, content, act) in TABLE_DAMAGE.items():
@@ -407,8 +400,6 @@ CASES += [
     Case("runs-metrics-garbage", _existing_run(), lambda ctx: (ctx["run"].metrics_path.write_text("{oops"),
                                                                ctx["run"].metrics())[1],
          raises=RunError, names="metrics.json"),
-    Case("runs-recommend-unknown-user", _run_with_tables(), lambda ctx: recommend.from_tables(ctx["run"], "nobody"),
-         raises=RunError, names="nobody", keep=lambda ctx: [ctx["run"].embeddings_dir]),
     Case("runs-recommend-before-best-checkpoint", _run_with_tables(), lambda ctx: recommend.recommend(ctx["run"], "u0"),
          raises=RunError, names="best", keep=lambda ctx: [ctx["run"].path]),
     Case("runs-history-torn-line-is-skipped", _existing_run(), lambda ctx: _torn(ctx)),
@@ -443,3 +434,50 @@ def _list_into_closed_pipe(ctx):
 
 CASES.append(Case("runs-jobs-list-into-closed-pipe", _existing_run(), _list_into_closed_pipe, exit=0,
                   keep=_keep_run))
+
+
+# ---- damaged inputs of a run: a registered dataset, a recipe.yaml ---------------------------------
+def _registered_truncated(tmp: Path) -> dict:
+    """A registered dataset whose arrays.npz is cut short, and a recipe training on it."""
+    import pandas as pd
+
+    from lego_core.data import datasets
+
+    src = tmp / "src"
+    src.mkdir()
+    pd.DataFrame({"sku": [f"P{i}" for i in range(8)], "name": [f"product {i}" for i in range(8)]}).to_csv(
+        src / "items.csv", index=False)
+    pd.DataFrame({"who": ["a"] * 4 + ["b"] * 4, "what": [f"P{i}" for i in range(8)],
+                  "when": [10, 20, 30, 40, 5, 6, 7, 8]}).to_csv(src / "clicks.csv", index=False)
+    datasets.register_tables("shop", src / "items.csv", src / "clicks.csv",
+                             {"item_id": "sku", "text": ["name"], "user": "who", "item": "what", "timestamp": "when"},
+                             negatives=3)
+    folder = cache_root() / "datasets" / "shop"
+    npz = folder / "arrays.npz"
+    npz.write_bytes(npz.read_bytes()[:60])
+    recipe = tmp / "recipe.yaml"
+    recipe.write_text(_tiny_with(dataset="{name: shop}"))
+    return {"recipe": recipe, "run_dir": tmp / "run", "folder": folder}
+
+
+def _failed_naming_arrays(ctx: dict, result: CliResult) -> None:
+    status = runs.open(ctx["run_dir"]).status()
+    assert status["state"] == "failed" and "arrays.npz" in status["error"], status
+
+
+def _recipe_not_utf8(ctx_run: dict) -> dict:
+    ctx_run["run"].recipe_path.write_bytes(b"content: {name: \xff\xfe}\n")
+    return ctx_run
+
+
+CASES += [
+    Case("runs-train-registered-dataset-truncated-arrays",
+         _registered_truncated, lambda ctx: cli("train", ctx["recipe"], "--run-dir", ctx["run_dir"], "--quiet"),
+         exit=2, names="arrays.npz", keep=lambda ctx: [ctx["folder"]], check=_failed_naming_arrays),
+    Case("runs-evaluate-recipe-not-utf8", lambda tmp: _recipe_not_utf8(_existing_run()(tmp)),
+         lambda ctx: cli("evaluate", ctx["run"].path), exit=2, names="recipe.yaml is not UTF-8",
+         keep=_keep_run),
+    Case("runs-resume-recipe-not-utf8", lambda tmp: _recipe_not_utf8(_existing_run(state="failed")(tmp)),
+         lambda ctx: cli("train", "--run-dir", ctx["run"].path, "--resume", "--quiet"), exit=2,
+         names="recipe.yaml is not UTF-8", keep=_keep_run),
+]
