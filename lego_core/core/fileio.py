@@ -104,12 +104,14 @@ def atomic_write_folder(target: str | os.PathLike, fill: Callable[[Path], None],
 
 
 @contextmanager
-def locked(path: str | os.PathLike, mode: str = "a+") -> Iterator[IO]:
-    """Hold an exclusive lock on `path` (created if absent) for the with-block, across processes
-    (flock); yields the open file. The one file lock of lego_core: schedulers, status writers and
-    sweep workers all take it."""
+def locked(path: str | os.PathLike, mode: str = "a+", shared: bool = False, wait: bool = True) -> Iterator[IO]:
+    """Hold a lock on `path` (created if absent) for the with-block, across processes (flock);
+    yields the open file. The one file lock of lego_core: schedulers, status writers and sweep
+    workers take it exclusively; a live trainer holds its run's `shared`. With `wait=False` a lock
+    another process holds raises BlockingIOError at once. The kernel drops it when the holder dies."""
     with open(path, mode) as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        flags = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+        fcntl.flock(handle, flags if wait else flags | fcntl.LOCK_NB)
         try:
             yield handle
         finally:

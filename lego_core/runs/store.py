@@ -165,6 +165,21 @@ class Run:
         with locked(self.path / ".status.lock"):
             yield
 
+    @contextmanager
+    def training_hold(self) -> Iterator[None]:
+        """Held by every live process that trains into this folder (shared; the kernel drops it when
+        the process dies, SIGKILL included): the proof of life that does not depend on status.json."""
+        with locked(self.path / ".training.lock", shared=True):
+            yield
+
+    def in_training(self) -> bool:
+        """Whether a live process holds `training_hold` on this folder right now."""
+        try:
+            with locked(self.path / ".training.lock", wait=False):
+                return False
+        except BlockingIOError:
+            return True
+
     def _change(self, part: str, change: Callable[[dict], dict | None]) -> dict:
         """Read-modify-write of one part under the lock; `change(view)` gives that part's fields (or
         None to leave the file alone). A damaged file is replaced by a clean one, not merged."""
@@ -383,10 +398,11 @@ def list(root: str | os.PathLike | None = None) -> builtins.list[Run]:  # noqa: 
 
 
 def delete(run_id: str | os.PathLike | Run, root: str | os.PathLike | None = None) -> None:
-    """Remove a run folder; refuses a running run (cancel it first)."""
+    """Remove a run folder; refuses a running run (cancel it first), and a folder a live trainer
+    holds whatever its status.json says (a damaged one reads as 'unknown')."""
     run = open(run_id, root)
     status = run.status()
-    if status.get("state") == "running":
+    if status.get("state") == "running" or run.in_training():
         raise RunError(f"run {run.id} is running; cancel it first (`python -m lego_core jobs cancel {run.id}`)")
     shutil.rmtree(run.path)
 

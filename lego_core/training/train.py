@@ -325,7 +325,13 @@ class Trainer:
 
 def run(recipe: Recipe, run, resume: bool = False, progress: bool = True) -> dict:
     """Train `recipe` into the run folder `run`: the loop with a RunLog and a RunCheckpointer, then
-    the exports and metrics.json (rank 0). On failure the error goes into the run's status, re-raised."""
+    the exports and metrics.json (rank 0). On failure the error goes into the run's status, re-raised.
+    The process holds the folder's training lock throughout, so nothing deletes it under a live trainer."""
+    with run.training_hold():
+        return _train_into(recipe, run, resume, progress)
+
+
+def _train_into(recipe: Recipe, run, resume: bool, progress: bool) -> dict:
     trainer = None
     started = time.time()
     try:
