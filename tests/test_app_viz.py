@@ -84,7 +84,7 @@ def test_user_history_and_test_clicks(dataset):
         frames.user_history(dataset, "nobody")
 
 
-def _by_saved_tables(run, user_id, k, exclude):
+def by_saved_tables(run, user_id, k, exclude):
     """A scorer for a hand-made run (it has no model): the dot product of its saved tables."""
     item_ids, items = run.item_embeddings()
     user_ids, users = run.user_embeddings()
@@ -95,7 +95,7 @@ def _by_saved_tables(run, user_id, k, exclude):
 
 
 def test_recommendations_leave_out_history_and_flag_test_clicks(dataset, run):
-    recs = frames.recommendations(run, dataset, "u0", k=3, scorer=_by_saved_tables)
+    recs = frames.recommendations(run, dataset, "u0", k=3, scorer=by_saved_tables)
     assert recs.columns.tolist() == ["rank", "item_id", "score", "text", "category", "clicked_in_test", "cold"]
     assert "a" not in recs["item_id"].tolist() and "b" not in recs["item_id"].tolist()
     assert recs.iloc[0]["item_id"] == "c" and bool(recs.iloc[0]["clicked_in_test"])

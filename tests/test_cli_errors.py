@@ -88,3 +88,14 @@ def test_a_disk_that_fills_up_during_datasets_add_loses_nothing(tmp_path, monkey
     assert leftovers == []
     monkeypatch.setattr(registry, "write_dataset", real)
     assert cli("datasets", "add", folder, "--name", "shop").code == 0
+
+
+@pytest.mark.parametrize("argv,named", [(["augment", "ml-100k", "--field", "d", "--limit", "-1"], "--limit"),
+                                        (["augment", "ml-100k", "--field", "d", "--batch-size", "0"], "--batch-size"),
+                                        (["jobs", "launch", "nrms", "--nproc", "0"], "--nproc"),
+                                        (["jobs", "logs", "x", "--tail", "-5"], "--tail"),
+                                        (["augment", "ml-100k", "--field", "d", "--limit", "ten"], "--limit")])
+def test_counts_below_their_floor_are_refused_before_any_work(argv, named):
+    """Regression: `augment --limit -1` was accepted."""
+    result = cli(*argv)
+    assert result.code == 2 and named in one_line(result.stderr)

@@ -13,7 +13,6 @@ from lego_core.data import datasets
 from lego_core.evaluation import evaluate as ev
 from lego_core.evaluation import popularity
 from lego_core.evaluation import metrics as metric_fns
-from lego_core.runs import recommend
 from lego_core.explore import frames
 from lego_core.data.batches import TrainingSamples
 from lego_core.training.checkpoints import MemoryCheckpointer
@@ -25,6 +24,7 @@ from lego_core.bricks import catalog
 from lego_core.bricks.recipe import Recipe
 from lego_core.training.train import Trainer
 from lego_core.training.logs import MemoryLog
+from test_app_viz import by_saved_tables
 
 
 def click_log(n_items: int = 80, n_users: int = 60, clicks: int = 12, seed: int = 0):
@@ -186,6 +186,6 @@ def test_runs_table_and_recommendations_show_warm_and_cold(cold_dataset):
                         [str(u) for u in cold_dataset.users], rng.normal(size=(cold_dataset.num_users, 4)))
     user = cold_dataset.users[0]
     recs = frames.recommendations(run, cold_dataset, user, k=cold_dataset.num_items, exclude_history=False,
-                               scorer=recommend.from_tables)
+                               scorer=by_saved_tables)
     cold_ids = set(cold_dataset.items["item_id"][cold_dataset.cold])
     assert recs["cold"].tolist() == [item in cold_ids for item in recs["item_id"]] and recs["cold"].any()

@@ -11,6 +11,7 @@ from lego_core.data.generated import field_path, load_augmented
 from lego_core.core.errors import DataError
 from lego_core.core.fileio import atomic_write_json
 from lego_core.lm import generation
+from lego_core.cli.args import positive_int
 
 
 def _options(text: str | None) -> dict:
@@ -64,9 +65,9 @@ def add_augment_command(subparsers) -> argparse.ArgumentParser:
                                       f"built-in prompts exist for {', '.join(sorted(generation.INSTRUCTIONS))}")
     p.add_argument("--model", default=generation.DEFAULT_MODEL,
                    help="instruct model: smollm2 (packaged) or a local folder")
-    p.add_argument("--limit", type=int, default=None, help="only the first N items")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--limit", type=positive_int, default=None, help="only the first N items")
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--max-new-tokens", type=positive_int, default=48)
     p.add_argument("--options", help="dataset options as JSON, e.g. '{\"n_items\": 300}' (the app's sidebar sizes)")
     p.add_argument("--progress", help="file to keep {done, total} in while generating (background jobs)")
     p.set_defaults(func=cmd_augment)

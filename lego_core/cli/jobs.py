@@ -10,6 +10,7 @@ from typing import Any
 
 from lego_core import jobs, runs
 from lego_core.core.errors import LegoError, one_line
+from lego_core.cli.args import count, positive_int
 
 
 def add_jobs_command(subparsers: Any) -> argparse.ArgumentParser:
@@ -21,11 +22,11 @@ def add_jobs_command(subparsers: Any) -> argparse.ArgumentParser:
     p = sub.add_parser("launch", help="start a recipe in the background (queued if no slot is free)")
     p.add_argument("recipe", help="recipe .yaml file or preset name")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
-    p.add_argument("--nproc", type=int, default=1, help="processes per node (torchrun DDP when > 1)")
-    p.add_argument("--nnodes", type=int, default=1, help="number of machines")
-    p.add_argument("--node-rank", type=int, default=0, help="this machine's rank (0..nnodes-1)")
+    p.add_argument("--nproc", type=positive_int, default=1, help="processes per node (torchrun DDP when > 1)")
+    p.add_argument("--nnodes", type=positive_int, default=1, help="number of machines")
+    p.add_argument("--node-rank", type=count, default=0, help="this machine's rank (0..nnodes-1)")
     p.add_argument("--rdzv-endpoint", default=None, help="host:port of node 0 (multi-node)")
-    p.add_argument("--max-concurrent", type=int, default=None, help="runs at once on this device")
+    p.add_argument("--max-concurrent", type=positive_int, default=None, help="runs at once on this device")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe field, e.g. training.epochs=1 (repeatable)")
     p.set_defaults(func=_cmd_launch)
@@ -44,7 +45,7 @@ def add_jobs_command(subparsers: Any) -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_resume)
     p = sub.add_parser("logs", help="a run's log")
     p.add_argument("run_id", type=runs.check_id)
-    p.add_argument("--tail", type=int, default=100)
+    p.add_argument("--tail", type=count, default=100)
     p.add_argument("--follow", "-f", action="store_true", help="keep printing until the run and its supervisor end")
     p.set_defaults(func=_cmd_logs)
     return parser
