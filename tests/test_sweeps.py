@@ -172,6 +172,67 @@ def test_a_spec_expands_slots_seeds_and_ranges_and_plans_its_runs(tmp_path):
 
 
 # ---- the pruned run state ----------------------------------------------------------------------
+def test_a_space_with_a_configuration_that_cannot_run_is_refused_before_the_sweep(cache):
+    """Issue 19 item 7: heads 3 do not divide dim 64; the sweep is refused, naming that configuration,
+    before any study or trial exists (a grid, and the ends of a range for a search)."""
+    grid = spec(slots={}, params={"content.attention.heads": [3, 4], "training.dim": [64]})
+    with pytest.raises(SweepError, match=r"content.attention.heads=3, training.dim=64 cannot run: .*divide"):
+        studies.create(grid)
+    search = spec(slots={}, sampler="tpe", params={"content.attention.heads": [4],
+                                                    "training.dim": {"low": 62, "high": 64, "step": 2}})
+    with pytest.raises(SweepError, match=r"training.dim=62.* cannot run"):
+        studies.create(search)
+    assert studies.list_sweeps() == []
+    assert studies.create(spec(slots={}, params={"content.attention.heads": [2, 4], "training.dim": [64]}))
+
+
+def test_a_sweep_stops_after_trials_fail_in_a_row(cache, capsys):
+    """Runs that all fail (a broken trainer) stop the sweep after MAX_FAILURES_IN_A_ROW trials, with
+    the reason in the worker's result and the sweep's status, instead of failing trial after trial."""
+    from lego_core import sweeps
+    from lego_core.sweeps.worker import MAX_FAILURES_IN_A_ROW
+
+    broken = [sys.executable, "-c", "import sys; print('boom: no data'); sys.exit(3)", "{run_dir}"]
+    sweep_id = sweeps.create(spec(slots={}, sampler="random", budget={"trials": 100}, max_concurrent=1,
+                                  params={"training.lr": {"low": 0.0001, "high": 0.1}}, command=broken))
+    result = sweeps.work(sweep_id, poll=0.1, echo=False)
+    assert result["stopped"].startswith(f"{MAX_FAILURES_IN_A_ROW} trials failed in a row (the last: ")
+    assert "boom: no data" in result["stopped"]
+    snap, trials = finished(sweep_id)
+    failed = [t for t in trials.values() if t.state.name == "FAIL" and "skipped" not in t.user_attrs]
+    assert MAX_FAILURES_IN_A_ROW <= len(failed) <= MAX_FAILURES_IN_A_ROW + 2  # the ones in flight at most
+    summary = snap.summary()
+    assert summary["state"] == "paused" and summary["stopped"] == result["stopped"]
+    from lego_core.cli.main import main
+
+    capsys.readouterr()
+    assert main(["sweep", "status", sweep_id]) == 0
+    assert f"stopped: {result['stopped']}" in capsys.readouterr().out
+
+
+def test_the_optuna_adapter_matches_the_pinned_optuna(tmp_path):
+    """The one private Optuna name lego_core uses (a trial reopened by a worker that adopts it)
+    works with the Optuna version requirements.txt pins; an upgrade fails here first."""
+    import optuna
+
+    from lego_core.sweeps import optuna_adapter
+
+    pinned = next(line.split("==")[1].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
+                  if line.startswith("optuna=="))
+    assert optuna.__version__ == pinned == optuna_adapter.PINNED
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'adapter.db'}", direction="maximize")
+    asked = study.ask()
+    asked.suggest_float("x", 0.0, 1.0)
+    [frozen] = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    reopened = optuna_adapter.reopen(study, frozen)
+    reopened.report(0.5, 1)
+    reopened.set_user_attr("run_id", "r1")
+    study.tell(reopened, 0.75)
+    [done] = study.get_trials()
+    assert (done.number, done.state.name, done.value, done.intermediate_values, done.user_attrs) == \
+        (asked.number, "COMPLETE", 0.75, {1: 0.5}, {"run_id": "r1"})
+
+
 def test_prune_stops_a_run_and_records_pruned_which_resumes_like_cancelled(cache, fake):
     from lego_core.bricks.recipe import Recipe
 

@@ -118,6 +118,8 @@ def _print_status(sweep_id: str, storage: str | None) -> int:
     counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items() if v)
     print(f"sweep {sweep_id}: {summary['state']}; {counts or 'no trials yet'} (planned {summary['planned']}); "
           f"{summary['elapsed'] / 60:.1f} min" + (f" of {summary['minutes']:g}" if summary["minutes"] else ""))
+    if summary["stopped"]:
+        print(f"stopped: {summary['stopped']}")
     table = snap.table()
     if len(table):
         print(markdown(table.head(10), snap.spec.metric))

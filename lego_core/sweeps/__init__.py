@@ -4,7 +4,10 @@ The package, one concern per module:
 - `spec`: the sweep spec (YAML, validated like recipes: one-line SweepError naming the field);
 - `study`: the Optuna study of a sweep (storage, sampler, pruner), a trial -> configuration ->
   recipe, and the plan (how many runs);
-- `worker`: the loop that asks for trials, runs each through `lego_core.jobs`, prunes and tells;
+- `worker`: the loop that asks for trials, runs each through `lego_core.jobs`, prunes and tells,
+  and stops after MAX_FAILURES_IN_A_ROW failed trials; `trials`: what a trial keeps of its run;
+- `optuna_adapter`: the one use of a private Optuna name (reopening a dead worker's trial),
+  pinned by a test to the Optuna version of requirements.txt; everything else is public API;
 - `sessions`: who serves a sweep (liveness, wall time), background workers, pausing them;
 - `leaderboard`: the tables and figures the Leaderboard page shows;
 

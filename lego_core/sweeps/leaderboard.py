@@ -134,7 +134,8 @@ class Snapshot:
     # ---- status -----------------------------------------------------------------------------
     def summary(self) -> dict:
         """{"state": created|running|paused|finished, "counts": {...}, "planned", "workers",
-        "elapsed", "minutes", "metric", "sampler", "pruner", "best"}."""
+        "elapsed", "minutes", "metric", "sampler", "pruner", "best", "stopped" (why the last worker
+        stopped early, one line, or None)}."""
         counts = {name: 0 for name in ("complete", "pruned", "failed", "running", "waiting", "skipped")}
         for t in self.trials:
             if "skipped" in t.user_attrs:
@@ -157,7 +158,8 @@ class Snapshot:
         return {"sweep": self.sweep_id, "state": state, "counts": counts, "planned": studies.plan(self.spec)["trials"],
                 "workers": [f"{w.get('host')}:{w.get('pid')}" for w in live], "elapsed": elapsed(self.study),
                 "minutes": self.spec.budget.minutes, "metric": self.spec.metric, "sampler": self.spec.sampler,
-                "pruner": self.spec.pruner.name, "seeds": len(self.spec.seed_list), "best": best}
+                "pruner": self.spec.pruner.name, "seeds": len(self.spec.seed_list), "best": best,
+                "stopped": workers[-1].get("stopped") if workers else None}
 
     # ---- Optuna's figures -------------------------------------------------------------------------
     def varied(self) -> list[str]:

@@ -25,8 +25,10 @@ from typing import Any
 from lego_core.evaluation import metrics as lego_metrics
 from lego_core.core.paths import cache_dir
 from lego_core.bricks.recipe import Recipe
+from lego_core.core.errors import LegoError, one_line
 from lego_core.sweeps.spec import Dimension, SweepError, SweepSpec
 
+MAX_CHECKED = 2000  # configurations check_space builds (a few ms each)
 SPEC_ATTR = "spec"
 WORKER_PREFIX = "worker:"
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -109,6 +111,7 @@ def new_id(spec: SweepSpec) -> str:
 def create(spec: Any, storage: str | None = None, sweep_id: str | None = None) -> str:
     """Validate `spec`, create its study (nothing runs yet) and return the sweep id."""
     loaded = SweepSpec.load(spec)
+    check_space(loaded)
     sweep_id = check_id(sweep_id) if sweep_id else new_id(loaded)
     optuna = _optuna()
     url = storage_url(sweep_id, storage)
@@ -123,15 +126,21 @@ def create(spec: Any, storage: str | None = None, sweep_id: str | None = None) -
     return sweep_id
 
 
-def load(sweep_id: str, storage: str | None = None):
-    """(Optuna study, spec) of an existing sweep; SweepError when there is none."""
-    optuna = _optuna()
+def _existing_url(sweep_id: str, storage: str | None) -> str:
     url = storage_url(check_id(sweep_id), storage or remembered_storages().get(sweep_id))
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
         raise SweepError(f"no sweep {sweep_id} here (no {url.removeprefix('sqlite:///')}); list sweeps with "
                          "`python -m lego_core sweep status`, or give --storage")
+    return url
+
+
+def load(sweep_id: str, storage: str | None = None, sampler: Any = None, pruner: Any = None):
+    """(Optuna study, spec) of an existing sweep; SweepError when there is none. `sampler` and
+    `pruner` are attached to the study (what a worker asks and tells)."""
+    optuna = _optuna()
+    url = _existing_url(sweep_id, storage)
     try:
-        study = optuna.load_study(study_name=sweep_id, storage=_storage(url))
+        study = optuna.load_study(study_name=sweep_id, storage=_storage(url), sampler=sampler, pruner=pruner)
     except KeyError:
         raise SweepError(f"no sweep {sweep_id} in {_shown(url)}; check the id and --storage") from None
     data = study.user_attrs.get(SPEC_ATTR)
@@ -142,8 +151,8 @@ def load(sweep_id: str, storage: str | None = None):
 
 def delete(sweep_id: str, storage: str | None = None) -> None:
     """Remove a sweep's study (its runs stay: delete them on the Training page)."""
-    study, _ = load(sweep_id, storage)
-    _optuna().delete_study(study_name=sweep_id, storage=study._storage)
+    load(sweep_id, storage)  # a missing sweep is refused in one line
+    _optuna().delete_study(study_name=sweep_id, storage=_storage(_existing_url(sweep_id, storage)))
     path = sweeps_dir() / f"{sweep_id}.db"
     if not storage and path.is_file():
         path.unlink()
@@ -154,35 +163,26 @@ def direction(spec: SweepSpec) -> str:
     return "maximize" if lego_metrics.higher_is_better(spec.metric) else "minimize"
 
 
-def grid_space(spec: SweepSpec) -> dict[str, list]:
-    return {d.name: list(d.values) for d in spec.dimensions()}
-
-
 def sampler(spec: SweepSpec, session: int = 0):
     """The spec's sampler; `session` (how many workers started before) shifts a fixed seed so a
-    resumed sweep does not draw the same points again."""
+    resumed sweep does not draw the same points again. A grid asks no sampler: the worker enqueues
+    its points (`grid_points`) with their parameters, so the random sampler is never consulted."""
     optuna = _optuna()
     seed = None if spec.sampler_seed is None else spec.sampler_seed + session
-    if spec.sampler == "grid":
-        return _grid_sampler()(grid_space(spec), seed=seed)
-    if spec.sampler == "random":
+    if spec.sampler in ("grid", "random"):
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, spec.budget.trials // 4)))
 
 
-def _grid_sampler():
-    optuna = _optuna()
+def grid_points(spec: SweepSpec) -> list[dict[str, Any]]:
+    """A grid's distinct configurations in the order its trials take them: sorted (every worker
+    agrees), shuffled by the sampler seed when the spec gives one."""
+    import random
 
-    class AskTellGrid(optuna.samplers.GridSampler):
-        """Optuna's grid sampler for ask-and-tell. Its `after_trial` only ends an `optimize()` loop
-        once the grid is done (`Study.stop`, an error outside that loop) and reads a grid id that
-        trials enqueued for the other seeds lack; the worker itself stops asking once every grid
-        point is taken."""
-
-        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
-            return None
-
-    return AskTellGrid
+    points = sorted(configurations(spec) or [], key=config_key)
+    if spec.sampler_seed is not None:
+        random.Random(spec.sampler_seed).shuffle(points)
+    return points
 
 
 def pruner(spec: SweepSpec):
@@ -198,11 +198,8 @@ def pruner(spec: SweepSpec):
 
 def open_for_work(sweep_id: str, storage: str | None, session: int):
     """The study with the spec's sampler and pruner attached (what a worker asks and tells)."""
-    optuna = _optuna()
-    study, spec = load(sweep_id, storage)
-    study = optuna.load_study(study_name=sweep_id, storage=study._storage, sampler=sampler(spec, session),
-                              pruner=pruner(spec))
-    return study, spec
+    _, spec = load(sweep_id, storage)
+    return load(sweep_id, storage, sampler=sampler(spec, session), pruner=pruner(spec))
 
 
 # ---- trials and configurations ---------------------------------------------------------------
@@ -270,6 +267,37 @@ def configurations(spec: SweepSpec, limit: int = 100000) -> list[dict[str, Any]]
         config = {d.name: values[d.name] for d in dims if d.applies(bricks)}
         seen.setdefault(config_key(config), config)
     return list(seen.values())
+
+
+def check_space(spec: SweepSpec) -> None:
+    """Refuse a space with a configuration that cannot run, naming it (SweepError), before any
+    trial exists: every configuration of a finite space (up to MAX_CHECKED), else every combination
+    of the categorical values and the ranges' ends. The bricks are built on the meta device
+    (`Recipe.validate`), which catches e.g. attention heads that do not divide training.dim."""
+    from lego_core.bricks.catalog import compatible
+
+    space = configurations(spec, limit=MAX_CHECKED)
+    if space is None:
+        dims = spec.dimensions()
+        axes = [list(d.values) if d.kind == "categorical" else sorted({d.low, d.high}) for d in dims]
+        space = []
+        for point in itertools.islice(itertools.product(*axes), MAX_CHECKED):
+            values = dict(zip((d.name for d in dims), point))
+            bricks = {k: values[k] for k in ("content", "behavior", "predictor")}
+            if compatible(*bricks.values()) is None:
+                space.append({d.name: _typed(d, values[d.name]) for d in dims if d.applies(bricks)})
+    for config in space:
+        try:
+            recipe_for(spec, config, spec.seed_list[0], spec.name).validate()
+        except LegoError as exc:
+            shown = ", ".join(f"{k}={v}" for k, v in config.items() if k not in ("content", "behavior", "predictor"))
+            raise SweepError(f"sweep spec: the configuration {config['content']} + {config['behavior']} + "
+                             f"{config['predictor']}" + (f" with {shown}" if shown else "") + f" cannot run: "
+                             f"{one_line(exc)}; change or remove that value") from None
+
+
+def _typed(dim: Dimension, value: Any) -> Any:
+    return int(value) if dim.kind == "int" else value
 
 
 def _range_values(dim: Dimension) -> list:

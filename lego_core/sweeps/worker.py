@@ -13,7 +13,6 @@ the next resume. Workers' sessions, background workers and pausing them: `sessio
 """
 from __future__ import annotations
 
-import fcntl
 import math
 import signal
 import socket
@@ -23,16 +22,20 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from lego_core import jobs, runs
+from lego_core.bricks.catalog import compatible
 from lego_core.core import devices
 from lego_core.core.errors import LegoError, RecipeError, RunError, one_line
-from lego_core.bricks.catalog import compatible
+from lego_core.core.fileio import locked
 from lego_core.sweeps import study as studies
+from lego_core.sweeps.optuna_adapter import reopen
 from lego_core.sweeps.sessions import alive, elapsed, me
 from lego_core.sweeps.spec import SweepError
+from lego_core.sweeps.trials import run_attrs
 
 AHEAD = 1  # runs queued beyond the free slots, so a slot never waits for the worker
 MAX_SKIPS = 50  # proposals in a row that cannot run (bricks that do not fit, repeats): the space is spent
 MAX_RESUMES = 2  # an interrupted run is resumed this many times, then its trial fails
+MAX_FAILURES_IN_A_ROW = 5  # trials whose runs failed one after the other: the sweep stops (its spec is wrong)
 HEARTBEAT = 5.0  # seconds between updates of the worker's session in the study
 ADOPT_EVERY = 10.0
 
@@ -65,9 +68,14 @@ class Worker:
         self.stopping: str | None = None
         self.done = False
         self.skips = 0
+        self.failures = 0  # trials failed in a row
         self.started = time.time()
         self._seen = self._adopted = 0.0
-        device = self.spec.device if self.spec.device != "auto" else ("cuda" if devices.cuda_count() else "cpu")
+        try:
+            device = jobs.resolve_device(self.spec.device)
+        except RunError as exc:
+            raise SweepError(f"sweep {sweep_id}: cannot launch trials here: {one_line(exc)}") from None
+        self.grid = studies.grid_points(self.spec) if self.spec.sampler == "grid" else []
         slots = jobs.Devices.here(cuda=device.startswith("cuda")).limit(device, self.spec.max_concurrent)
         if device == "cuda":
             slots *= max(1, devices.cuda_count())
@@ -133,12 +141,8 @@ class Worker:
     @contextmanager
     def _lock(self) -> Iterator[None]:
         """One worker of this machine at a time adopts or asks (a sweep's trials stay distinct)."""
-        with open(studies.sweeps_dir() / f"{self.sweep_id}.lock", "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with locked(studies.sweeps_dir() / f"{self.sweep_id}.lock"):
+            yield
 
     # ---- adopting trials of workers that are gone ----------------------------------------------
     def _adopt(self) -> None:
@@ -149,7 +153,7 @@ class Worker:
                 attrs = frozen.user_attrs
                 if frozen.number in self.following or attrs.get("host", here) != here or alive(attrs.get("owner")):
                     continue
-                trial = self.optuna.trial.Trial(self.study, frozen._trial_id)
+                trial = reopen(self.study, frozen)
                 trial.set_user_attr("owner", self.me)
                 follow = _Follow(trial, attrs.get("run_id"), set(frozen.intermediate_values),
                                  int(attrs.get("resumes") or 0), bool(attrs.get("paused")))
@@ -198,10 +202,12 @@ class Worker:
                 return "none"
             if self.skips >= MAX_SKIPS and self.spec.sampler != "grid":  # a grid ends when its points are taken
                 return "none"
-            if self.spec.sampler == "grid":
-                taken = {t.system_attrs.get("grid_id") for t in trials if "grid_id" in t.system_attrs}
-                if len(taken) >= math.prod(len(v) for v in studies.grid_space(self.spec).values()):
+            if self.spec.sampler == "grid":  # the next grid point nobody took, as a trial with its parameters
+                taken = {t.user_attrs.get("config") for t in trials if "skipped" not in t.user_attrs}
+                point = next((p for p in self.grid if studies.config_key(p) not in taken), None)
+                if point is None:
                     return "none"
+                self.study.enqueue_trial(point)
         trial = self.study.ask()
         attrs = trial.user_attrs
         lead = "seed" not in attrs
@@ -222,8 +228,8 @@ class Worker:
                 return self._skip(trial, f"same configuration and seed as trial {other.number}")
             if not lead and other.state == TrialState.PRUNED:
                 return self._skip(trial, f"trial {other.number}, a seed of this configuration, was pruned")
-        try:
-            recipe = studies.recipe_for(self.spec, config, seed, self._name(trial.number))
+        try:  # bricks built on the meta device: a configuration that cannot run gets no run
+            recipe = studies.recipe_for(self.spec, config, seed, self._name(trial.number)).validate()
         except RecipeError as exc:
             return self._skip(trial, one_line(exc))
         self._prepare(trial, config, seed, lead)
@@ -328,7 +334,7 @@ class Worker:
         TrialState = self.optuna.trial.TrialState
         trial, value = follow.trial, None
         if run is not None:
-            for name, attr in _run_attrs(run).items():
+            for name, attr in run_attrs(run).items():
                 trial.set_user_attr(name, attr)
             value = ((run.metrics() if how == "complete" else {}).get("valid") or {}).get(self.spec.metric)
         if how == "complete" and not isinstance(value, (int, float)):
@@ -342,6 +348,10 @@ class Worker:
         self.following.pop(trial.number, None)
         shown = f"{self.spec.metric} {value:.4f}" if how == "complete" else (error or how)
         self.log(f"trial {trial.number}: {how} ({shown})")
+        self.failures = self.failures + 1 if how == "fail" else 0
+        if self.failures >= MAX_FAILURES_IN_A_ROW and not self.stopping:
+            self.stopping = (f"{self.failures} trials failed in a row (the last: {shown}); fix the spec or the "
+                             "data, then resume the sweep")
 
     def _tell(self, trial: Any, *args: Any, **kwargs: Any) -> None:
         self.study.tell(trial, *args, **kwargs)
@@ -364,27 +374,3 @@ class Worker:
                 pass  # it had ended: the next worker tells it
         self.following.clear()
 
-
-def _run_attrs(run: Any) -> dict:
-    """What the leaderboard needs from a run, kept in the trial (runs on other machines included)."""
-    status = run.status()
-    try:
-        metrics = run.metrics()
-    except LegoError:
-        metrics = {}
-    out: dict[str, Any] = {"run_state": status.get("state")}
-    for split in ("valid", "test"):
-        part = {k: v for k, v in (metrics.get(split) or {}).items()
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and not k.endswith("_skipped")}
-        if part:
-            out[split] = part
-    for key in ("train_seconds", "parameters", "best_epoch"):
-        if isinstance(metrics.get(key), (int, float)):
-            out[key] = metrics[key]
-    model = run.status_model()  # from the job's start (process start-up included) to the trainer's end
-    job, training = (model.job, model.training) if model is not None else (None, None)
-    started = (job.started if job else None) or status.get("started")
-    ended = (training.ended if training else None) or status.get("ended")
-    if isinstance(started, (int, float)) and isinstance(ended, (int, float)):
-        out["run_seconds"] = round(ended - started, 2)
-    return out
