@@ -238,6 +238,15 @@ def line_of(row: int, header: bool) -> int:
     return int(row) + (2 if header else 1)
 
 
+def check_ids(values: pd.Series, path: Path, column: str, header: bool) -> None:
+    """The ids of an items file (stripped strings): none empty, none repeated; a one-line
+    DataError naming the line and the column otherwise."""
+    empty = (values == "").to_numpy()
+    if empty.any():
+        raise DataError(f"{path} line {line_of(int(np.flatnonzero(empty)[0]), header)} has an empty {column}")
+    check_unique(values, path, column, header)
+
+
 def check_unique(values: pd.Series, path: Path, column: str, header: bool) -> None:
     """DataError naming a duplicated id and the lines it is on."""
     dup = values.duplicated(keep=False).to_numpy()

@@ -32,7 +32,7 @@ from lego_core.data import dev_split
 from lego_core.data.cache import cached_build
 from lego_core.data.dev_split import known_candidates, split_dev
 from lego_core.data.formats import Format
-from lego_core.data.io import (check_unique, first_short_line, int_option, line_of, parse_times, read_delimited,
+from lego_core.data.io import (check_ids, check_unique, first_short_line, int_option, line_of, parse_times, read_delimited,
                                require_file, warn)
 from lego_core.data.schema import IMPRESSIONS, Dataset, Impressions
 from lego_core.core.errors import DataError
@@ -119,10 +119,7 @@ def read_news(path: Path) -> pd.DataFrame:
             frame[col] = ""
     frame = frame[KEPT_NEWS].fillna("")
     frame["item_id"] = frame["item_id"].str.strip()
-    empty = (frame["item_id"] == "").to_numpy()
-    if empty.any():
-        raise DataError(f"{path} line {line_of(int(np.flatnonzero(empty)[0]), False)} has an empty news id")
-    check_unique(frame["item_id"], path, "news id (column 1)", header=False)
+    check_ids(frame["item_id"], path, "news id (column 1)", header=False)
     return frame
 
 

@@ -33,7 +33,7 @@ from lego_core.data.arrays import as_str_ids, offsets_from_sizes, split_lists, t
 from lego_core.data.cache import cached_build
 from lego_core.data.dev_split import known_candidates, split_dev
 from lego_core.data.formats import Format
-from lego_core.data.io import (check_columns, check_unique, first_line, first_short_line, int_option, line_of,
+from lego_core.data.io import (check_columns, check_ids, first_line, first_short_line, int_option, line_of,
                                parse_times, read_delimited, require_file, warn)
 from lego_core.data.readers.mind import TIME_FORMAT
 from lego_core.data.schema import IMPRESSIONS, Dataset, Impressions
@@ -69,10 +69,7 @@ def read_news(path: Path) -> pd.DataFrame:
     frame = _read(path, NEWS_HEADER, "PENS news.tsv has a header line: " + "\t".join(NEWS_HEADER) + "\t...")
     items = pd.DataFrame({"item_id": frame["News ID"].str.strip(), "category": frame["Category"],
                           "topic": frame["Topic"], "title": frame["Headline"], "body": frame["News body"]})
-    empty = (items["item_id"] == "").to_numpy()
-    if empty.any():
-        raise DataError(f"{path} line {line_of(int(np.flatnonzero(empty)[0]), True)} has an empty News ID")
-    check_unique(items["item_id"], path, "News ID", header=True)
+    check_ids(items["item_id"], path, "News ID", header=True)
     return items
 
 
