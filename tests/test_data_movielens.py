@@ -23,14 +23,14 @@ def ml(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def inter():
-    folder = movielens.recbole_folder()
+    folder = movielens.packaged_ml100k_folder()
     frame = pd.read_csv(folder / "ml-100k.inter", sep="\t")
     frame.columns = ["user", "item", "rating", "ts"]
     return frame
 
 
 def test_recbole_files_are_found_without_importing_recbole():
-    code = ("import sys; from lego_core.data.readers.movielens import recbole_folder; f = recbole_folder(); "
+    code = ("import sys; from lego_core.data.readers.movielens import packaged_ml100k_folder; f = packaged_ml100k_folder(); "
             "print(f is not None and (f / 'ml-100k.item').is_file(), 'recbole' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parent.parent).stdout.split()
@@ -100,7 +100,7 @@ def test_negatives_depend_on_seed_and_count(ml):
 
 def write_grouplens(folder: Path, inter: pd.DataFrame, latin_title: str = "Café Toy Story") -> Path:
     """An original-format ml-100k folder built from the recbole files."""
-    items = pd.read_csv(movielens.recbole_folder() / "ml-100k.item", sep="\t", dtype=str, keep_default_na=False)
+    items = pd.read_csv(movielens.packaged_ml100k_folder() / "ml-100k.item", sep="\t", dtype=str, keep_default_na=False)
     items.columns = ["id", "title", "year", "genres"]
     items.loc[0, "title"] = latin_title
     lines = []

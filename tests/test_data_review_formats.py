@@ -351,7 +351,7 @@ def test_recbole_without_timestamp_keeps_file_order(tmp_path):
 
 
 def test_recbole_ml100k_from_the_wheel_reads_as_atomic_files():
-    folder = movielens.recbole_folder()
+    folder = movielens.packaged_ml100k_folder()
     if folder is None:
         pytest.skip("recbole's ml-100k files are not installed")
     assert detected(folder) == "recbole"

