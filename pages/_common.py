@@ -177,10 +177,10 @@ def _load(name: str, options_json: str, version: str):
 def _version(name: str) -> str:
     """What a name means now: the cache folder and, for a registered dataset, when its registration
     was written, so a name removed and registered again never serves the old dataset."""
-    from lego_core.data import registry
+    from lego_core.data import store
     from lego_core.core.paths import cache_dir
 
-    path = registry.manifest_path(name)
+    path = store.manifest_path(name)
     try:
         written = path.stat().st_mtime_ns if path is not None else 0
     except OSError:

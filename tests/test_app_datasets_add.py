@@ -7,7 +7,7 @@ import os
 import pytest
 
 from lego_core.data import datasets
-from lego_core.data import formats, registry
+from lego_core.data import formats, store
 from test_app_pages import _navigation_mode, button, start  # noqa: F401  (_navigation_mode: autouse fixture)
 from test_data_mind import BEHAVIORS_TRAIN, write_mind
 from test_data_review_formats import review, write_amazon_2018, write_ml1m, write_mlcsv
@@ -51,7 +51,7 @@ def test_register_a_zip_upload_and_several_files(tmp_path):
     button(at, "Register upload").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert at.session_state["dataset"] == "MINDtiny"
-    assert (registry.folder_of("MINDtiny") / "sources" / "data" / "train" / "news.tsv").is_file()
+    assert (store.folder_of("MINDtiny") / "sources" / "data" / "train" / "news.tsv").is_file()
     assert datasets.load("MINDtiny", seed=2).info["seed"] == 2  # re-derived from the copies
     folder = shop_folder(tmp_path)
     at = start()

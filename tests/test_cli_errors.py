@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lego_core.data import registry
+from lego_core.data import store
 from lego_core.data import datasets
 from tests.bad_inputs import cli
 
@@ -72,13 +72,13 @@ def test_stdout_on_a_full_device_is_one_line():
 def test_a_disk_that_fills_up_during_datasets_add_loses_nothing(tmp_path, monkeypatch):
     """ENOSPC while the registration writes its files: one line, exit 2, no registration, no
     temporary file left; the next add (with space) works."""
-    real = registry.write_dataset
+    real = store.write_dataset
 
     def full(dataset, folder):  # half the arrays written, then the disk is full
         (Path(folder) / "arrays.npz").write_bytes(b"\0" * 1024)
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(Path(folder) / "arrays.npz"))
 
-    monkeypatch.setattr(registry, "write_dataset", full)
+    monkeypatch.setattr(store, "write_dataset", full)
     folder = ml1m_folder(tmp_path)
     result = cli("datasets", "add", folder, "--name", "shop")
     line = one_line(result.stderr)
@@ -86,7 +86,7 @@ def test_a_disk_that_fills_up_during_datasets_add_loses_nothing(tmp_path, monkey
     assert "shop" not in [d["name"] for d in datasets.available()]
     leftovers = [p for p in Path(os.environ["LEGO_CACHE_DIR"]).rglob("*") if p.name.startswith(".tmp")]
     assert leftovers == []
-    monkeypatch.setattr(registry, "write_dataset", real)
+    monkeypatch.setattr(store, "write_dataset", real)
     assert cli("datasets", "add", folder, "--name", "shop").code == 0
 
 

@@ -13,7 +13,7 @@ import lego_core.cli.main as cli_main
 from lego_core.cli import main as cli
 from lego_core.data import archives, registration
 from lego_core.data import datasets
-from lego_core.data import formats, registry
+from lego_core.data import formats, store
 from lego_core.data.readers import mind
 from lego_core.data.readers import tables
 from lego_core.core.errors import DataError
@@ -59,14 +59,14 @@ def shop_folder(tmp_path, **kw):
 def test_add_detects_the_format_and_registers_with_counts(tmp_path, known_formats):
     d = datasets.add(write_mind(tmp_path / "MINDtiny"))
     assert d.name == "MINDtiny" and d.num_items == 7
-    doc = registry.manifest("MINDtiny")
+    doc = store.manifest("MINDtiny")
     assert doc["kind"] == "format" and doc["source"] == {"format": _mind_name(known_formats),
                                                           "path": str((tmp_path / "MINDtiny").resolve())}
     assert doc["options"] == {"seed": 0} and doc["summary"]["items"] == 7
     entry = next(e for e in datasets.available() if e["name"] == "MINDtiny")
     assert entry["summary"]["users"] == 4 and entry["format"] == _mind_name(known_formats)
     shop = datasets.add(shop_folder(tmp_path), negatives=3)
-    assert shop.name == "my-shop" and registry.manifest("my-shop")["options"] == {"negatives": 3, "seed": 0}
+    assert shop.name == "my-shop" and store.manifest("my-shop")["options"] == {"negatives": 3, "seed": 0}
     assert (datasets.load("my-shop").splits["test"].sizes == 4).all()
 
 
@@ -91,8 +91,8 @@ def test_bad_input_registers_nothing(tmp_path):
     root = write_mind(tmp_path / "m", beh_train=bad)
     with pytest.raises(DataError, match=r"behaviors.tsv line 2: time \(column 3\)"):
         datasets.add(root, name="broken")
-    assert registry.manifest("broken") is None
-    assert not [p for p in registry.folder_of("x").parent.iterdir() if not p.name.startswith(".processed")]
+    assert store.manifest("broken") is None
+    assert not [p for p in store.folder_of("x").parent.iterdir() if not p.name.startswith(".processed")]
 
 
 def test_rederive_with_other_options_and_source_gone(tmp_path):
@@ -118,7 +118,7 @@ def test_copied_sources_outlive_the_original(tmp_path):
     for p in folder.iterdir():
         p.unlink()
     folder.rmdir()
-    assert sorted(p.name for p in (registry.folder_of("up") / "sources" / "data").iterdir()) == ["clicks.csv",
+    assert sorted(p.name for p in (store.folder_of("up") / "sources" / "data").iterdir()) == ["clicks.csv",
                                                                                                   "items.csv"]
     assert (datasets.load("up", negatives=2).splits["test"].sizes == 3).all()
 
@@ -129,7 +129,7 @@ def test_show_and_remove(tmp_path):
     assert info["counts"]["items"] == 7 and info["item_columns"][0] == "item_id"
     assert info["protocol"] and len(info["items"]) == 5 and info["text_fields"] == ["title", "abstract"]
     datasets.remove("mind-b")
-    assert registry.manifest("mind-b") is None and (tmp_path / "m" / "train" / "news.tsv").is_file()
+    assert store.manifest("mind-b") is None and (tmp_path / "m" / "train" / "news.tsv").is_file()
     with pytest.raises(DataError, match="no dataset named 'mind-b'"):
         datasets.show("mind-b")
 
@@ -140,8 +140,8 @@ def test_listing_uses_stored_counts_without_loading(tmp_path, monkeypatch, capsy
     def fail(*a, **k):
         raise AssertionError("a registered dataset was loaded")
 
-    monkeypatch.setattr(registry, "load", fail)
-    monkeypatch.setattr(registry, "read_dataset", fail)
+    monkeypatch.setattr(store, "load", fail)
+    monkeypatch.setattr(store, "read_dataset", fail)
     monkeypatch.setattr(formats, "all_formats", lambda: [SHOP.__class__(**{**SHOP.__dict__, "read": fail})])
     assert cli.main(["datasets"]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("shop"))
@@ -154,7 +154,7 @@ def test_cli_add_show_remove_formats(tmp_path, capsys, known_formats):
     out, err = capsys.readouterr()
     assert "registered 'cli-mind': 7 items, 4 users" in out
     assert err.strip() == f"reading {root.resolve()} as {_mind_name(known_formats)} ..."
-    assert registry.manifest("cli-mind")["options"] == {"seed": 3}
+    assert store.manifest("cli-mind")["options"] == {"seed": 3}
     assert cli.main(["datasets", "add", str(shop_folder(tmp_path)), "--format", "shop-test"]) == 0
     assert cli.main(["datasets", "show", "cli-mind"]) == 0
     out = capsys.readouterr().out
@@ -163,7 +163,7 @@ def test_cli_add_show_remove_formats(tmp_path, capsys, known_formats):
     out = capsys.readouterr().out
     assert "shop-test: Shop tables (test)" in out and "layout:   a folder with items.csv" in out
     assert cli.main(["datasets", "remove", "cli-mind"]) == 0
-    assert registry.manifest("cli-mind") is None
+    assert store.manifest("cli-mind") is None
     assert cli.main(["datasets", "cli-mind"]) == 2  # listing by name still works (and says it is unknown)
 
 
@@ -175,7 +175,7 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("reading ") and len(err) == 2
     assert err[1].startswith("error: ") and "behaviors.tsv line 3" in err[1] and "'-1'/'-0'" in err[1]
-    assert registry.manifest("bad") is None
+    assert store.manifest("bad") is None
     for argv, message in ((["datasets", "add", str(tmp_path / "none")], "does not exist"),
                           (["datasets", "add", str(root), "--set", "seed"], "must look like key=value"),
                           (["datasets", "show", "nope"], "no dataset named 'nope'"),
@@ -255,13 +255,13 @@ def test_uploaded_files_are_written_under_checked_base_names(tmp_path):
 
 def test_mind_registrations_made_before_formats_still_load(tmp_path):
     root = write_mind(tmp_path / "m").resolve()
-    registry.register("old-mind", "mind", mind.build_mind(root, seed=1, name="old-mind"), {"seed": 1},
+    store.register("old-mind", "mind", mind.build_mind(root, seed=1, name="old-mind"), {"seed": 1},
                       {"folder": str(root)}, "MIND folder m")  # what register_mind wrote before formats
     assert datasets.load("old-mind").info["seed"] == 1 and datasets.load("old-mind", seed=2).info["seed"] == 2
     with pytest.raises(DataError, match="cold_items applies to leave-last-out"):
         datasets.check("old-mind", {"cold_items": 0.1})
     assert datasets.register_mind("new-mind", root).name == "new-mind"
-    assert registry.manifest("new-mind")["kind"] == "format"
+    assert store.manifest("new-mind")["kind"] == "format"
 
 
 def test_zip_bombs_and_unreadable_sources_are_one_line_errors(tmp_path, monkeypatch):
@@ -278,7 +278,7 @@ def test_zip_bombs_and_unreadable_sources_are_one_line_errors(tmp_path, monkeypa
     monkeypatch.setattr(formats, "all_formats", lambda: [SHOP.__class__(**{**SHOP.__dict__, "read": denied})])
     with pytest.raises(DataError, match=r"items.csv could not be read \(Permission denied\)"):
         datasets.add(shop_folder(tmp_path), name="denied")
-    assert registry.manifest("denied") is None
+    assert store.manifest("denied") is None
 
 
 # ---- issue 19: lenient content, BOMs, time ranges, encodings, archives, stale folders -------------
@@ -302,14 +302,14 @@ def test_movielens_latest_small_with_empty_titles_registers_and_notes_the_gap(tm
     assert cli_main.main(["datasets", "add", str(folder), "--strict"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: 2 items have no title; first at movies.csv line 4") and "--strict" in err
-    assert registry.manifest("ml-latest-small") is None
+    assert store.manifest("ml-latest-small") is None
     with pytest.raises(DataError, match="first at movies.csv line 4"):
         datasets.add(folder, strict=True)
 
     assert cli_main.main(["datasets", "add", str(folder)]) == 0
     out, err = capsys.readouterr()
     assert "warning: 2 items have no title; first at movies.csv line 4" in err.splitlines()
-    assert registry.manifest("ml-latest-small")["content_gaps"] == ["2 items have no title; first at movies.csv line 4"]
+    assert store.manifest("ml-latest-small")["content_gaps"] == ["2 items have no title; first at movies.csv line 4"]
     assert cli_main.main(["datasets", "show", "ml-latest-small"]) == 0
     assert "gaps:     2 items have no title; first at movies.csv line 4" in capsys.readouterr().out
     items = datasets.load("ml-latest-small").items
@@ -447,13 +447,13 @@ def test_a_zip_path_is_registered_through_the_same_archive_reader(tmp_path):
     path.write_bytes(_zip({f"ml-small/{p.name}": p.read_bytes() for p in folder.iterdir()}))
     d = datasets.add(path)
     assert d.name == "ml-small" and d.num_items == 8
-    assert (registry.folder_of("ml-small") / "sources" / "data" / "ratings.csv").is_file()
+    assert (store.folder_of("ml-small") / "sources" / "data" / "ratings.csv").is_file()
 
 
 def test_stale_tmp_registration_folders_are_cleaned_and_fresh_ones_kept(tmp_path):
     import os
     import time as clock
-    root = registry.folder_of("x").parent
+    root = store.folder_of("x").parent
     stale, fresh = root / ".tmp-old-1234abcd", root / ".tmp-new-5678ef90"
     for folder in (stale, fresh):
         (folder / "part").mkdir(parents=True)
@@ -492,7 +492,7 @@ def test_two_adds_of_one_name_at_once_one_wins_the_other_is_refused(tmp_path, mo
     winner = next(value for kind, value in outcomes if kind == "ok")
     refusal = next(value for kind, value in outcomes if kind == "refused")
     assert "'same' is already registered" in refusal and "--overwrite" in refusal and "\n" not in refusal
-    assert registry.manifest("same")["options"]["negatives"] == winner
+    assert store.manifest("same")["options"]["negatives"] == winner
 
 
 def test_cli_add_refuses_a_taken_name_unless_overwrite(tmp_path, capsys):
@@ -504,5 +504,5 @@ def test_cli_add_refuses_a_taken_name_unless_overwrite(tmp_path, capsys):
     assert len(err) == 1 and "'shop' is already registered" in err[0] and "--overwrite" in err[0]
     assert cli.main(["datasets", "add", str(folder), "--name", "shop", "--format", "shop-test", "--overwrite",
                      "--set", "negatives=2"]) == 0
-    assert registry.manifest("shop")["options"]["negatives"] == 2
+    assert store.manifest("shop")["options"]["negatives"] == 2
     assert cli.main(["datasets", "show", "shop", "--overwrite"]) == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lego_core.data import registration, registry, sources
+from lego_core.data import registration, store, sources
 from lego_core.data.readers import tables
 from lego_core.data.generated import load_augmented
 from lego_core.data.schema import Dataset
@@ -26,7 +26,7 @@ def available() -> list[dict]:
     defaults and ranges; `lego_core.data.sources`) and `built_in`; registered ones also with the
     counts stored when they were registered (`summary`) and their `format` (nothing is loaded)."""
     out = [_entry(source, True) for source in sources.builtins()]
-    for doc in registry.manifests():
+    for doc in store.manifests():
         out.append({**_entry(sources.registered(doc["name"], doc), False),
                     "summary": doc.get("summary") if isinstance(doc.get("summary"), dict) else None,
                     "format": (doc.get("source") or {}).get("format") if doc["kind"] == registration.KIND else None})
@@ -60,7 +60,7 @@ def register_tables(name: str, items_file: str | Path, interactions_file: str | 
                     mapping: dict | tables.TableMapping | None = None, *, negatives: int = 99, seed: int = 0,
                     description: str = "", overwrite: bool = False) -> Dataset:
     """Validate an items + interactions table pair by loading it fully, then save it as `name`."""
-    registry.check_name(name)
+    store.check_name(name)
     mapping = tables.TableMapping.from_dict(mapping)
     items_file, interactions_file = Path(items_file), Path(interactions_file)
     dataset = tables.load_tables(items_file, interactions_file, mapping, name=name, negatives=negatives,
@@ -68,7 +68,7 @@ def register_tables(name: str, items_file: str | Path, interactions_file: str | 
     items_copy, inter_copy = "items" + items_file.suffix.lower(), "interactions" + interactions_file.suffix.lower()
     source = {"items_file": str(items_file), "interactions_file": str(interactions_file), "items_copy": items_copy,
               "interactions_copy": inter_copy, "mapping": mapping.to_dict()}
-    return registry.register(name, "tables", dataset, {"negatives": negatives, "seed": seed}, source,
+    return store.register(name, "tables", dataset, {"negatives": negatives, "seed": seed}, source,
                              description or f"tables {items_file.name} + {interactions_file.name}",
                              copies={items_copy: items_file, inter_copy: interactions_file}, overwrite=overwrite)
 
@@ -78,5 +78,5 @@ def register_mind(name: str, folder: str | Path, *, seed: int = 0, description: 
     """Validate a MIND folder by reading it fully, then save the processed dataset as `name`: a
     "format" registration (`add` with format "mind"); the folder itself is not copied, other seeds
     re-read it while it exists. Registrations of kind "mind" made before formats still load."""
-    return registration.add(folder, registry.check_name(name), "mind", description=description,
+    return registration.add(folder, store.check_name(name), "mind", description=description,
                             overwrite=overwrite, seed=seed)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from lego_core.data import archives, formats, registry
+from lego_core.data import archives, formats, store
 from lego_core.data.cache import CorruptFile, read_dataset
 from lego_core.data.io import CONTENT_GAPS, refuse_gaps, warn
 from lego_core.data.schema import Dataset
@@ -35,9 +35,9 @@ def default_name(path: Path) -> str:
     name = _BAD_CHARS.sub("-", stem).strip("-._")[:64].strip("-._")
     if not name:
         name = "dataset"
-    if name in registry.RESERVED:
+    if name in store.RESERVED:
         name = f"{name}-data"
-    return registry.check_name(name)
+    return store.check_name(name)
 
 
 def options_of(fmt: formats.Format, given: dict) -> dict:
@@ -66,9 +66,9 @@ def add(path: str | Path, name: str | None = None, format: str | None = None, *,
     if path.is_file() and path.suffix.lower() == ".zip" and not format:
         return add_upload([(path.name, path)], name or default_name(path), description=description or f"{path.name}",
                           overwrite=overwrite, progress=progress, strict=strict, **options)
-    name = registry.check_name(name) if name else default_name(path)
-    if registry.manifest(name) is not None and not overwrite:
-        raise registry.taken(name)
+    name = store.check_name(name) if name else default_name(path)
+    if store.manifest(name) is not None and not overwrite:
+        raise store.taken(name)
     fmt = formats.get(format) if format else formats.detect(path)
     options = options_of(fmt, options)
     if progress:
@@ -90,7 +90,7 @@ def add(path: str | Path, name: str | None = None, format: str | None = None, *,
         files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
         copies = {f"{COPY}/{p.relative_to(path.parent if path.is_file() else path).as_posix()}": p for p in files}
         source["copy"] = f"{COPY}/{path.name}" if path.is_file() else COPY
-    return registry.register(name, KIND, dataset, options, source, description or f"{fmt.title}: {path.name}",
+    return store.register(name, KIND, dataset, options, source, description or f"{fmt.title}: {path.name}",
                              copies=copies, overwrite=overwrite)
 
 
@@ -98,7 +98,7 @@ def rebuild(folder: Path, doc: dict, options: dict) -> Dataset:
     """A "format" registration re-read from its source with other options."""
     name, source = folder.name, doc.get("source") or {}
     if not isinstance(source, dict) or "format" not in source or "path" not in source:
-        raise DataError(f"{folder / registry.MANIFEST} lacks its source format or path; register dataset "
+        raise DataError(f"{folder / store.MANIFEST} lacks its source format or path; register dataset "
                         f"{name!r} again")
     path = folder / "sources" / source["copy"] if source.get("copy") else Path(source["path"])
     fmt = formats.get(source["format"])
@@ -110,16 +110,16 @@ def rebuild(folder: Path, doc: dict, options: dict) -> Dataset:
 
 def remove(name: str) -> None:
     """Delete a registration (its processed files and any copied sources; never the original files)."""
-    registry.delete(name)
+    store.delete(name)
 
 
 def show(name: str) -> dict:
     """What a registration holds: counts, item columns, its format's layout and protocol, a few items."""
-    doc = registry.manifest(name)
+    doc = store.manifest(name)
     if doc is None:
         raise DataError(f"no dataset named {name!r} is registered; see `python -m lego_core datasets`")
     try:
-        dataset = read_dataset(registry.folder_of(name))
+        dataset = read_dataset(store.folder_of(name))
     except CorruptFile as exc:
         raise DataError(f"dataset {name!r}: {exc}; register it again") from None
     source = doc.get("source") if isinstance(doc.get("source"), dict) else {}
@@ -147,7 +147,7 @@ def clean_stale(now: float | None = None) -> list[Path]:
     nothing was written to for STALE_TMP_SECONDS (a live writer keeps touching its files). Returns them."""
     now = time.time() if now is None else now
     removed = []
-    for tmp in registry.folder_of("x").parent.glob(".tmp-*"):
+    for tmp in store.folder_of("x").parent.glob(".tmp-*"):
         try:
             newest = max([tmp.stat().st_mtime] + [p.stat().st_mtime for p in tmp.rglob("*")])
         except OSError:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lego_core.core.errors import DataError
-from lego_core.data import formats, registration, registry
+from lego_core.data import formats, registration, store
 from lego_core.data.cold import MAX_FRACTION, check_fraction, not_applicable, with_cold_items
 from lego_core.data.leave_last_out import MAX_NEGATIVES
 from lego_core.data.options import Option, like
@@ -107,7 +107,7 @@ def _recorded_protocol(name: str, doc: dict) -> str:
     recorded = doc.get("protocol")
     if recorded is None:  # registrations written before the manifest recorded it
         try:
-            recorded = json.loads((registry.folder_of(name) / "meta.json").read_text())["info"].get("protocol")
+            recorded = json.loads((store.folder_of(name) / "meta.json").read_text())["info"].get("protocol")
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             recorded = None
     return recorded if recorded in PROTOCOLS else IMPRESSIONS
@@ -119,7 +119,7 @@ def registered(name: str, doc: dict) -> Source:
     stored = doc.get("options") if isinstance(doc.get("options"), dict) else {}
     return Source(name, str(doc.get("description") or f"registered {doc.get('kind')}"), _recorded_protocol(name, doc),
                   tuple(option_like(k, v) for k, v in stored.items()),
-                  lambda **options: registry.load(name, options, rebuild), kind=str(doc.get("kind")),
+                  lambda **options: store.load(name, options, rebuild), kind=str(doc.get("kind")),
                   loadable=doc.get("loadable", True), reason=doc.get("reason", ""))
 
 
@@ -149,7 +149,7 @@ def resolve(name_or_path: str | Path, names: Callable[[], list[str]]) -> Source:
     for source in builtins():
         if source.name == name:
             return source
-    doc = registry.manifest(name)
+    doc = store.manifest(name)
     if doc is not None:
         return registered(name, doc)
     path = Path(name_or_path).expanduser()
@@ -165,7 +165,7 @@ def resolve(name_or_path: str | Path, names: Callable[[], list[str]]) -> Source:
 
 
 def rebuild(folder: Path, doc: dict, options: dict) -> Dataset:
-    """A registered dataset re-derived from its sources with other options (`registry.load`)."""
+    """A registered dataset re-derived from its sources with other options (`store.load`)."""
     name = folder.name
     if doc["kind"] == registration.KIND:
         return registration.rebuild(folder, doc, options)
@@ -179,7 +179,7 @@ def rebuild(folder: Path, doc: dict, options: dict) -> Dataset:
         elif doc["kind"] == "mind":
             root = Path(doc["source"]["folder"])
     except (KeyError, TypeError) as exc:
-        raise DataError(f"{folder / registry.MANIFEST} lacks entry {exc}; register dataset {name!r} again") from None
+        raise DataError(f"{folder / store.MANIFEST} lacks entry {exc}; register dataset {name!r} again") from None
     if doc["kind"] == "tables":
         return tables.load_tables(items_file, interactions_file, mapping, name=name, negatives=negatives, seed=seed)
     if doc["kind"] == "mind":

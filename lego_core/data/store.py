@@ -1,4 +1,5 @@
-"""Datasets registered by name under cache/datasets/<name>/ (any format, uploaded tables, MIND).
+"""The dataset store: datasets registered by name under cache/datasets/<name>/ (any format, uploaded
+tables, MIND); `registration` adds one, this module keeps, lists, loads and removes them.
 
 A registered folder holds `dataset.json` (kind, source, options, description, and the counts in
 `summary`, so listings never load the dataset) and the processed dataset (arrays.npz,
