@@ -90,6 +90,8 @@ def _widget(w: Widget, current, where=st):
                                  min_value=w.low, max_value=w.high)
     elif w.kind == "select":
         raw = where.selectbox(w.label, w.choices, index=w.index(shown), key=w.key, help=help_, format_func=w.format)
+    elif w.kind == "multiselect":
+        raw = where.multiselect(w.label, w.choices, default=shown, key=w.key, help=help_)
     else:
         raw = where.text_input(w.label, value=shown, key=w.key, help=help_)
     return w.read(raw, current)
@@ -173,6 +175,8 @@ with st.expander("Training settings", expanded=False):
         state.training["fields"] = picked
     else:
         state.training.pop("fields", None)
+    loggers = state.logger_widget()  # TensorBoard / MLflow (README: Experiment trackers)
+    state.set_setting(loggers, _widget(loggers, state.setting(loggers)))
 
 state.quick = st.toggle("Quick test run", key="quick",
                         help="1 epoch of at most 20 steps: checks a recipe end to end in well under a minute.")

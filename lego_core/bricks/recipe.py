@@ -69,6 +69,9 @@ class Training(_Strict):
                                         "as many item encodings as the candidates do")
     eval_batch_size: int = Field(512, ge=1, le=65536)
     log_every: int = Field(10, ge=1)
+    loggers: list[Literal["jsonl", "tensorboard", "mlflow"]] = Field(
+        default_factory=list, description="experiment trackers the run also reports to: tensorboard (event files "
+        "in the run folder), mlflow ($MLFLOW_TRACKING_URI); jsonl (steps/epochs.jsonl) is always written")
 
     @field_validator("metric")
     @classmethod

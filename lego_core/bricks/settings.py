@@ -25,7 +25,7 @@ _FIELD_CHOICES = {"metric": VALIDATION_METRICS}
 # ---- widget descriptions ---------------------------------------------------------------------
 @dataclass(frozen=True)
 class Widget:
-    """One input: `kind` is "checkbox", "int", "float", "select" or "text". `low`/`high` are
+    """One input: `kind` is "checkbox", "int", "float", "select", "multiselect" or "text". `low`/`high` are
     inclusive bounds of the widget's own type (None: open); `default` is the recipe's value."""
 
     name: str  # the param or training field it sets
@@ -52,6 +52,8 @@ class Widget:
             return float(value)
         if self.kind == "select":
             return value
+        if self.kind == "multiselect":
+            return [v for v in value or () if v in self.choices]
         if isinstance(value, (list, tuple)):
             return ", ".join(str(v) for v in value)
         return "" if value is None else str(value)
@@ -153,3 +155,11 @@ def training_widgets(predictor: str | None = None, names: tuple[str, ...] | None
     return [w for w in (_training_widget(n, tuple(losses)) for n in chosen) if w is not None]
 
 
+
+
+def logger_widget() -> Widget:
+    """`training.loggers`: the experiment trackers a run also reports to (the run folder's jsonl
+    files are always written, so they are no choice here)."""
+    info = Training.model_fields["loggers"]
+    return Widget("loggers", "t-loggers", "experiment trackers", "multiselect", [],
+                  choices=("tensorboard", "mlflow"), help=info.description or "")

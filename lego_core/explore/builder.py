@@ -12,7 +12,7 @@ from lego_core.bricks.base import LM_TOKENS
 from lego_core.bricks.catalog import KINDS, catalog, compatible, get
 from lego_core.bricks.recipe import Recipe, Training, presets
 
-from lego_core.bricks.settings import TRAINING_FORM, Widget, param_widgets, training_widgets  # noqa: F401
+from lego_core.bricks.settings import TRAINING_FORM, Widget, logger_widget, param_widgets, training_widgets  # noqa: F401
 
 DEFAULT_PRESET = "nrms"
 # A quick test run: one short epoch, checks a recipe end to end in well under a minute.
@@ -107,6 +107,10 @@ class BuilderState:
 
     def training_widgets(self) -> list[Widget]:
         return training_widgets(self.bricks["predictor"])
+
+    def logger_widget(self) -> Widget:
+        """The choice of experiment trackers (`training.loggers`)."""
+        return logger_widget()
 
     @property
     def loads_language_model(self) -> bool:

@@ -1,8 +1,9 @@
 """Where a training loop reports: a small protocol with a run-folder and an in-memory implementation.
 
 Like torchtune's metric loggers, the loop never knows where its records go: `RunLog` writes a run
-folder (log.txt, steps.jsonl, epochs.jsonl and the training part of status.json), `MemoryLog`
-keeps everything in lists for tests and benches, so both use the very loop that ships.
+folder (log.txt, steps.jsonl, epochs.jsonl, metrics.json and the training part of status.json),
+`MemoryLog` keeps everything in lists for tests and benches, so both use the very loop that ships.
+Experiment trackers (TensorBoard, MLflow) are more implementations, in `training.loggers`.
 """
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ class TrainingLog(Protocol):
 
     def rewind(self, global_step: int, epoch: int) -> None:
         """Forget step and epoch records after a checkpoint that is being resumed (they replay)."""
+
+    def result(self, metrics: dict) -> None:
+        """The finished run's metrics: valid, test, test_warm, test_cold, popularity, best_epoch, ..."""
 
 
 class RunLog:
@@ -56,15 +60,19 @@ class RunLog:
         epochs = [r for r in self.run.history("epochs") if r.get("epoch", 0) <= epoch]
         self.run.rewrite_history("epochs", epochs)
 
+    def result(self, metrics: dict) -> None:
+        self.run.write_metrics(metrics)
+
 
 class MemoryLog:
-    """Keeps every report in memory: `messages`, `steps`, `epochs`, and the merged `state`."""
+    """Keeps every report in memory: `messages`, `steps`, `epochs`, the merged `state`, `metrics`."""
 
     def __init__(self):
         self.messages: list[str] = []
         self.steps: list[dict] = []
         self.epochs: list[dict] = []
         self.state: dict = {}
+        self.metrics: dict | None = None
 
     def message(self, text: str) -> None:
         self.messages.append(text)
@@ -81,3 +89,6 @@ class MemoryLog:
     def rewind(self, global_step: int, epoch: int) -> None:
         self.steps = [r for r in self.steps if r.get("global_step", 0) <= global_step]
         self.epochs = [r for r in self.epochs if r.get("epoch", 0) <= epoch]
+
+    def result(self, metrics: dict) -> None:
+        self.metrics = dict(metrics)

@@ -27,7 +27,8 @@ from lego_core.training.checkpoints import (CHECKPOINT_KEYS, Checkpointer, RunCh
                                    rng_state, set_rng_state)
 from lego_core.core.errors import LegoError, RunError
 from lego_core.core.process import start_ticks
-from lego_core.training.logs import RunLog, TrainingLog
+from lego_core.training import loggers
+from lego_core.training.logs import TrainingLog
 from lego_core.bricks.model import Legommender, build, to_tensor
 from lego_core.bricks.recipe import Recipe
 from lego_core.training.distributed import Dist, init_distributed, leave_process_group  # noqa: F401
@@ -324,7 +325,8 @@ class Trainer:
 
 
 def run(recipe: Recipe, run, resume: bool = False, progress: bool = True) -> dict:
-    """Train `recipe` into the run folder `run`: the loop with a RunLog and a RunCheckpointer, then
+    """Train `recipe` into the run folder `run`: the loop with its loggers (`loggers.for_run`: the RunLog
+    and the recipe's trackers) and a RunCheckpointer, then
     the exports and metrics.json (rank 0). On failure the error goes into the run's status, re-raised.
     The process holds the folder's training lock throughout, so nothing deletes it under a live trainer."""
     with run.training_hold():
@@ -335,13 +337,13 @@ def _train_into(recipe: Recipe, run, resume: bool, progress: bool) -> dict:
     trainer = None
     started = time.time()
     try:
-        trainer = Trainer(recipe, RunLog(run, echo=progress), RunCheckpointer(run), progress)
+        trainer = Trainer(recipe, loggers.for_run(recipe, run, echo=progress), RunCheckpointer(run), progress)
         result = trainer.fit(resume)
         if result is None or not trainer.dist.main:
             return result or {}
         tables.save_tables(run, trainer.model, trainer.dataset, trainer.t.eval_batch_size)
         result["train_seconds"] = round(time.time() - started, 2)
-        run.write_metrics(result)
+        trainer.log.result(result)  # metrics.json, and the final metrics of every tracker
         trainer.log.status(state="succeeded", ended=time.time(), progress=1.0)
         trainer.log.message(f"done: test {', '.join(f'{k} {v:.4f}' for k, v in result['test'].items() if isinstance(v, float))}")
         return result
