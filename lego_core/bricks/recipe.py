@@ -5,6 +5,7 @@ value), so the CLI, the job launcher and the app all refuse a bad one with the s
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +19,8 @@ from lego_core.core.paths import PROJECT_ROOT
 from lego_core.bricks.catalog import compatible, get as get_brick
 
 RECIPES_DIR = PROJECT_ROOT / "recipes"
+if not RECIPES_DIR.is_dir():  # pip-installed (pyproject.toml): the presets were installed as data files
+    RECIPES_DIR = Path(sys.prefix) / "share" / "lego_core" / "recipes"
 _VALID: dict[str, None] = {}  # contents of recipes that passed validate() (a pure check), oldest first
 VALIDATION_METRICS = metric_names.DEFAULT_METRICS  # selectable as training.metric: the reported metrics
 

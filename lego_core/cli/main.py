@@ -106,7 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     from lego_core.cli.jobs import add_jobs_command
     from lego_core.cli.sweeps import add_sweep_command
 
-    for adder in (add_augment_command, add_jobs_command, add_sweep_command):
+    from lego_core.cli.recommend import add_recommend_command
+    from lego_core.cli.export import add_export_command
+
+    for adder in (add_augment_command, add_jobs_command, add_sweep_command, add_recommend_command, add_export_command):
         adder(sub)
     return parser
 

@@ -1,4 +1,5 @@
-"""Where runtime data lives: `$LEGO_CACHE_DIR`, else `cache/` at the project root (git-ignored)."""
+"""Where runtime data lives: `$LEGO_CACHE_DIR`, else `cache/` at the project root (git-ignored), or
+in the working folder when lego_core is pip-installed without its checkout."""
 from __future__ import annotations
 
 import os
@@ -14,7 +15,8 @@ NUMBA_CACHE_ENV = "NUMBA_CACHE_DIR"
 
 def cache_dir(*parts: str) -> Path:
     """A folder under the cache root (created on demand)."""
-    root = Path(os.environ.get("LEGO_CACHE_DIR") or PROJECT_ROOT / "cache")
+    checkout = (PROJECT_ROOT / "pyproject.toml").is_file()  # else pip-installed: ./cache where it runs
+    root = Path(os.environ.get("LEGO_CACHE_DIR") or (PROJECT_ROOT if checkout else Path.cwd()) / "cache")
     what = "the cache folder ($LEGO_CACHE_DIR)" if os.environ.get("LEGO_CACHE_DIR") else "the cache folder"
     return make_folder(root.joinpath(*parts), what)
 
