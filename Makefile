@@ -1,6 +1,7 @@
 # Two entry points (see README): `make app` and `make test`. Both create .venv when absent and
 # install requirements.txt, then the data/weight-only packages of requirements-nodeps.txt with
-# --no-deps (their own dependencies are large and unused).
+# --no-deps (their own dependencies are large and unused), then this project itself (pyproject.toml),
+# editable, which puts the `lego` command in .venv/bin.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -12,10 +13,11 @@ PORT ?= 8501
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): requirements.txt requirements-nodeps.txt | $(PY)
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml | $(PY)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -r requirements.txt
 	$(PY) -m pip install --no-deps -r requirements-nodeps.txt
+	$(PY) -m pip install --no-deps --no-build-isolation -e .   # the `lego` command (= python -m lego_core)
 	touch $(STAMP)
 
 install: $(STAMP)
