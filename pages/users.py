@@ -80,14 +80,15 @@ def _recommendations(run_id: str, column) -> None:
 
 
 def _show_on_map(run_id: str, found) -> None:
-    """Hand this explanation to the Embeddings page (read there from st.session_state)."""
+    """Hand this explanation to the Embeddings page (read there from st.session_state) and open it."""
     st.session_state[explain.MAP_STATE] = {"run_id": run_id, "user": str(user), "fresh": True,
-                                          "rows": found[["item_id", "history_item_id", "weight", "method"]]
+                                          "rows": found[["item_id", "history_item_id", "contribution", "method"]]
                                           .to_dict("records")}
+    st.switch_page("pages/embeddings.py")
 
 
 def _explanation(run, ds, recs) -> None:
-    """Under the list: the clicks that contributed most to each recommended item."""
+    """Under the list: each recommended item's top 3 clicks, by their contribution to its score."""
     try:
         found = explain.explain(run, ds, user, recs["item_id"].tolist(), k=3)
     except (LegoError, KeyError) as exc:
@@ -97,17 +98,16 @@ def _explanation(run, ds, recs) -> None:
         st.caption("No explanation: this user clicked nothing before the test impressions.")
         return
     with st.container(key=f"why-{run.id}"):
-        st.markdown("**Why these items** (the clicks behind each, strongest first)")
-        st.caption(ui.safe(explain.describe(found["method"].iloc[0])))
+        method = found["method"].iloc[0]
+        st.markdown(f"**Why these items** (each item's 3 clicks that add most to its score; {method})")
+        st.caption(ui.safe(explain.describe(method)))
         lines = explain.summary(found, chars=50)
-        st.markdown("\n".join(f"{i}. {ui.safe(explain.shorten(text, 60))} ← {ui.safe(because)}"
-                              for i, (text, because) in enumerate(zip(lines["item_text"], lines["because"]), 1)))
-        st.button("Show on the map", key=f"explain-map-{run.id}", icon=":material/scatter_plot:",
-                  on_click=_show_on_map, args=(run.id, found),
-                  help="Draw these recommendations and the clicks behind them on the Embeddings map.")
-        shown = st.session_state.get(explain.MAP_STATE) or {}
-        if shown.get("run_id") == run.id and shown.get("user") == str(user):
-            st.page_link("pages/embeddings.py", label="Open the map on Embeddings", icon=":material/arrow_forward:")
+        st.markdown("\n".join(f"{i}. {ui.safe(explain.shorten(text, 60))} ({score:.2f}) ← {ui.safe(because)}"
+                              for i, (text, score, because)
+                              in enumerate(zip(lines["item_text"], lines["score"], lines["because"]), 1)))
+        if st.button("Show on the map", key=f"explain-map-{run.id}", icon=":material/scatter_plot:",
+                     help="Open Embeddings with these recommendations and the clicks behind them drawn on the map."):
+            _show_on_map(run.id, found)
 
 
 cols = st.columns(2) if second else [st.container()]

@@ -5,6 +5,7 @@ by name with its nearest neighbours; the map is coloured by any item column."""
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -48,23 +49,25 @@ def _trace_names(figure: dict) -> list:
     return [trace.get("name") for trace in figure["data"]]
 
 
-def test_users_page_explains_recommendations_and_shows_them_on_the_map(explore):
+def test_users_page_explains_each_recommendation_and_shows_it_on_the_map(explore):
     at = show(start(**{"users-run": explore["additive"]}), "pages/users.py")
     assert len(at.dataframe) == 3  # recommendations, history, test clicks: as before
     why = [m.value for m in at.markdown if m.value.startswith("1. ")]
     assert len(why) == 1 and why[0].count("\n") == 9  # one line per recommended item (top 10)
-    assert "←" in why[0] and ("(0." in why[0] or "(1." in why[0])  # clicks with their weights
-    assert any("additive attention" in c.value for c in at.caption)
-    assert not at.get("page_link") or not any("Embeddings" in str(p.label) for p in at.get("page_link"))
-    button(at, "Show on the map").click().run()
+    lines = why[0].split("\n")
+    assert all("←" in line and line.count("·") == 2 for line in lines)  # the top 3 clicks of each
+    assert re.search(r"\([+-]\d\.\d\d\)", lines[0])  # signed contributions
+    assert len({line.split("←")[1] for line in lines}) > 1  # not the same clicks for every item
+    assert any(explain.EXACT in m.value for m in at.markdown)  # which method, said on the page
+    assert any("add up to the item's score" in c.value for c in at.caption)
+    user = at.selectbox(key="users-user").value
+    button(at, "Show on the map").click().run()  # one click opens the map
     assert not at.exception
     sent = at.session_state[explain.MAP_STATE]
-    assert sent["run_id"] == explore["additive"] and sent["user"] == at.selectbox(key="users-user").value
-    assert {row["method"] for row in sent["rows"]} == {"additive attention"}
-    assert any("Open the map" in str(p.label) for p in at.get("page_link"))
-
-    at.session_state["emb-method"] = "PCA"
-    show(at, "pages/embeddings.py")
+    assert sent["run_id"] == explore["additive"] and sent["user"] == str(user)
+    assert {row["method"] for row in sent["rows"]} == {explain.EXACT}
+    assert at.title[0].value == "Embeddings"
+    show(at, "pages/embeddings.py")  # AppTest's next runs stay on the page it last switched to itself
     assert at.selectbox(key="emb-run").value == explore["additive"]  # the explained run opens
     assert any("Showing why user" in i.value for i in at.info)
     names = _trace_names(_figures(at)[0])

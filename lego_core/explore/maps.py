@@ -372,10 +372,10 @@ def neighbours(run: Any, dataset: Dataset, item_id: Any, k: int = 10) -> pd.Data
 
 def explanation_links(frame: pd.DataFrame, explanation: pd.DataFrame) -> pd.DataFrame:
     """Segments from each recommended item to the history items behind it (`explain.explain`
-    rows), on a map frame: x0, y0 (history item), x1, y1 (recommended), weight."""
+    rows), on a map frame: x0, y0 (history item), x1, y1 (recommended), contribution."""
     xy = frame.drop_duplicates("item_id").set_index("item_id")[["x", "y"]]
     rows = explanation[explanation["item_id"].isin(xy.index) & explanation["history_item_id"].isin(xy.index)]
     start, end = xy.loc[rows["history_item_id"]].to_numpy(), xy.loc[rows["item_id"]].to_numpy()
     return pd.DataFrame({"x0": start[:, 0] if len(rows) else [], "y0": start[:, 1] if len(rows) else [],
                          "x1": end[:, 0] if len(rows) else [], "y1": end[:, 1] if len(rows) else [],
-                         "weight": rows["weight"].to_numpy()})
+                         "contribution": rows["contribution"].to_numpy()})

@@ -22,8 +22,8 @@ class AdditiveUser(BehaviorOperator):
         self.attention = AdditiveAttention(ctx.dim, attention_dim)
 
     def history_weights(self, items: torch.Tensor, mask: torch.Tensor, user_ids: torch.Tensor) -> torch.Tensor:
-        """[B, H] the softmax weights the user vector sums the clicks with (zero on padding), so an
-        explanation can name the clicks that made it."""
+        """[B, H] the softmax weights `forward` sums the click vectors with (zero on padding), so an
+        explanation can split a dot-product score exactly over the clicks."""
         return self.attention.weights(items, mask)
 
     def forward(self, items: torch.Tensor, mask: torch.Tensor, user_ids: torch.Tensor) -> torch.Tensor:

@@ -29,10 +29,5 @@ class SelfAttentionUser(BehaviorOperator):
         self.dropout = nn.Dropout(dropout)
         self.pool = AdditiveAttention(ctx.dim, attention_dim)
 
-    def history_weights(self, items: torch.Tensor, mask: torch.Tensor, user_ids: torch.Tensor) -> torch.Tensor:
-        """[B, H] the pooling weights of each click position (after self-attention mixed them; zero
-        on padding), so an explanation can name the clicks that made the user vector."""
-        return self.pool.weights(self.dropout(self.attention(items, mask)), mask)
-
     def forward(self, items: torch.Tensor, mask: torch.Tensor, user_ids: torch.Tensor) -> torch.Tensor:
         return self.pool(self.dropout(self.attention(items, mask)), mask)

@@ -30,8 +30,8 @@ class PolyAttention(BehaviorOperator):
         nn.init.xavier_uniform_(self.codes)
 
     def history_weights(self, items: torch.Tensor, mask: torch.Tensor, user_ids: torch.Tensor) -> torch.Tensor:
-        """[B, K, H] each interest's softmax weights over the clicks (zero on padding): which clicks
-        each interest vector is made of, for explanations."""
+        """[B, K, H] each interest's softmax weights over the click vectors (zero on padding): `forward`
+        is these weights times the clicks, so an explanation can split MINER's score exactly."""
         scores = torch.matmul(torch.tanh(self.proj(items)), self.codes.t()).transpose(1, 2)  # [B, K, H]
         return masked_softmax(scores, mask.unsqueeze(1))
 

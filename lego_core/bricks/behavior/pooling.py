@@ -18,5 +18,10 @@ class MeanPooling(BehaviorOperator):
     def __init__(self, ctx: BuildContext):
         super().__init__()
 
+    def history_weights(self, items: torch.Tensor, mask: torch.Tensor, user_ids: torch.Tensor) -> torch.Tensor:
+        """[B, H] the weights `forward` sums the click vectors with (1/n on the n clicks, zero on
+        padding), so an explanation can split a dot-product score exactly over the clicks."""
+        return mask.to(items.dtype) / mask.sum(dim=1, keepdim=True).clamp(min=1).to(items.dtype)
+
     def forward(self, items: torch.Tensor, mask: torch.Tensor, user_ids: torch.Tensor) -> torch.Tensor:
         return masked_mean(items, mask)
