@@ -110,6 +110,29 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     assert resumed["test"] == full["test"]
 
 
+def test_a_run_resumed_mid_epoch_reports_the_whole_epochs_loss():
+    """The epoch loss of a run cancelled mid-epoch and resumed is the mean over all the epoch's steps,
+    as in the same run uninterrupted (it was the mean of the steps after the resume only)."""
+    recipe = tiny_recipe("pooling", "additive", "dot", epochs=1)
+    whole = MemoryLog()
+    train.Trainer(recipe, whole, checkpoints.MemoryCheckpointer(), progress=False).fit()
+    log, saved = MemoryLog(), checkpoints.MemoryCheckpointer()
+    first = train.Trainer(recipe, log, saved, progress=False)
+    steps, step = [], first.train_step
+
+    def cancel_after_three(batch):
+        steps.append(step(batch))
+        first.stop.requested = len(steps) == 3
+        return steps[-1]
+
+    first.train_step = cancel_after_three
+    assert first.fit() is None and log.state["state"] == "cancelled" and first.steps_per_epoch > 4
+    train.Trainer(recipe, log, saved, progress=False).fit(resume=True)
+    assert [e["epoch"] for e in log.epochs] == [1]
+    assert log.epochs[0]["loss"] == pytest.approx(whole.epochs[0]["loss"], rel=1e-6)
+    assert log.epochs[0]["valid_auc"] == whole.epochs[0]["valid_auc"]
+
+
 def test_cli_train_and_evaluate(tmp_path, capsys):
     recipe_file = tmp_path / "r.yaml"
     recipe_file.write_text(tiny_recipe("pooling", "pooling", "dnn").to_yaml())

@@ -116,7 +116,8 @@ class Trainer:
         self.steps_per_epoch = -(-len(self.samples) // (self.t.batch_size * self.dist.world))
         if self.t.max_steps_per_epoch:
             self.steps_per_epoch = min(self.steps_per_epoch, self.t.max_steps_per_epoch)
-        self.state = {"epoch": 0, "step": 0, "best": None, "best_epoch": -1, "bad_epochs": 0, "global_step": 0}
+        self.state = {"epoch": 0, "step": 0, "best": None, "best_epoch": -1, "bad_epochs": 0, "global_step": 0,
+                      "loss_sum": 0.0, "loss_steps": 0}  # the epoch's losses so far: a resumed epoch's mean is whole
 
     # ---- checkpoints --------------------------------------------------------------------
     def save_checkpoint(self, name: str) -> None:
@@ -215,12 +216,15 @@ class Trainer:
         return float(loss.detach())
 
     def train_epoch(self, epoch: int) -> float | None:
-        """One epoch from self.state['step']; returns the mean loss, or None when cancelled."""
+        """One epoch from self.state['step']; returns the mean loss over all its steps (those before a
+        resume included: their sum travels in the checkpoint's state), or None when cancelled."""
         order = self.samples.epoch_order(self.t.seed, epoch, self.dist.rank, self.dist.world)
         if self.history is not None:  # fresh at each epoch start (and after a resume)
             self.history.invalidate()
         self.net.train()
         losses, start_step = [], self.state["step"]
+        if start_step == 0:
+            self.state.update(loss_sum=0.0, loss_steps=0)
         bar = tqdm(range(start_step, self.steps_per_epoch), desc=f"epoch {epoch + 1}/{self.t.epochs}",
                    disable=not (self.progress and self.dist.main), initial=start_step, total=self.steps_per_epoch)
         for step in bar:
@@ -234,6 +238,8 @@ class Trainer:
                                 "lower training.lr or training.lr_pretrained")
             losses.append(value)
             self.state["global_step"] += 1
+            self.state["loss_sum"] = self.state.get("loss_sum", 0.0) + value  # a checkpoint from before
+            self.state["loss_steps"] = self.state.get("loss_steps", 0) + 1  # these keys: its steps are lost
             bar.set_postfix(loss=f"{value:.4f}")
             if self.dist.main and (step + 1) % self.t.log_every == 0:
                 self.log.step({"epoch": epoch, "step": step + 1, "global_step": self.state["global_step"],
@@ -241,7 +247,8 @@ class Trainer:
                 done = (epoch + (step + 1) / self.steps_per_epoch) / self.t.epochs
                 self._status(progress=round(done, 4), epoch=epoch)
         self.state["step"] = 0
-        return float(np.mean(losses)) if losses else float("nan")
+        steps = self.state.get("loss_steps", 0)
+        return self.state["loss_sum"] / steps if steps else float("nan")
 
     def _stop_requested(self) -> bool:
         flag = self.stop.requested
