@@ -130,9 +130,10 @@ def data_folder(text: str) -> Path:
     """The folder a visitor typed, confined to LEGO_DATA_ROOTS (every link inside it too); ValueError
     with a one-line reason (naming the folder, not its content) when it may not or cannot be read."""
     try:
-        path = paths.confine(text, data_roots(), what="Folder", show=shown_name)
+        path = paths.confine(text, data_roots(), what="folder", show=shown_name)
     except LegoError as exc:
-        raise ValueError(str(exc)) from None
+        message = str(exc)
+        raise ValueError(message[:1].upper() + message[1:]) from None
     if path.is_file():
         raise ValueError(f"{shown_name(text.strip())} is a file, not a folder: give the folder holding train/ and dev/.")
     return path

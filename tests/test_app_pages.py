@@ -290,7 +290,7 @@ def test_mind_folder_is_confined_to_the_data_roots(tmp_path, monkeypatch):
         assert "LEGO\\_DATA\\_ROOTS" in at.error[0].value and "\n" not in at.error[0].value
     at.text_input(key="mind-folder").set_value(str(roots))  # holds the link out: refused too
     button(at, "Load MIND folder").click().run()
-    assert len(at.error) == 1 and "'escape' in folder" in at.error[0].value
+    assert len(at.error) == 1 and "escape” in folder" in at.error[0].value
     (roots / "escape").unlink()  # allowed: lego_core says what is wrong
     button(at, "Load MIND folder").click().run()
     assert len(at.error) == 1 and "not a MIND folder" in at.error[0].value
@@ -312,7 +312,7 @@ def test_mind_folder_with_a_link_out_of_the_data_roots_is_refused(tmp_path, monk
     at.text_input(key="mind-folder").set_value(str(folder))
     button(at, "Load MIND folder").click().run()
     assert not at.exception and len(at.error) == 1
-    assert "'dev'" in at.error[0].value and "LEGO\\_DATA\\_ROOTS" in at.error[0].value
+    assert "“dev” in folder" in at.error[0].value and "LEGO\\_DATA\\_ROOTS" in at.error[0].value
 
 
 def test_mind_folder_that_is_a_file_is_named_not_read(tmp_path):
@@ -469,7 +469,7 @@ def test_experiments_table_filters_and_compares(with_runs):
     frame = at.dataframe[0].value
     assert with_runs["run_id"] in frame["run_id"].tolist()
     assert {"test_auc", "content", "behavior", "predictor", "parameters", "train_seconds"} <= set(frame.columns)
-    assert len(at.get("plotly_chart")) == 1
+    assert [c.key for c in at.get("plotly_chart")] == ["warm-cold-chart", "compare-chart"]
     at.text_input(key="exp-text").set_value("no-such-brick").run()
     assert any("No run matches" in i.value for i in at.info)
 

@@ -197,7 +197,7 @@ cli_case("runs-launch-node-rank-out-of-range", _recipe_file(),
          lambda ctx: ["jobs", "launch", ctx["recipe"], "--device", "cpu", "--nnodes", "2", "--node-rank", "2",
                       "--rdzv-endpoint", "node0:29500"], "node_rank", check=_no_new_run)
 cli_case("runs-launch-zero-concurrency", _recipe_file(),
-         lambda ctx: ["jobs", "launch", ctx["recipe"], "--device", "cpu", "--max-concurrent", "0"], "max_concurrent",
+         lambda ctx: ["jobs", "launch", ctx["recipe"], "--device", "cpu", "--max-concurrent", "0"], "--max-concurrent",
          check=_no_new_run)
 
 
