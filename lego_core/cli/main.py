@@ -80,7 +80,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="python -m lego_core",
+    parser = OneLineParser(prog="lego" if Path(sys.argv[0]).name == "lego" else "python -m lego_core",
                                      description="Compose, train and inspect content-based recommenders.")
     sub = parser.add_subparsers(dest="command", required=True)
 
