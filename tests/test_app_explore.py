@@ -161,3 +161,27 @@ def test_the_map_hover_shows_item_ids_escaped(explore):
     at = show(start(**{"emb-method": "PCA", "emb-run": explore["additive"]}), "pages/embeddings.py")
     items = _figures(at)[0]["data"][0]
     assert "item=%{customdata[1]}" in items["hovertemplate"] and "item_id" not in items["hovertemplate"]
+
+
+def test_experiments_groups_all_warm_and_cold_with_counts_a_note_and_a_chart_per_run(tmp_path, monkeypatch):
+    from tests.test_app_viz import _split_run
+
+    monkeypatch.setenv("LEGO_CACHE_DIR", str(tmp_path))
+    held = _split_run("held", 0.1, {"auc": 0.55, "mrr": 0.3, "impressions": 16.0})
+    first_seen = _split_run("first-seen", None, {"auc": 0.5, "mrr": 0.2, "impressions": 3.0})
+    for r in (held, first_seen):
+        r.set_training_status(state="succeeded", progress=1.0)
+    at = show(start(), "pages/experiments.py")
+    main, split = at.dataframe[0].value, at.dataframe[1].value
+    assert "test_auc" in main.columns and not [c for c in main.columns if "cold" in c or "warm" in c]
+    assert split["part"].tolist() == ["all", "warm", "cold"] * 2
+    assert split.set_index(["run_id", "part"]).loc[(held.id, "cold"), "impressions"] == 16
+    assert split["impressions"].dtype.kind == "i"  # 116, not 116.0000
+    notes = [i.value for i in at.info if "first seen in valid/test" in i.value]
+    assert len(notes) == 1 and first_seen.id in notes[0] and "3 cold" in notes[0]
+    chart = next(c for c in at.get("plotly_chart") if c.key == "warm-cold-chart")
+    figure = json.loads(chart.proto.spec)
+    assert {t["name"] for t in figure["data"]} == {"all", "warm", "cold"}
+    panels = {a["text"] for a in figure["layout"]["annotations"]}
+    assert panels == {held.id, first_seen.id}  # one panel per run, titled by its id
+    assert "MRR (cold items)" in at.multiselect(key="exp-metrics").options  # words, not COLD_MRR

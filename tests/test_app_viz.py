@@ -200,3 +200,32 @@ def test_umap_store_holds_no_pickles(tmp_path, monkeypatch):
         assert maps.cached_umap("r", vectors, params) is None
     out = maps.umap_2d("r", vectors, params)
     np.testing.assert_array_equal(maps.cached_umap("r", vectors, params), out)
+
+
+def _split_run(name: str, cold_items: float | None, cold: dict) -> runs.Run:
+    options = {} if cold_items is None else {"cold_items": cold_items}
+    r = runs.create({"name": name, "dataset": {"name": "synthetic", "options": options}, "content": {"name": "cnn"},
+                     "behavior": {"name": "additive"}, "predictor": {"name": "dot"}})
+    r.write_metrics({"test": {"auc": 0.7, "mrr": 0.4, "impressions": 120.0},  # counts may arrive as floats
+                     "test_warm": {"auc": 0.72, "mrr": 0.42, "impressions": 120.0 - cold["impressions"]},
+                     "test_cold": cold})
+    return r
+
+
+def test_warm_cold_groups_each_runs_results_with_integer_counts_and_where_cold_items_come_from(run):
+    held = _split_run("held", 0.1, {"auc": 0.55, "mrr": 0.3, "impressions": 16.0})
+    first_seen = _split_run("first-seen", None, {"auc": 0.5, "mrr": 0.2, "impressions": 3.0})
+    split = frames.warm_cold([held, first_seen, run])  # `run` has no warm/cold split: left out
+    assert split["run_id"].tolist() == [held.id] * 3 + [first_seen.id] * 3
+    assert split["part"].tolist() == ["all", "warm", "cold"] * 2
+    assert split["impressions"].tolist() == [120, 104, 16, 120, 117, 3]
+    assert split["impressions"].dtype.kind == "i"
+    assert split["held_out"].tolist() == [0.1] * 3 + [0.0] * 3
+    assert split.set_index(["run_id", "part"]).loc[(held.id, "cold"), "auc"] == 0.55
+    bars = frames.warm_cold_bars(split, ["auc", "mrr"])
+    assert len(bars) == 12 and set(bars["metric"]) == {"AUC", "MRR"}
+    assert bars[(bars["run_id"] == first_seen.id) & (bars["part"] == "cold")]["label"].tolist() == \
+        ["cold · 3 impressions"] * 2
+    assert frames.metric_label("test_cold_mrr") == "MRR (cold items)"
+    assert frames.metric_label("test_auc") == "AUC"
+    assert frames.metric_label("test_cold_impressions") == "impressions (cold items)"

@@ -276,6 +276,60 @@ def metric_columns(table: pd.DataFrame) -> list[str]:
     return [c for c in table.columns if c.startswith("test_")]
 
 
+PARTS = {"test": "all", "test_warm": "warm", "test_cold": "cold"}  # metrics.json group -> the word shown
+
+
+def metric_label(column: str) -> str:
+    """A runs-table metric column as words: test_auc -> "AUC", test_cold_mrr -> "MRR (cold items)",
+    test_cold_impressions -> "impressions (cold items)"."""
+    for key in ("test_warm", "test_cold"):
+        if column.startswith(key + "_"):
+            name = column.removeprefix(key + "_")
+            return f"{name if name == 'impressions' else name.upper()} ({PARTS[key]} items)"
+    return column.removeprefix("test_").upper()
+
+
+def warm_cold(runs: Iterable[Any]) -> pd.DataFrame:
+    """The test metrics of each run split by the clicked item: one row per run and part ("all",
+    "warm": training saw the item, "cold": it never did), in that order, with `impressions` (an
+    int), each metric as a column, and `held_out`: the recipe's cold_items share (0 when no item
+    was held out, so its cold items are only those first seen in valid/test impressions). Runs
+    without a warm/cold split (older metrics) are left out."""
+    rows = []
+    for run in runs:
+        try:
+            metrics = run.metrics()
+            options = (run.recipe().dataset.options or {})
+        except Exception:  # noqa: BLE001 - a damaged run has no results to split
+            continue
+        if not any(metrics.get(key) for key in ("test_warm", "test_cold")):
+            continue
+        held_out = float(options.get("cold_items") or 0.0)
+        for key, part in PARTS.items():
+            values = metrics.get(key) or {}
+            if not values:
+                continue
+            row = {"run_id": run.id, "part": part, "impressions": int(values.get("impressions") or 0),
+                   "held_out": held_out}
+            row.update({name: float(value) for name, value in values.items() if name != "impressions"
+                        and isinstance(value, (int, float)) and not isinstance(value, bool)
+                        and not name.endswith("_skipped")})
+            rows.append(row)
+    return pd.DataFrame(rows, columns=None if rows else ["run_id", "part", "impressions", "held_out"])
+
+
+def warm_cold_bars(table: pd.DataFrame, metrics: Iterable[str]) -> pd.DataFrame:
+    """`warm_cold` rows as bars: run_id, run (escaped for plot labels), metric (upper case), part,
+    value and `label` ("cold · 3 impressions"), for one grouped chart per run."""
+    metrics = [m for m in metrics if m in table.columns]
+    long = table.melt(id_vars=["run_id", "part", "impressions"], value_vars=metrics, var_name="metric",
+                      value_name="value").dropna(subset=["value"])
+    long["metric"] = long["metric"].str.upper()
+    long["label"] = long["part"] + " · " + long["impressions"].map("{:,} impressions".format)
+    long["run"] = long["run_id"].map(plain)
+    return long
+
+
 def curves(run: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(steps, epochs): training loss per logged step (with a global step) and per-epoch validation."""
     steps = pd.DataFrame(run.history("steps"))
