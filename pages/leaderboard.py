@@ -62,12 +62,13 @@ def _actions(summary: dict) -> None:
 
 
 def _table_view(table: pd.DataFrame, metric: str) -> pd.DataFrame:
+    spread = leaderboard.spread_text(table)
     view = pd.DataFrame({
         "rank": table["rank"],
         "≈": ["≈ " + ", ".join(map(str, o)) if tie else "" for o, tie in zip(table["overlaps"], table["tie"])],
         "content": table["content"], "behaviour": table["behavior"], "predictor": table["predictor"],
         "params": table["params"], "seeds": table["seeds"],
-        f"valid {metric}": table["mean"], "± std": table["std"], "95% low": table["low"], "95% high": table["high"],
+        f"valid {metric}": table["mean"], "± std": spread["± std"], "95% interval": spread["95% interval"],
         f"test {metric}": table[f"test_{metric}"], "train s": table["train_seconds"],
         "parameters": table["parameters"], "pruned": table["pruned"], "failed": table["failed"],
         "running": table["running"],
@@ -145,7 +146,7 @@ def _board() -> None:
     metric, counts = summary["metric"], summary["counts"]
     c = st.columns(5)
     c[0].metric("State", summary["state"])
-    c[1].metric("Trials done", f"{counts['complete']} of {summary['planned']}")
+    c[1].metric("Trials done", f"{counts['succeeded']} of {summary['planned']}")
     c[2].metric("Pruned", counts["pruned"])
     c[3].metric("Running", counts["running"] + counts["waiting"])
     budget = f" of {summary['minutes']:g} min" if summary["minutes"] else ""
@@ -163,9 +164,12 @@ def _board() -> None:
     event = st.dataframe(_table_view(table, metric), hide_index=True, width="stretch", key="lb-table",
                          on_select="rerun", selection_mode="single-row",
                          column_config={f"valid {metric}": st.column_config.NumberColumn(format="%.4f"),
-                                        "± std": st.column_config.NumberColumn(format="%.4f"),
-                                        "95% low": st.column_config.NumberColumn(format="%.4f"),
-                                        "95% high": st.column_config.NumberColumn(format="%.4f"),
+                                        "± std": st.column_config.TextColumn(
+                                            help="Spread of the valid metric over the finished seeds; "
+                                                 f"{leaderboard.NO_SPREAD} with fewer than two."),
+                                        "95% interval": st.column_config.TextColumn(
+                                            help="95% interval of the mean over the finished seeds (Student t); "
+                                                 f"{leaderboard.NO_SPREAD} with fewer than two."),
                                         f"test {metric}": st.column_config.NumberColumn(format="%.4f"),
                                         "train s": st.column_config.NumberColumn(format="%.1f"),
                                         "parameters": st.column_config.NumberColumn(format="localized")})

@@ -40,7 +40,8 @@ def test_the_leaderboard_ranks_a_sweep_and_opens_a_configurations_runs(finished_
     assert metrics["State"] == "finished" and metrics["Trials done"] == "4 of 4" and metrics["Pruned"] == "0"
     board = at.dataframe[0].value
     assert list(board["content"]) == ["attention", "cnn"] and list(board["rank"]) == [1, 2]
-    assert list(board["seeds"]) == [2, 2] and board["95% low"].notna().all()
+    assert list(board["seeds"]) == [2, 2] and board["95% interval"].str.fullmatch(r"0\.\d{4} – 0\.\d{4}").all()
+    assert list(at.dataframe[0].value["± std"].str.fullmatch(r"\d\.\d{4}")) == [True, True]
     assert len(at.get("plotly_chart")) >= 3  # two Pareto plots, importance and/or parallel coordinates
     at.selectbox(key="lb-config").set_value(at.selectbox(key="lb-config").options[1]).run()
     assert not at.exception
@@ -84,3 +85,21 @@ def test_the_builder_sweep_mode_counts_trials_and_launches_a_sweep(cache, monkey
     at = show(at, "pages/leaderboard.py")
     assert {m.label: m.value for m in at.metric}["State"] == "created"
     assert not button(at, "Resume sweep").disabled
+
+
+def test_one_seed_shows_no_spread_as_a_dash_and_trials_say_succeeded_as_training_does(cache, tmp_path):
+    from lego_core import sweeps
+
+    script = tmp_path / "fake_trainer.py"
+    script.write_text(FAKE_TRAINER)
+    sweeps.run({"name": "one-seed", "base": "nrms", "set": {"training.epochs": 1},
+                "slots": {"content": ["cnn", "attention"]}, "seeds": 1, "budget": {"trials": 2},
+                "sampler": "grid", "command": [sys.executable, str(script), "{run_dir}", "0.05", "{resume}"]},
+               poll=0.1, echo=False)
+    at = show(start(), "pages/leaderboard.py")
+    board = at.dataframe[0].value
+    assert list(board["seeds"]) == [1, 1]
+    assert list(board["± std"]) == ["—", "—"] and list(board["95% interval"]) == ["—", "—"]  # not None
+    assert {m.label: m.value for m in at.metric}["Trials done"] == "2 of 2"
+    trials = at.dataframe[1].value
+    assert set(trials["state"]) == {"succeeded"}  # the Training page's word, not Optuna's "complete"

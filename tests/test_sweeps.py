@@ -350,7 +350,7 @@ def test_a_trial_whose_worker_died_before_launching_gets_its_run(cache, fake):
     snap, trials = finished(sweep_id)
     assert trials[trial.number].state.name == "COMPLETE"
     assert studies.config_key(config) == trials[trial.number].user_attrs["config"]
-    assert len(runs.list()) == 2 and snap.summary()["counts"]["complete"] == 2
+    assert len(runs.list()) == 2 and snap.summary()["counts"]["succeeded"] == 2
 
 
 def test_two_workers_on_one_sqlite_file_share_the_trials(cache, fake, tmp_path):

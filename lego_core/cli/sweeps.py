@@ -98,7 +98,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
             try:
                 summary = leaderboard.Snapshot.load(sweep_id, storage).summary()
                 counts = summary["counts"]
-                print(f"{sweep_id}\t{summary['state']}\t{counts['complete']} complete, {counts['pruned']} pruned, "
+                print(f"{sweep_id}\t{summary['state']}\t{counts['succeeded']} succeeded, {counts['pruned']} pruned, "
                       f"{counts['running']} running of {summary['planned']}")
             except Exception as exc:  # noqa: BLE001 - one unreadable sweep must not hide the others
                 print(f"{sweep_id}\tunreadable: {str(exc).splitlines()[0][:120]}")

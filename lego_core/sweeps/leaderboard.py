@@ -21,7 +21,7 @@ from lego_core.sweeps.spec import SweepSpec
 from lego_core.sweeps.sessions import elapsed, sessions
 
 SLOTS = ("content", "behavior", "predictor")
-STATE_NAMES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running",
+STATE_NAMES = {"COMPLETE": "succeeded", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running",
                "WAITING": "waiting"}
 
 
@@ -80,7 +80,7 @@ class Snapshot:
         rows = []
         for key, group in trials.groupby("config", sort=False, dropna=False):
             config = _config(key)
-            done = group[group["state"] == "complete"]
+            done = group[group["state"] == "succeeded"]
             values = done["value"].astype(float).to_numpy()
             n = len(values)
             mean = float(values.mean()) if n else math.nan
@@ -136,7 +136,7 @@ class Snapshot:
         """{"state": created|running|paused|finished, "counts": {...}, "planned", "workers",
         "elapsed", "minutes", "metric", "sampler", "pruner", "best", "stopped" (why the last worker
         stopped early, one line, or None)}."""
-        counts = {name: 0 for name in ("complete", "pruned", "failed", "running", "waiting", "skipped")}
+        counts = {name: 0 for name in ("succeeded", "pruned", "failed", "running", "waiting", "skipped")}
         for t in self.trials:
             if "skipped" in t.user_attrs:
                 counts["skipped"] += 1
@@ -196,6 +196,19 @@ class Snapshot:
 
 
 # ---- helpers ------------------------------------------------------------------------------------
+NO_SPREAD = "—"  # a configuration with fewer than two finished seeds has no spread to measure
+
+
+def spread_text(table: pd.DataFrame) -> pd.DataFrame:
+    """The table's spread as words, one row per configuration: "± std" ("0.0123") and "95% interval"
+    ("0.7120 – 0.7450"), NO_SPREAD where fewer than two seeds finished."""
+    two = table["seeds"] >= 2
+    return pd.DataFrame({
+        "± std": [f"{s:.4f}" if ok else NO_SPREAD for s, ok in zip(table["std"], two)],
+        "95% interval": [f"{lo:.4f} – {hi:.4f}" if ok else NO_SPREAD
+                         for lo, hi, ok in zip(table["low"], table["high"], two)]}, index=table.index)
+
+
 def _config(key: Any) -> dict:
     import json
 
