@@ -17,7 +17,12 @@ TABLE_COLUMNS = ["run_id", "state", "progress", "epoch", "content", "behavior", 
                  "device", "created", "error"]
 
 st.title("Training")
+DELETED = "training-deleted"  # st.session_state: the run just deleted, said once after the rerun
 
+deleted = st.session_state.pop(DELETED, None)
+if deleted:
+    st.success(f"Deleted run {ui.safe(deleted)} with its checkpoints, metrics and embeddings.",
+               icon=":material/delete:")
 all_runs = ui.all_runs()
 if not all_runs:
     ui.empty_state("No runs yet. Build a recommender on the Builder page and press Launch; "
@@ -42,17 +47,26 @@ except LegoError:
 any_active = any(r.is_active() for r in all_runs)
 
 
-def _runs_table() -> None:
-    table = frames.runs_table(ui.all_runs())
-    st.dataframe(table[[c for c in TABLE_COLUMNS if c in table.columns]], hide_index=True,
-                 width="stretch", height=min(38 * (len(table) + 1) + 2, 260),
+def _runs_table(table) -> None:
+    shown = table[[c for c in TABLE_COLUMNS if c in table.columns]].assign(progress=100 * table["progress"])
+    st.dataframe(shown, hide_index=True, width="stretch", height=min(38 * (len(table) + 1) + 2, 260),
                  column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0,
-                                                                            max_value=1.0, format="percent"),
+                                                                            max_value=100.0, format="%.0f%%"),
                                 "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm")})
 
 
-def _live_run() -> None:
-    """Status, curves and log of the selected run; reruns itself every few seconds while active."""
+def _live() -> None:
+    """The selected run and the table of all runs, from one read of their statuses (the progress
+    shown twice is one number); reruns itself every few seconds while a run is active."""
+    table = frames.runs_table(ui.all_runs())
+    progress = table.loc[table["run_id"] == selected, "progress"]
+    _live_run(float(progress.iloc[0]) if len(progress) else 0.0)
+    st.subheader("All runs", divider="gray")
+    _runs_table(table)
+
+
+def _live_run(progress: float) -> None:
+    """Status, curves and log of the selected run (`progress` from the runs table)."""
     current = runs.open(selected)
     status = current.status()
     state = status.get("state", "unknown")
@@ -60,12 +74,12 @@ def _live_run() -> None:
         st.rerun(scope="app")
     cols = st.columns(4)
     cols[0].metric("State", state)
-    cols[1].metric("Progress", f"{100 * float(status.get('progress') or 0):.0f}%")
+    cols[1].metric("Progress", f"{100 * progress:.0f}%")
     cols[2].metric("Epoch", "-" if status.get("epoch") is None else f"{int(status['epoch']) + 1} of {total_epochs}")
     cols[3].metric("Device", f"{status.get('device') or '-'}" + (f" ×{status['nproc']}" if (status.get("nproc") or 1) > 1 else ""))
     if status.get("error"):
         st.error(ui.one_line(Exception(status["error"])))
-    st.progress(min(max(float(status.get("progress") or 0), 0.0), 1.0))
+    st.progress(min(max(progress, 0.0), 1.0))
     steps, epochs = frames.curves(current)
     left, right = st.columns(2)
     with left:
@@ -132,7 +146,7 @@ def _actions() -> None:
 
                 jobs.delete(run.id)
                 st.session_state.pop("training_run", None)
-                st.toast(f"Deleted {run.id}")
+                st.session_state[DELETED] = run.id  # said at the top of the page after the rerun
                 st.rerun()
         if no.button("Keep it", key="confirm-delete-no"):
             st.session_state.pop("confirm_delete", None)
@@ -142,9 +156,7 @@ def _actions() -> None:
 _actions()
 live = st.fragment(run_every=REFRESH_SECONDS if any_active else None)
 with st.container():
-    live(_live_run)()
-st.subheader("All runs", divider="gray")
-live(_runs_table)()
+    live(_live)()
 if state_at_render == "succeeded":
     st.page_link("pages/embeddings.py", label="Explore its item embeddings", icon=":material/scatter_plot:")
     st.page_link("pages/users.py", label="See its recommendations per user", icon=":material/person_search:")

@@ -570,3 +570,21 @@ def test_cancel_and_resume_from_the_training_page(tmp_path, monkeypatch):
     finally:
         if runs.open(run_id).state in runs.ACTIVE_STATES:
             jobs.cancel(run_id, timeout=5)
+
+
+def test_training_shows_one_progress_number_and_says_when_a_run_was_deleted(tmp_path, monkeypatch):
+    from tests.test_training import tiny_recipe
+
+    monkeypatch.setenv("LEGO_CACHE_DIR", str(tmp_path))
+    run = runs.create(tiny_recipe("pooling", "additive", "dot"))
+    run.set_training_status(state="cancelled", progress=0.4118, epoch=0)
+    at = show(start(training_run=run.id), "pages/training.py")
+    table = at.dataframe[0].value.set_index("run_id")
+    shown = {m.label: m.value for m in at.metric}["Progress"]
+    assert shown == "41%" and f"{table.loc[run.id, 'progress']:.0f}%" == shown  # one number, one format
+    button(at, "Delete").click().run()
+    button(at, "Yes, delete").click().run()
+    assert not at.exception and not run.path.exists()
+    assert any(f"Deleted run {run.id}" in s.value for s in at.success)  # not a silent empty page
+    at.run()
+    assert not any("Deleted run" in s.value for s in at.success)  # said once
