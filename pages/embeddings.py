@@ -78,6 +78,10 @@ with st.expander("Find an item and its nearest neighbours", expanded=bool(st.ses
     item_query = f1.text_input("Find an item by name", key="emb-find", placeholder="type part of a title")
     found_items = maps.find_items(dataset, item_query) if item_query else None
     item_texts = {} if found_items is None else dict(zip(found_items["item_id"], found_items["text"]))
+    if item_query != st.session_state.get("emb-find-seen"):  # a new search shows its best match at once
+        st.session_state["emb-find-seen"] = item_query
+        if item_texts and st.session_state.get("emb-item") not in item_texts:
+            st.session_state["emb-item"] = next(iter(item_texts))
     item = f2.selectbox("Item", [None] + list(item_texts), key="emb-item",
                         format_func=lambda i: "(none)" if i is None else _item_label(i))
     neighbour_k = f3.number_input("Neighbours", 1, 50, 10, key="emb-item-k")
@@ -174,6 +178,9 @@ def _map(run, frame, dataset_, key: str, title: str, ranges: dict | None = None)
         _explained_on(fig, frame)
     fig.update_layout(height=560, margin=dict(l=10, r=10, t=40, b=10), dragmode="lasso",
                       legend={"itemsizing": "constant"}, xaxis_title=None, yaxis_title=None)
+    if kind == "numeric":  # the colour bar holds the right edge: the legend goes under the map
+        fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.04, "xanchor": "left", "x": 0},
+                          margin=dict(l=10, r=10, t=40, b=60))
     if ranges:  # aligned maps share their axes, so the same place means the same place
         fig.update_layout(xaxis_range=ranges["x"], yaxis_range=ranges["y"], title_font_size=13)
     event = st.plotly_chart(fig, width="stretch", key=key, on_select="rerun", selection_mode=("lasso", "box", "points"))

@@ -185,3 +185,27 @@ def test_experiments_groups_all_warm_and_cold_with_counts_a_note_and_a_chart_per
     panels = {a["text"] for a in figure["layout"]["annotations"]}
     assert panels == {held.id, first_seen.id}  # one panel per run, titled by its id
     assert "MRR (cold items)" in at.multiselect(key="exp-metrics").options  # words, not COLD_MRR
+
+
+def test_a_search_selects_its_best_match_at_once_and_none_stays_none(explore):
+    at = show(start(**{"emb-method": "PCA", "emb-run": explore["additive"]}), "pages/embeddings.py")
+    from lego_core.data import datasets
+
+    title = str(datasets.load("synthetic", **TINY).items["title"].iloc[5])
+    at.text_input(key="emb-find").set_value(title).run()  # no need to open the Item dropdown
+    best = at.selectbox(key="emb-item").options[1]
+    assert at.selectbox(key="emb-item").value is not None and title[:20] in best
+    assert any("nearest to" in c.value for c in at.caption) and len(at.dataframe[0].value) == 10
+    at.selectbox(key="emb-item").set_value(None).run()  # the user clears it: the search does not undo that
+    assert at.selectbox(key="emb-item").value is None and not any("nearest to" in c.value for c in at.caption)
+
+
+def test_with_a_colour_bar_the_legend_sits_under_the_map(explore):
+    at = show(start(**{"emb-method": "PCA", "emb-run": explore["additive"]}), "pages/embeddings.py")
+    at.selectbox(key="emb-run-2").set_value(explore["pooling"]).run()
+    at.selectbox(key="emb-user").set_value(at.selectbox(key="emb-user").options[1]).run()  # legend entries
+    for figure in _figures(at):  # 'moved': a colour bar on the right edge
+        assert "coloraxis" in figure["layout"] and figure["layout"]["legend"]["orientation"] == "h"
+        assert figure["layout"]["legend"]["y"] < 0
+    at.selectbox(key="emb-colour-2").set_value("category").run()
+    assert "orientation" not in _figures(at)[0]["layout"]["legend"]  # categories: the legend is the key
