@@ -161,11 +161,17 @@ def _as_uploaded(text: str, shown: dict[str, str]) -> str:
     return re.sub(copy, lambda m: shown.get(m.group(1), m.group(1)), text)
 
 
+ADD_TABS = ("MIND folder", "Upload tables", "Any format")
+ADD_TAB = "datasets-add-tab"  # st.session_state: the tab the last dataset was added from, open after the rerun
+adding_from = ADD_TABS[0]  # the tab whose form is being drawn (set below)
+
+
 def _registered(name: str, notes: list[str]) -> None:
     """Make the new dataset current (the sidebar applies it on the rerun) and say what was dropped."""
     ui.available_datasets.clear()
     st.session_state["dataset_next"] = name
     st.session_state["datasets-added"] = (name, notes)
+    st.session_state[ADD_TAB] = adding_from
     st.rerun()
 
 
@@ -294,9 +300,9 @@ def _add_any() -> None:
 
     known = registration.format_rows()
     layouts = {row["name"]: row for row in known}
-    st.caption("A dataset in any format `python -m lego_core datasets formats` lists: give its folder or file "
-               "on this machine, or upload its files (a zip of the folder keeps its layout). It is read and "
-               "checked in full before anything is saved.")
+    st.caption("A dataset in any format the Format box lists (left on detect, it is recognised from its "
+               "files): give its folder or file on this machine, or upload its files (a zip of the folder keeps "
+               "its layout). It is read and checked in full before anything is saved.")
     c1, c2 = st.columns(2)
     name = c1.text_input("Name", key="add-name", placeholder="from the folder or file name")
     fmt = c2.selectbox("Format", [DETECT] + list(layouts), key="add-format",
@@ -349,17 +355,17 @@ def _register(do, source: str = "the dataset", reading: str = "Reading and check
 
 
 with add_tab:
+    notice = st.container()  # always there: a message after registering does not move the tabs below
     if added := st.session_state.pop("datasets-added", None):
-        st.success(f"Registered '{ui.safe(added[0])}'; it is now the current dataset.", icon=":material/check_circle:")
-        for note in added[1]:
-            st.warning(ui.message(note), icon=":material/info:")
+        with notice:
+            st.success(f"Registered '{ui.safe(added[0])}'; it is now the current dataset.",
+                       icon=":material/check_circle:")
+            for note in added[1]:
+                st.warning(ui.message(note), icon=":material/info:")
     if ui.read_only():
         ui.read_only_note("Adding datasets")
-    else:
-        mind_tab, tables_tab, any_tab = st.tabs(["MIND folder", "Upload tables", "Any format"])
-        with mind_tab:
-            _add_mind()
-        with tables_tab:
-            _add_tables()
-        with any_tab:
-            _add_any()
+    else:  # the tab a dataset was just added from stays open (it does not jump back to the first)
+        for adding_from, tab, add in zip(ADD_TABS, st.tabs(ADD_TABS, default=st.session_state.get(ADD_TAB)),
+                                         (_add_mind, _add_tables, _add_any)):
+            with tab:
+                add()

@@ -475,7 +475,7 @@ def test_experiments_table_filters_and_compares(with_runs):
 
 
 def test_embeddings_map_and_user_highlight(with_runs):
-    at = show(start(**{"emb-method": "PCA"}), "pages/embeddings.py")
+    at = show(start(dataset="synthetic", synthetic_options=TINY, **{"emb-method": "PCA"}), "pages/embeddings.py")
     charts = at.get("plotly_chart")
     assert len(charts) == 1
     figure = json.loads(charts[0].proto.spec)
@@ -491,7 +491,7 @@ def test_embeddings_map_and_user_highlight(with_runs):
 
 
 def test_users_page_lists_history_and_recommendations_with_clicks(with_runs):
-    at = show(start(), "pages/users.py")
+    at = show(start(dataset="synthetic", synthetic_options=TINY), "pages/users.py")
     user = at.selectbox(key="users-user").value
     metrics = {m.label: m.value for m in at.metric}
     assert int(metrics["Test impressions' clicks"]) >= 1  # users with test impressions come first
@@ -553,7 +553,7 @@ def test_cancel_and_resume_from_the_training_page(tmp_path, monkeypatch):
         while runs.open(run_id).status().get("progress") != 0.25:  # the stand-in itself is running
             assert time.monotonic() < deadline
             time.sleep(0.1)
-        at = show(start(), "pages/training.py")
+        at = show(start(dataset="synthetic", synthetic_options=TINY), "pages/training.py")
         metrics = {m.label: m.value for m in at.metric}
         assert metrics["State"] == "running" and metrics["Progress"] == "25%"
         assert button(at, "Delete").disabled and button(at, "Resume").disabled
@@ -588,3 +588,30 @@ def test_training_shows_one_progress_number_and_says_when_a_run_was_deleted(tmp_
     assert any(f"Deleted run {run.id}" in s.value for s in at.success)  # not a silent empty page
     at.run()
     assert not any("Deleted run" in s.value for s in at.success)  # said once
+
+
+def test_any_format_speaks_of_its_format_box_and_stays_open_after_registering(tmp_path, monkeypatch):
+    from tests.test_data_review_formats import write_ml1m
+
+    monkeypatch.setenv("LEGO_CACHE_DIR", str(tmp_path / "cache"))
+
+    def inner_tabs(at):  # the Add a dataset tab's own tabs: (their place in it, their proto)
+        add = at.get("tab_container")[0].children[4]
+        place = next(i for i, child in add.children.items() if getattr(child, "type", "") == "tab_container")
+        return place, add.children[place].proto.tab_container
+
+    at = start()
+    assert "Format box" in " ".join(c.value for c in at.caption) and "python -m" not in " ".join(
+        c.value for c in at.caption if "any format" in c.value)
+    before, _ = inner_tabs(at)
+    at.text_input(key="add-path").set_value(str(tmp_path)).run()
+    button(at, "Register").click().run()
+    assert len(at.error) == 1 and "Format box" in at.error[0].value and "pass --format" not in at.error[0].value
+    at.text_input(key="add-path").set_value(str(write_ml1m(tmp_path / "ml")))
+    button(at, "Register").click().run()
+    assert not at.error and any("Registered 'ml'" in s.value for s in at.success)
+    place, tabs = inner_tabs(at)
+    assert place == before  # the message does not push the tabs down (a new element: back to the first tab)
+    assert tabs.default_tab_index == 2  # "Any format", where the dataset was added from
+    at.run()
+    assert inner_tabs(at)[1].default_tab_index == 2

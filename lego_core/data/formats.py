@@ -96,5 +96,6 @@ def no_format_error(path: Path, known: list[Format]) -> DataError:
     best = max(known, key=shared, default=None)
     closest = f"closest is {best.name}: {best.layout}" if best is not None and shared(best) else \
         "none of the known formats names these files"
-    return DataError(f"{path} is in no known dataset format (it has {shown}); {closest}; pass --format or see "
-                     "`python -m lego_core datasets formats`")
+    return DataError(f"{path} is in no known dataset format (it has {shown}); {closest}; choose its format "
+                     "(the Format box in the app, --format with `datasets add`; `python -m lego_core datasets "
+                     "formats` lists them)")
