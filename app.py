@@ -39,7 +39,9 @@ PAGES = [
 
 
 def sidebar() -> None:
-    """The current dataset, shared by every page through st.session_state['dataset']."""
+    """The current dataset, shared by every page through st.session_state['dataset'], and its
+    options (cold share, synthetic sizes); all of them kept in the address, so a reload keeps them."""
+    ui.sidebar_from_url()
     st.session_state.setdefault("dataset", ui.DEFAULT_DATASET)
     st.session_state.setdefault("synthetic_options", dict(ui.QUICK_SYNTHETIC))
     if "dataset_next" in st.session_state:  # a page asked to switch (e.g. after registering one)
@@ -62,20 +64,22 @@ def sidebar() -> None:
         if st.session_state["dataset"] == "synthetic":
             options = st.session_state["synthetic_options"]
             with st.expander("Synthetic size", expanded=False):
-                for field, label, low, high in (("n_items", "Items", 20, 50000), ("n_users", "Users", 10, 50000),
-                                                ("n_impressions", "Impressions", 10, 100000)):
+                for field, label, low, high, _ in ui.SYNTHETIC_SIZES:
                     options[field] = int(st.number_input(label, low, high, int(options.get(field, low)),
                                                          key=f"synthetic-{field}"))
         elif info.get(st.session_state["dataset"], {}).get("cold_items"):  # its declaration: leave-last-out
             cold = st.session_state.setdefault("cold_items", {})
             name = st.session_state["dataset"]
-            with st.expander("Cold items", expanded=bool(cold.get(name))):
-                percent = st.slider("Items never seen in training (%)", 0, 50, int(round(100 * cold.get(name, 0.0))),
-                                    step=5, key=f"cold-{name}",
+            shown = st.session_state.get(f"cold-{name}", round(100 * cold.get(name, 0.0)))
+            with st.expander(f"Cold items: {shown}%" if shown else "Cold items: none", expanded=bool(shown)):
+                percent = st.slider("Items never seen in training (%)", 0, ui.COLD_PERCENT_MAX,
+                                    int(round(100 * cold.get(name, 0.0))), step=ui.COLD_PERCENT_STEP,
+                                    key=f"cold-{name}",
                                     help="A seeded share of items that no training impression, history or "
                                          "negative shows: test metrics then split into warm and cold items, "
                                          "where content bricks (and hybrid item vectors) show their value.")
                 cold[name] = percent / 100
+        ui.sidebar_to_url()
         unloadable = [d for d in listed if not d.get("loadable", True)]
         if unloadable:
             with st.expander(f"{len(unloadable)} unavailable", expanded=False):

@@ -221,6 +221,61 @@ def current_options() -> dict:
     return {"cold_items": fraction} if fraction and applies else {}
 
 
+# The sidebar's settings in the address (?dataset=ml-1m&cold=10), so a reload or a shared link keeps
+# them: the synthetic sizes as (option, label, low, high, query key).
+SYNTHETIC_SIZES = (("n_items", "Items", 20, 50000, "items"), ("n_users", "Users", 10, 50000, "users"),
+                   ("n_impressions", "Impressions", 10, 100000, "impressions"))
+COLD_PERCENT_MAX, COLD_PERCENT_STEP = 50, 5
+_FROM_URL = "sidebar-from-url"
+
+
+def _query_int(key: str, low: int, high: int) -> int | None:
+    try:
+        value = int(str(st.query_params.get(key, "")).strip())
+    except ValueError:
+        return None
+    return value if low <= value <= high else None
+
+
+def sidebar_from_url() -> None:
+    """On a session's first run, take the sidebar's settings from the address (written there by
+    `sidebar_to_url`): the dataset, its cold share, the synthetic sizes. A value out of range or a
+    dataset no longer listed is left out (the sidebar then shows its default)."""
+    if st.session_state.get(_FROM_URL):
+        return
+    st.session_state[_FROM_URL] = True
+    name = str(st.query_params.get("dataset", "")).strip()
+    if not name:
+        return
+    st.session_state["dataset"] = name
+    percent = _query_int("cold", 0, COLD_PERCENT_MAX)
+    if percent is not None:
+        st.session_state.setdefault("cold_items", {})[name] = (percent - percent % COLD_PERCENT_STEP) / 100
+    if name == "synthetic":
+        options = st.session_state.setdefault("synthetic_options", dict(QUICK_SYNTHETIC))
+        for field, _, low, high, query in SYNTHETIC_SIZES:
+            if (value := _query_int(query, low, high)) is not None:
+                options[field] = value
+
+
+def sidebar_to_url() -> None:
+    """Write the sidebar's settings into the address (only the keys it owns; other ones stay)."""
+    name = current_dataset_name()
+    wanted = {"dataset": name}
+    if name == "synthetic":
+        options = st.session_state.get("synthetic_options", QUICK_SYNTHETIC)
+        wanted.update({query: str(int(options.get(field, low))) for field, _, low, _, query in SYNTHETIC_SIZES})
+    elif fraction := current_options().get("cold_items"):
+        wanted["cold"] = str(round(100 * fraction))
+    owned = {"dataset", "cold", *(query for *_, query in SYNTHETIC_SIZES)}
+    stale = [k for k in st.query_params if k in owned and k not in wanted]
+    for k in stale:
+        del st.query_params[k]
+    for k, v in wanted.items():
+        if st.query_params.get(k) != v:
+            st.query_params[k] = v
+
+
 def load_dataset(name: str | None = None, options: dict | None = None):
     """The Dataset object, cached across reruns and pages; LegoError propagates to the caller."""
     name = name or current_dataset_name()
@@ -274,16 +329,76 @@ def run_label(run: Any) -> str:
 
 
 
-def pick_runs(finished: list, key: str, second_label: str) -> tuple[str, str | None, dict]:
-    """A run picker plus an optional second run to compare with: (first id, second id or None, runs by id)."""
+def run_dataset(run: Any) -> str | None:
+    """The name of the dataset `run` was trained on (None when its recipe cannot be read)."""
+    try:
+        return run.recipe().dataset.name
+    except LegoError:
+        return None
+
+
+EVERY_DATASET = "Runs of every dataset"
+
+
+def _listing_switched(key: str, own: list[str]) -> None:
+    """The toggle went off: a picked run of another dataset gives way to the first of this one."""
+    if not st.session_state.get(f"{key}-all") and st.session_state.get(key) not in own:
+        st.session_state.pop(key, None)
+
+
+def pick_run(candidates: list, key: str, label: str = "Run", wanted: str | None = None, where: Any = None,
+             toggle_where: Any = None, noun: str = "run") -> str:
+    """A run picker (select box `key`) listing the runs of the sidebar's dataset; a toggle beside it
+    lists every dataset's runs. A run asked for by id (`wanted`, or preset in st.session_state[key]
+    while the sidebar's dataset stays as it was) is shown whatever its dataset: the toggle turns on.
+    When the dataset has no run, an empty state says so (and how many other datasets have) and the
+    page stops."""
+    where, toggle_where = where or st, toggle_where or st
+    name = current_dataset_name()
+    by_id = {r.id: r for r in candidates}
+    dataset_of = {r.id: run_dataset(r) for r in candidates}
+    own = [i for i in by_id if dataset_of[i] == name]
+    seen_key, all_key = f"{key}-dataset", f"{key}-all"
+    if st.session_state.get(seen_key, name) != name and st.session_state.get(key) not in own:
+        st.session_state.pop(key, None)  # the sidebar switched datasets: its runs, not the last pick
+        st.session_state[all_key] = False
+    st.session_state[seen_key] = name
+    if wanted in by_id:
+        st.session_state[key] = wanted
+    if st.session_state.get(key) in by_id and st.session_state[key] not in own:
+        st.session_state[all_key] = True
+    others = len(by_id) - len(own)
+    show_all = others > 0 and toggle_where.toggle(
+        EVERY_DATASET, key=all_key, on_change=_listing_switched, args=(key, own),
+        help=f"Off: only runs trained on {name}, the sidebar's dataset. {others} {noun}(s) on other datasets.")
+    ids = list(by_id) if show_all else own
+    if not ids:
+        empty_state(f"No {noun} on {safe(name)} yet" + (f"; {others} on other datasets (switch on "
+                                                          f"'{EVERY_DATASET}' to list them)" if others else "")
+                    + ". Train one on this dataset from the Builder.", "pages/builder.py", "Open the Builder")
+        quick_start()
+        st.stop()
+    if st.session_state.get(key) not in ids:
+        st.session_state[key] = ids[0]
+    labels = {i: run_label(by_id[i]) for i in ids}
+    return where.selectbox(label, ids, key=key, format_func=lambda i: labels.get(i, i))
+
+
+def pick_runs(finished: list, key: str, second_label: str,
+              wanted: str | None = None) -> tuple[str, str | None, dict]:
+    """A run picker (`pick_run`, the sidebar's dataset) plus an optional second run to compare with,
+    among the runs on the first one's dataset: (first id, second id or None, runs by id)."""
     by_id = {r.id: r for r in finished}
-    ids = list(by_id)
-    labels = {r.id: run_label(r) for r in finished}
-    c1, c2 = st.columns(2)
-    first = c1.selectbox("Run", ids, key=f"{key}-run", format_func=lambda i: labels[i])
-    second = c2.selectbox(second_label, [None] + [i for i in ids if i != first], key=f"{key}-run-2",
-                          format_func=lambda i: "(none)" if i is None else labels[i])
+    c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
+    first = pick_run(finished, f"{key}-run", wanted=wanted, where=c1, toggle_where=c3, noun="finished run")
+    same = [i for i in by_id if i != first and run_dataset(by_id[i]) == run_dataset(by_id[first])]
+    if st.session_state.get(f"{key}-run-2") not in [None, *same]:
+        st.session_state.pop(f"{key}-run-2")
+    second = c2.selectbox(second_label, [None] + same, key=f"{key}-run-2",
+                          format_func=lambda i: "(none)" if i is None else run_label(by_id[i]),
+                          help="Runs trained on the same dataset as the first.")
     return first, second, by_id
+
 
 def empty_state(message: str, page: str | None = None, label: str | None = None) -> None:
     """What to do next on an empty page: an info line plus a link to the page that fixes it."""

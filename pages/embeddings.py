@@ -34,12 +34,10 @@ if not finished:
     st.stop()
 
 explained = st.session_state.get(explain.MAP_STATE)
-if explained and explained.get("fresh"):  # just sent from Users: open the map of that run
+sent = explained["run_id"] if explained and explained.get("fresh") else None  # just sent from Users: its run
+if sent:
     explained["fresh"] = False
-    if explained["run_id"] in {r.id for r in finished}:
-        st.session_state["emb-run"] = explained["run_id"]
-
-first, second, by_id = ui.pick_runs(finished, "emb", "Side by side with")
+first, second, by_id = ui.pick_runs(finished, "emb", "Side by side with", wanted=sent)
 
 o1, o2, o3 = st.columns([1, 1, 1])
 method = o1.radio("Projection", ["UMAP", "PCA"], horizontal=True, key="emb-method",

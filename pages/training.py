@@ -30,14 +30,9 @@ if not all_runs:
     ui.quick_start()
     st.stop()
 
-ids = [r.id for r in all_runs]
-wanted = st.session_state.pop("select_run", None)
-if wanted in ids:
-    st.session_state["training_run"] = wanted
-if st.session_state.get("training_run") not in ids:
-    st.session_state["training_run"] = ids[0]
-labels = {r.id: ui.run_label(r) for r in all_runs}
-selected = st.selectbox("Run", ids, key="training_run", format_func=lambda i: labels.get(i, i))
+picker, every = st.columns([4, 1], vertical_alignment="bottom")  # the sidebar dataset's runs; a toggle: all
+selected = ui.pick_run(all_runs, "training_run", wanted=st.session_state.pop("select_run", None), where=picker,
+                       toggle_where=every)
 run = runs.open(selected)
 state_at_render = run.state
 try:
