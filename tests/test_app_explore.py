@@ -50,7 +50,7 @@ def _trace_names(figure: dict) -> list:
 
 
 def test_users_page_explains_each_recommendation_and_shows_it_on_the_map(explore):
-    at = show(start(**{"users-run": explore["additive"]}), "pages/users.py")
+    at = show(start(dataset="synthetic", synthetic_options=TINY, **{"users-run": explore["additive"]}), "pages/users.py")
     assert len(at.dataframe) == 3  # recommendations, history, test clicks: as before
     why = [m.value for m in at.markdown if m.value.startswith("1. ")]
     assert len(why) == 1 and why[0].count("\n") == 9  # one line per recommended item (top 10)
@@ -171,7 +171,7 @@ def test_experiments_groups_all_warm_and_cold_with_counts_a_note_and_a_chart_per
     first_seen = _split_run("first-seen", None, {"auc": 0.5, "mrr": 0.2, "impressions": 3.0})
     for r in (held, first_seen):
         r.set_training_status(state="succeeded", progress=1.0)
-    at = show(start(), "pages/experiments.py")
+    at = show(start(dataset="synthetic", synthetic_options=TINY), "pages/experiments.py")
     main, split = at.dataframe[0].value, at.dataframe[1].value
     assert "test_auc" in main.columns and not [c for c in main.columns if "cold" in c or "warm" in c]
     assert split["part"].tolist() == ["all", "warm", "cold"] * 2
@@ -188,7 +188,8 @@ def test_experiments_groups_all_warm_and_cold_with_counts_a_note_and_a_chart_per
 
 
 def test_a_search_selects_its_best_match_at_once_and_none_stays_none(explore):
-    at = show(start(**{"emb-method": "PCA", "emb-run": explore["additive"]}), "pages/embeddings.py")
+    at = show(start(dataset="synthetic", synthetic_options=TINY, **{"emb-method": "PCA", "emb-run": explore["additive"]}),
+              "pages/embeddings.py")
     from lego_core.data import datasets
 
     title = str(datasets.load("synthetic", **TINY).items["title"].iloc[5])
@@ -201,7 +202,8 @@ def test_a_search_selects_its_best_match_at_once_and_none_stays_none(explore):
 
 
 def test_with_a_colour_bar_the_legend_sits_under_the_map(explore):
-    at = show(start(**{"emb-method": "PCA", "emb-run": explore["additive"]}), "pages/embeddings.py")
+    at = show(start(dataset="synthetic", synthetic_options=TINY, **{"emb-method": "PCA", "emb-run": explore["additive"]}),
+              "pages/embeddings.py")
     at.selectbox(key="emb-run-2").set_value(explore["pooling"]).run()
     at.selectbox(key="emb-user").set_value(at.selectbox(key="emb-user").options[1]).run()  # legend entries
     for figure in _figures(at):  # 'moved': a colour bar on the right edge

@@ -578,7 +578,7 @@ def test_training_shows_one_progress_number_and_says_when_a_run_was_deleted(tmp_
     monkeypatch.setenv("LEGO_CACHE_DIR", str(tmp_path))
     run = runs.create(tiny_recipe("pooling", "additive", "dot"))
     run.set_training_status(state="cancelled", progress=0.4118, epoch=0)
-    at = show(start(training_run=run.id), "pages/training.py")
+    at = show(start(dataset="synthetic", synthetic_options=TINY, training_run=run.id), "pages/training.py")
     table = at.dataframe[0].value.set_index("run_id")
     shown = {m.label: m.value for m in at.metric}["Progress"]
     assert shown == "41%" and f"{table.loc[run.id, 'progress']:.0f}%" == shown  # one number, one format
