@@ -259,6 +259,7 @@ if pending:
             return
         if all(f.done() for f in pending):
             st.rerun(scope="app")
-        st.caption("UMAP is computing in the background; the map switches to it when ready.")
+        st.caption("UMAP is computing in the background; the map switches to it when ready (the first map on "
+                   "this machine also compiles UMAP's code, up to a minute on a busy machine).")
 
     _wait_for_umap()

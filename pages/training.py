@@ -7,6 +7,7 @@ import streamlit as st
 
 from lego_core import runs
 from lego_core.explore import frames
+from lego_core.explore import maps
 from lego_core.core.errors import LegoError
 from pages import _common as ui
 
@@ -40,6 +41,8 @@ try:
 except LegoError:
     total_epochs = "?"
 any_active = any(r.is_active() for r in all_runs)
+if any_active and st.runtime.exists():  # while the user waits for training, compile UMAP's code (a minute
+    maps.warm_umap(force=True)  # on a busy machine the first time), so the first item map comes in seconds
 
 
 def _runs_table(table) -> None:

@@ -392,9 +392,9 @@ def test_builder_forms_follow_the_catalog_and_presets_load():
     from lego_core.bricks import get
 
     at = show(start(dataset="synthetic", synthetic_options=TINY), "pages/builder.py")
-    at.selectbox(key="preset").set_value("naml").run()
-    button(at, "Load preset").click().run()
-    assert not at.exception
+    assert at.selectbox(key="preset").value == "nrms"  # the default preset, named as such
+    at.selectbox(key="preset").set_value("naml").run()  # picking a preset loads it
+    assert not at.exception and at.selectbox(key="preset").value == "naml"
     from lego_core.bricks.recipe import Recipe
 
     naml = Recipe.preset("naml")
@@ -423,7 +423,8 @@ def test_cold_items_setting_reaches_the_builders_recipe_and_the_hybrid_option_sh
     at.slider(key="cold-ml-100k").set_value(10).run()
     recipe = [c.value for c in at.code if "content:" in c.value][0]
     assert "cold_items: 0.1" in recipe
-    assert at.selectbox(key="t-item_id").options == ["off", "add", "gate"]
+    assert at.selectbox(key="t-item_id").options == ["off", "added", "gated"]  # words; the key is in the help
+    assert at.selectbox(key="t-item_id").label == "Item ID vector" and "training.item_id" in at.selectbox(key="t-item_id").help
     at.selectbox(key="t-item_id").set_value("gate").run()
     assert "item_id: gate" in [c.value for c in at.code if "content:" in c.value][0]
     assert not at.exception
@@ -615,3 +616,23 @@ def test_any_format_speaks_of_its_format_box_and_stays_open_after_registering(tm
     assert tabs.default_tab_index == 2  # "Any format", where the dataset was added from
     at.run()
     assert inner_tabs(at)[1].default_tab_index == 2
+
+
+def test_while_a_run_trains_the_app_compiles_umap_for_the_first_map(tmp_path, monkeypatch):
+    import streamlit as st
+
+    from lego_core.explore import maps
+    from tests.test_training import tiny_recipe
+
+    monkeypatch.setenv("LEGO_CACHE_DIR", str(tmp_path))
+    run = runs.create(tiny_recipe("pooling", "additive", "dot"))
+    calls = []
+    monkeypatch.setattr(maps, "warm_umap", lambda force=False: calls.append(force))
+    monkeypatch.setattr(st.runtime, "exists", lambda: True)  # as under a server (AppTest has no runtime)
+    run.set_training_status(state="succeeded", progress=1.0)
+    show(start(dataset="synthetic", synthetic_options=TINY), "pages/training.py")
+    assert True not in calls  # nothing trains: only app.py's unforced warm-up (a no-op while uncompiled)
+    run.set_training_status(state="running", pid=os.getpid(), started=time.time(), progress=0.1)
+    monkeypatch.setattr(runs.Run, "is_active", lambda self: True)
+    show(start(dataset="synthetic", synthetic_options=TINY), "pages/training.py")
+    assert True in calls  # forced: compiled even before numba's cache holds umap's code
