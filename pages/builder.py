@@ -16,6 +16,7 @@ from lego_core.explore.builder import QUICK, BuilderState, Widget, field_choices
 from lego_core.core.errors import LegoError
 from lego_core.bricks import catalog
 from lego_core.bricks.catalog import KINDS
+from lego_core.bricks.settings import label_of
 from lego_core.bricks.recipe import Recipe, presets
 from lego_core.explore import sweep_form as form
 from lego_core.explore.sweep_form import RangeWidget
@@ -68,6 +69,8 @@ def _on_select(kind: str) -> None:
 
 
 def _load_preset() -> None:
+    if st.session_state["preset"] is None:  # "Custom": nothing to load
+        return
     try:
         st.session_state["builder"] = BuilderState.from_recipe(Recipe.preset(st.session_state["preset"]))
     except LegoError as exc:
@@ -100,11 +103,7 @@ def _widget(w: Widget, current, where=st):
 # ---- presets ----------------------------------------------------------------------------------
 st.caption(f"Trains on **{ui.safe(dataset_name)}** (change it in the sidebar). Start from a preset or drag your own bricks.")
 names = presets()
-if names:
-    pc1, pc2, _ = st.columns([2, 1, 3], vertical_alignment="bottom")
-    pc1.selectbox("Preset", names, key="preset", format_func=lambda n: n.upper(),
-                  index=names.index(state.name) if state.name in names else 0)
-    pc2.button("Load preset", on_click=_load_preset, icon=":material/upload:")
+preset_slot = st.columns([2, 4])[0]  # drawn once every widget below has applied its change (_preset_box)
 if err := st.session_state.pop("builder_error", None):
     st.error(err)
 
@@ -158,7 +157,8 @@ for kind, col in zip(KINDS, st.columns(3)):
             state.set_param(kind, w, _widget(w, state.param(kind, w)))
 
 # ---- training settings ------------------------------------------------------------------------------
-with st.expander("Training settings", expanded=False):
+with st.expander("Training settings: embedding size, learning rate, epochs, item ID vector (hybrid), …",
+                 expanded=False):
     tcols = st.columns(4)
     for i, w in enumerate(state.training_widgets()):
         state.set_setting(w, _widget(w, state.setting(w), tcols[i % 4]))
@@ -178,10 +178,23 @@ with st.expander("Training settings", expanded=False):
     loggers = state.logger_widget()  # TensorBoard / MLflow (README: Experiment trackers)
     state.set_setting(loggers, _widget(loggers, state.setting(loggers)))
 
+
+
+def _preset_box() -> None:
+    """The preset the bricks and settings are now, "Custom" once they differ; picking one loads it."""
+    if names:
+        st.session_state["preset"] = state.preset()
+        preset_slot.selectbox("Preset", [None, *names], key="preset", on_change=_load_preset,
+                              format_func=lambda n: "Custom" if n is None else n.upper(),
+                              help="Picking a preset loads its bricks and settings. It reads Custom as soon as "
+                                   "they differ from every preset.")
+
+
+_preset_box()
 state.quick = st.toggle("Quick test run", key="quick",
                         help="1 epoch of at most 20 steps: checks a recipe end to end in well under a minute.")
 if state.quick:
-    st.caption("Quick test run: " + ", ".join(f"{k.split('.')[1]} = {v}" for k, v in QUICK.items()))
+    st.caption("Quick test run: " + ", ".join(f"{label_of(k).lower()} {v}" for k, v in QUICK.items()))
 
 # ---- check + size ---------------------------------------------------------------------------------------
 st.subheader("Recipe", divider="gray")

@@ -417,6 +417,28 @@ def test_builder_forms_follow_the_catalog_and_presets_load():
         assert f"{p.name}: {new}" in recipe
 
 
+def test_builder_names_settings_in_words_and_the_preset_box_says_custom_once_they_differ():
+    at = show(start(dataset="synthetic", synthetic_options=TINY), "pages/builder.py")
+    dim, lr = at.number_input(key="t-dim"), at.number_input(key="t-lr")
+    assert (dim.label, lr.label) == ("Embedding size", "Learning rate")
+    assert "training.dim" in dim.help and "training.lr" in lr.help  # the config key, for the YAML
+    assert at.number_input(key="p-content-attention-heads").label == "Attention heads"
+    preset = at.selectbox(key="preset")
+    assert preset.value == "nrms" and preset.options[0] == "Custom"
+    width = dim.value
+    dim.set_value(2 * width).run()  # the change shows in the box at once, not one rerun later
+    assert at.selectbox(key="preset").value is None and not at.exception
+    at.number_input(key="t-dim").set_value(width).run()
+    assert at.selectbox(key="preset").value == "nrms"
+    at.selectbox(key="slot-content").set_value("cnn").run()
+    assert at.selectbox(key="preset").value is None
+    show(at, "pages/users.py")
+    show(at, "pages/builder.py")  # back on the Builder: still Custom, not the first preset in the list
+    assert at.selectbox(key="preset").value is None
+    at.toggle(key="quick").set_value(True).run()
+    assert any("Quick test run: epochs 1, steps per epoch (cap) 20" in c.value for c in at.caption)
+
+
 def test_cold_items_setting_reaches_the_builders_recipe_and_the_hybrid_option_shows():
     at = show(start(dataset="ml-100k"), "pages/builder.py")
     assert not at.exception

@@ -7,6 +7,7 @@ import pytest
 from lego_core.explore.builder import QUICK, TRAINING_FORM, BuilderState, param_widgets, training_widgets
 from lego_core.bricks.catalog import KINDS, catalog, get
 from lego_core.bricks.recipe import Recipe, Training, presets
+from lego_core.bricks.settings import described, label_of, logger_widget
 
 
 @pytest.mark.parametrize("name", presets())
@@ -33,7 +34,8 @@ def test_every_catalog_param_has_a_widget_whose_default_validates(key):
     widgets = param_widgets(kind, name)
     assert [w.name for w in widgets] == [p.name for p in spec.params]
     for w, p in zip(widgets, spec.params):
-        assert w.key == f"p-{kind}-{name}-{p.name}" and w.default == p.default and w.help == p.help
+        assert w.key == f"p-{kind}-{name}-{p.name}" and w.default == p.default
+        assert w.help == described(p.help, f"{kind}.params.{p.name}")  # what it does, then its config key
         assert w.kind == {"int": "int", "float": "float", "bool": "checkbox", "choice": "select"}.get(p.type, "text")
         assert p.check(w.default, name) == p.default
         assert p.check(w.read(w.shown(w.default), w.default), name) == p.default  # untouched widget
@@ -52,7 +54,7 @@ def test_training_widgets_follow_pydantic_field_info():
     fields = Training.model_fields
     assert set(fields) - set(widgets) == {"fields", "loggers"}  # lists: the page draws them (settings.logger_widget)
     for name, w in widgets.items():
-        assert w.key == f"t-{name}" and (fields[name].description or "") in w.help
+        assert w.key == f"t-{name}" and (fields[name].description or "")[1:] in w.help  # capitalised
         Training(**{name: w.default})  # every default validates
         Training(**{name: w.read(w.shown(w.default), w.default)})
         if w.kind in ("int", "float") and w.default is not None:
@@ -79,6 +81,46 @@ def test_training_form_order_and_loss_choices_follow_the_predictor():
         loss = {w.name: w for w in training_widgets(predictor)}["loss"]
         assert loss.choices == (None, *get(predictor, "predictor").losses)
         assert loss.format(None) == "predictor default"
+
+
+def test_every_setting_has_words_for_a_label_and_its_config_key_in_the_help():
+    widgets = {w.name: w for w in training_widgets(None, names=None)}
+    assert (widgets["dim"].label, widgets["lr"].label, widgets["item_id"].label) == (
+        "Embedding size", "Learning rate", "Item ID vector")
+    assert [widgets["item_id"].format(c) for c in widgets["item_id"].choices] == ["off", "added", "gated"]
+    assert widgets["max_steps_per_epoch"].label == "Steps per epoch (cap)"
+    assert "0 = none" in widgets["max_steps_per_epoch"].help
+    for w in [*widgets.values(), logger_widget()]:
+        assert w.label != w.name and w.label[0].isupper() and "_" not in w.label, w.name
+        assert w.help.endswith(f"Config key: `training.{w.name}`") and len(w.help) > 40, w.name  # words first
+        assert label_of(f"training.{w.name}") == w.label
+    for key in sorted(catalog()):
+        kind, brick = key.split("/", 1)
+        for w in param_widgets(kind, brick):
+            assert w.label[0].isupper() and "_" not in w.label, (key, w.name)
+            assert f"Config key: `{kind}.params.{w.name}`" in w.help
+    assert param_widgets("content", "attention")[3].label == "Attention heads"
+
+
+def test_the_preset_is_recognised_until_bricks_or_settings_differ():
+    for name in presets():
+        assert BuilderState.from_recipe(Recipe.preset(name)).preset() == name
+    state = BuilderState.initial()
+    state.dataset, state.options, state.quick = "synthetic", {"n_items": 50}, True  # not part of a preset
+    assert state.preset() == "nrms"
+    state.set_brick("content", "cnn")
+    assert state.preset() is None  # "Custom" on the page, never another preset's name
+    state.set_brick("content", "attention")
+    assert state.preset() == "nrms"
+    dim = next(w for w in state.training_widgets() if w.name == "dim")
+    state.set_setting(dim, 2 * dim.default)
+    assert state.preset() is None
+    state.set_setting(dim, dim.default)
+    heads = next(w for w in state.param_widgets("content") if w.name == "heads")
+    state.set_param("content", heads, 2)
+    assert state.preset() is None
+    state.set_param("content", heads, heads.default)
+    assert state.preset() == "nrms"
 
 
 def test_brick_changes_remember_params_and_mark_custom():

@@ -4,6 +4,7 @@ page only renders them), and the one check a recipe gets before the Launch butto
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 
@@ -102,6 +103,17 @@ class BuilderState:
             self.training.pop(widget.name, None)
 
     # ---- what the page shows -----------------------------------------------------------------
+    def preset(self) -> str | None:
+        """The preset these bricks, params and training settings are (dataset and quick run aside),
+        None once any of them differs from every preset: the Builder then says "Custom"."""
+        mine = self._shape()
+        return next((name for name, shape in _preset_shapes() if shape == mine), None)
+
+    def _shape(self) -> tuple:
+        return (tuple(self.bricks[k] for k in KINDS), tuple(sorted((k, repr(sorted(self.params.get(k, {}).items())))
+                                                                   for k in KINDS)),
+                repr(sorted(self.training.items())))
+
     def param_widgets(self, kind: str) -> list[Widget]:
         return param_widgets(kind, self.bricks[kind])
 
@@ -131,6 +143,18 @@ class BuilderState:
             return Check(recipe.check_runnable())
         except LegoError as exc:
             return Check(recipe, error=exc)
+
+
+@lru_cache(maxsize=1)
+def _preset_shapes() -> tuple[tuple[str, tuple], ...]:
+    """(name, shape) of every preset that loads (presets are package data: read once)."""
+    shapes = []
+    for name in presets():
+        try:
+            shapes.append((name, BuilderState.from_recipe(Recipe.preset(name))._shape()))
+        except LegoError:
+            continue
+    return tuple(shapes)
 
 
 def quick_start_recipe(dataset: str = "ml-100k", options: dict | None = None) -> Recipe:
