@@ -222,15 +222,15 @@ def test_build_train_and_explore_in_a_real_browser(server):
             expect(page.get_by_test_id("stDataFrame")).to_have_count(3)  # recommendations, history, test clicks
             expect(page.get_by_test_id("stMetric").filter(has_text="History length")).to_be_visible()
             _shot(page, "07-users")
-            # why: the clicks behind each recommendation, then drawn on the map
+            # why: each recommended item's own top clicks (signed contributions), then drawn on the map
             why = page.get_by_text("Why these items")
             why.first.scroll_into_view_if_needed()
             expect(why.first).to_be_visible()
-            expect(page.get_by_text("additive attention").first).to_be_visible()  # the quick run's brick
-            page.get_by_role("button", name="Show on the map").first.click()
-            _wait_idle(page)
+            expect(page.get_by_text("exact decomposition").first).to_be_visible()  # additive + dot: exact
+            lines = page.locator("[class*='st-key-why-'] li").all_inner_texts()
+            assert len(lines) == 10 and len({line.split("←")[-1] for line in lines}) > 1, lines  # per item
             _shot(page, "07a-users-explanation")
-            page.get_by_role("link", name="Open the map on Embeddings").click()
+            page.get_by_role("button", name="Show on the map").first.click()  # one click: the map opens
             page.get_by_role("heading", name="Embeddings", level=1).wait_for()
             _wait_idle(page)
             expect(page.get_by_text("Showing why user")).to_be_visible()
@@ -242,6 +242,10 @@ def test_build_train_and_explore_in_a_real_browser(server):
             expect(page.get_by_test_id("stMultiSelect").first).to_contain_text("succeeded")
             _wait_idle(page)
             _shot(page, "08-experiments")
+            warm_cold = page.get_by_test_id("stPlotlyChart").filter(has_text="Warm vs cold, per run")
+            warm_cold.scroll_into_view_if_needed()
+            expect(warm_cold.get_by_text("warm", exact=True).first).to_be_visible()  # the legend: all, warm (cold)
+            _shot(page, "08a-experiments-warm-cold")
 
             # a sweep: the Builder's Sweep mode, two content bricks, one seed; ranked on the Leaderboard
             _nav(page, "Builder")
