@@ -27,6 +27,7 @@ ui.require_navigation()
 
 KIND_LABEL = {"content": "content", "behavior": "behaviour", "predictor": "predictor"}
 SLOT_TITLE = {"content": "Content slot", "behavior": "Behaviour slot", "predictor": "Predictor slot"}
+CUSTOM = "custom"  # the Preset box's value when the bricks and settings are no preset (None would read as empty)
 PALETTE_TITLE = {"content": "Content bricks", "behavior": "Behaviour bricks", "predictor": "Predictors"}
 
 # The component's iframe holds a <style> then the six containers: children 5-7 are the slots.
@@ -69,7 +70,7 @@ def _on_select(kind: str) -> None:
 
 
 def _load_preset() -> None:
-    if st.session_state["preset"] is None:  # "Custom": nothing to load
+    if st.session_state["preset"] == CUSTOM:  # nothing to load
         return
     try:
         st.session_state["builder"] = BuilderState.from_recipe(Recipe.preset(st.session_state["preset"]))
@@ -183,9 +184,9 @@ with st.expander("Training settings: embedding size, learning rate, epochs, item
 def _preset_box() -> None:
     """The preset the bricks and settings are now, "Custom" once they differ; picking one loads it."""
     if names:
-        st.session_state["preset"] = state.preset()
-        preset_slot.selectbox("Preset", [None, *names], key="preset", on_change=_load_preset,
-                              format_func=lambda n: "Custom" if n is None else n.upper(),
+        st.session_state["preset"] = state.preset() or CUSTOM
+        preset_slot.selectbox("Preset", [CUSTOM, *names], key="preset", on_change=_load_preset,
+                              format_func=lambda n: "Custom" if n == CUSTOM else n.upper(),
                               help="Picking a preset loads its bricks and settings. It reads Custom as soon as "
                                    "they differ from every preset.")
 

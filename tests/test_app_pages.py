@@ -427,14 +427,14 @@ def test_builder_names_settings_in_words_and_the_preset_box_says_custom_once_the
     assert preset.value == "nrms" and preset.options[0] == "Custom"
     width = dim.value
     dim.set_value(2 * width).run()  # the change shows in the box at once, not one rerun later
-    assert at.selectbox(key="preset").value is None and not at.exception
+    assert at.selectbox(key="preset").value == "custom" and not at.exception
     at.number_input(key="t-dim").set_value(width).run()
     assert at.selectbox(key="preset").value == "nrms"
     at.selectbox(key="slot-content").set_value("cnn").run()
-    assert at.selectbox(key="preset").value is None
+    assert at.selectbox(key="preset").value == "custom"
     show(at, "pages/users.py")
     show(at, "pages/builder.py")  # back on the Builder: still Custom, not the first preset in the list
-    assert at.selectbox(key="preset").value is None
+    assert at.selectbox(key="preset").value == "custom"
     at.toggle(key="quick").set_value(True).run()
     assert any("Quick test run: epochs 1, steps per epoch (cap) 20" in c.value for c in at.caption)
 
