@@ -312,6 +312,14 @@ def cached_build(kind: str, sources: list[Path], options: dict, build: Callable[
     return dataset
 
 
+def discard_processed(key: object) -> None:
+    """Drop the processed-cache entry of fingerprint `key` (a dataset's `info["fingerprint"]` as
+    read): a registration keeps its own processed copy, and a second one was never freed."""
+    if isinstance(key, str) and key:
+        for folder in cache_dir("datasets", PROCESSED).glob(f"*-{key}"):
+            discard(folder)
+
+
 def check_dataset(dataset: Dataset) -> None:
     """Assert the schema invariants (for tests of every reader)."""
     n_items, n_users = dataset.num_items, dataset.num_users

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lego_core.data import archives, formats, store
-from lego_core.data.cache import CorruptFile, read_dataset
+from lego_core.data.cache import CorruptFile, discard_processed, read_dataset
 from lego_core.data.io import CONTENT_GAPS, refuse_gaps, warn
 from lego_core.data.schema import Dataset
 from lego_core.core import paths
@@ -90,8 +90,11 @@ def add(path: str | Path, name: str | None = None, format: str | None = None, *,
         files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
         copies = {f"{COPY}/{p.relative_to(path.parent if path.is_file() else path).as_posix()}": p for p in files}
         source["copy"] = f"{COPY}/{path.name}" if path.is_file() else COPY
-    return store.register(name, KIND, dataset, options, source, description or f"{fmt.title}: {path.name}",
-                             copies=copies, overwrite=overwrite)
+    key = dataset.info.get("fingerprint")  # register() gives the dataset the registration's own key
+    registered = store.register(name, KIND, dataset, options, source, description or f"{fmt.title}: {path.name}",
+                                copies=copies, overwrite=overwrite)
+    discard_processed(key)  # the registration holds the processed dataset now: one copy, not two
+    return registered
 
 
 def rebuild(folder: Path, doc: dict, options: dict) -> Dataset:
