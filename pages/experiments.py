@@ -29,7 +29,10 @@ with st.container(border=True):
     pick_states = c1.multiselect("State", states, default=[s for s in states if s == "succeeded"] or states,
                                  key="exp-states")
     datasets = sorted(table["dataset"].dropna().unique()) if "dataset" in table else []
-    pick_datasets = c2.multiselect("Dataset", datasets, default=datasets, key="exp-datasets")
+    current = ui.current_dataset_name()  # the sidebar's dataset first, as every page; clear it to see all
+    pick_datasets = c2.multiselect("Dataset", datasets, default=[current] if current in datasets else datasets,
+                                   key="exp-datasets", help="The sidebar's dataset; add others (or all) to compare "
+                                                            "runs across datasets.")
     text = c3.text_input("Filter by brick or id", key="exp-text", placeholder="e.g. attention, gru, nrms")
     sort_by = c4.selectbox("Sort by", (metrics or []) + ["created", "train_seconds", "parameters"],
                            key="exp-sort")

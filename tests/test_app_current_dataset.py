@@ -72,6 +72,15 @@ def test_training_lists_the_sidebar_datasets_runs_and_the_toggle_lists_every_run
     assert at.selectbox(key="training_run").value == two_datasets["other"] and _toggle(at).value is False
 
 
+def test_experiments_shows_the_sidebar_datasets_runs_first(two_datasets):
+    """Experiments' Dataset filter starts on the sidebar's dataset (clearing or adding widens it)."""
+    at = show(start(dataset="ml-100k"), "pages/experiments.py")
+    assert not at.exception
+    assert at.multiselect(key="exp-datasets").value == ["ml-100k"]
+    at.multiselect(key="exp-datasets").set_value(["ml-100k", "synthetic"]).run()
+    assert not at.exception and at.multiselect(key="exp-datasets").value == ["ml-100k", "synthetic"]
+
+
 def test_a_dataset_without_runs_says_so_and_the_toggle_still_lists_the_others(two_datasets, tmp_path):
     datasets.add(_ml1m(tmp_path / "ml-1m"), name="ml1m", format="ml-1m")
     at = show(start(dataset="ml1m"), "pages/users.py")
