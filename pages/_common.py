@@ -148,13 +148,16 @@ def max_upload_mb() -> int:
 def data_notes() -> Iterator[list[str]]:
     """Collect the warnings lego_core's readers give while loading data (rows dropped, ...), to show
     them with the result instead of in the server log."""
-    with warnings.catch_warnings(record=True) as caught:
+    from lego_core.data.io import collecting_notes
+
+    with collecting_notes() as collected, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         notes: list[str] = []
         try:
             yield notes
-        finally:
-            notes.extend(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)))
+        finally:  # the readers' notes by their own channel (another thread may reset `caught`), then others
+            found = collected + [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+            notes.extend(dict.fromkeys(found))
 
 
 # ---- datasets ---------------------------------------------------------------------------

@@ -125,3 +125,33 @@ def test_cli_subcommand_lists_movielens(tmp_path):
                           cwd=ROOT, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert any(line.split()[:3] == ["ml-100k", "1,682", "943"] for line in done.stdout.splitlines())
+
+
+def test_reader_notes_reach_the_app_whatever_another_thread_does_to_warnings():
+    """Regression (a flaky AppTest under load): the app collected the readers' notes with
+    `warnings.catch_warnings`, whose state is process-wide; the UMAP worker thread entering and
+    leaving its own block swapped it, and "dropped N repeated clicks" went missing. Notes now also
+    travel by their own per-thread channel."""
+    import threading
+    import warnings
+
+    from lego_core.data import io
+
+    with io.collecting_notes() as notes:
+        entered, leave = threading.Event(), threading.Event()
+
+        def other():  # another thread silences warnings and restores them while the reader runs
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                entered.set()
+                leave.wait(5)
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        entered.wait(5)
+        io.warn("items.csv: dropped 3 repeated (user, item)\n clicks")
+        leave.set()
+        thread.join()
+    assert notes == ["items.csv: dropped 3 repeated (user, item) clicks"]
+    io.warn("outside: not collected")
+    assert len(notes) == 1

@@ -8,7 +8,10 @@ from __future__ import annotations
 import csv
 import re
 import warnings
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -30,10 +33,30 @@ class DataWarning(UserWarning):
     """Rows were dropped from a dataset (unknown items, duplicates, too-short users)."""
 
 
+_NOTES: ContextVar[list[str] | None] = ContextVar("lego_data_notes", default=None)
+
+
+@contextmanager
+def collecting_notes() -> Iterator[list[str]]:
+    """Collect every `warn` made in this thread (the app shows them beside the result). Unlike
+    `warnings.catch_warnings`, whose state is process-wide, another thread entering or leaving one
+    (the UMAP worker does) cannot make a note go missing."""
+    notes: list[str] = []
+    token = _NOTES.set(notes)
+    try:
+        yield notes
+    finally:
+        _NOTES.reset(token)
+
+
 def warn(message: str) -> None:
     """Emit a DataWarning (on one line: newlines and runs of spaces folded) pointing at the caller
-    of the reader, not at this helper."""
-    warnings.warn(" ".join(str(message).split()), DataWarning, stacklevel=3)
+    of the reader, not at this helper; also into the `collecting_notes` list when one is open."""
+    text = " ".join(str(message).split())
+    notes = _NOTES.get()
+    if notes is not None:
+        notes.append(text)
+    warnings.warn(text, DataWarning, stacklevel=3)
 
 
 class ContentGaps:
