@@ -128,6 +128,7 @@ def test_generate_in_the_background_cancel_resume_then_builder_can_use_it(stub, 
     assert "cancelled" in texts(at)
     monkeypatch.setenv("STUB_DELAY", "0")
     button(at, "Resume").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
     job = wait_for(job["id"], lambda j: j["state"] == "succeeded")
     assert job["done"] == job["total"] == TINY["n_items"] and job["fraction"] == 1.0
     assert answered(stub) == TINY["n_items"]  # nothing generated twice

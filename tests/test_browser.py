@@ -20,6 +20,7 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
          "--disable-sync", "--no-first-run"]
 SORTABLES = 'iframe[title="streamlit_sortables.sortable_items"]'
+EXPECT_TIMEOUT_MS = 30_000  # each assertion retries this long: on a shared CI machine a rerun can take seconds
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(),
@@ -31,6 +32,15 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def _patient_assertions():
+    """Playwright's `expect` retries for 5 s by default; a loaded machine needs longer for a rerun
+    to reach the page (the 'Running' widget may not even have appeared when _wait_idle looks)."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
 
 
 @pytest.fixture

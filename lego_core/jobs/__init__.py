@@ -194,10 +194,14 @@ def prune(run_id: str, timeout: float = 10, root: str | os.PathLike | None = Non
     return run.update_job_status(mark)
 
 
+STOPPING_GRACE_S = 10.0  # how long resume waits for a just-stopped run's processes before refusing
+
+
 def resume(run_id: str, root: str | os.PathLike | None = None) -> str:
     """Queue an interrupted, cancelled, failed or pruned run again; it continues from checkpoints/last.pt."""
     run = runs.open(run_id, root)
     base = run.path.parent
+    process.wait_gone(run.status_for_action(), STOPPING_GRACE_S)  # a run cancelled a moment ago is still exiting
     with scheduler_lock(base):
         status = run.status_for_action()
         if status.get("state") not in RESUMABLE_STATES:
