@@ -2,12 +2,15 @@
 
 Times `Trainer.train_step` (the loop that ships) for PLM-NR (MiniLM, top 2 layers tuned) and ONCE
 (SmolLM2, LoRA on the top 2 layers) on MovieLens-100k, batch 64, 4 negatives, 50-click histories,
-both paths in the same process. The cached path's figure includes its table refreshes, amortised
-over `training.history_refresh` steps. `--profile` prints where the time goes (torch.profiler,
-top operators by self CPU time) for each path. `--quality N` also trains each path N steps from
-the same start and reports valid AUC (MovieLens-100k and MIND-format synthetic data).
+all paths in the same process. The cached path is timed after `--warmup` steps, once its table
+holds the rows a step reads, and prints how many history rows a step re-encoded (rows older than
+`training.history_max_age`). `--profile` prints where the time goes (torch.profiler, top operators
+by self CPU time). `--quality 60 300` trains each path that many steps from the same start, per
+seed, and reports valid and test AUC of exact and cached (mean and spread over the seeds) on
+MovieLens-100k and MIND-format synthetic data.
 
-    .venv/bin/python bench/lm_train_speed.py [--presets plmnr once] [--steps 5] [--profile] [--quality 60]
+    .venv/bin/python bench/lm_train_speed.py [--presets plmnr once] [--steps 5] [--profile]
+    .venv/bin/python bench/lm_train_speed.py --no-timing --presets plmnr --quality 60 --seeds 1 2 3
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import argparse
 
 from common import machine
 
+import numpy as np
 import torch
 from torch.profiler import ProfilerActivity, profile
 
@@ -40,11 +44,12 @@ def trainer_for(preset: str, dataset, cached: bool, baseline: bool = False, **ex
     return trainer
 
 
-def step_seconds(trainer: Trainer, steps: int, warmup: int = 1) -> float:
-    """Mean seconds per step after `warmup` steps, a cached trainer's table refresh amortised."""
+def step_seconds(trainer: Trainer, steps: int, warmup: int) -> float:
+    """Mean seconds per step after `warmup` steps; a cached trainer also prints its re-encoded rows."""
     timing = step_timing(trainer, steps, warmup)
-    if timing["refresh"] is not None:
-        print(f"    table refresh {timing['refresh']:.2f} s every {trainer.history.every} steps")
+    if timing["reencoded"] is not None:
+        print(f"    history rows re-encoded per step: {timing['reencoded']:.0f} "
+              f"(max age {trainer.history.max_age} steps)")
     return timing["per_step"]
 
 
@@ -56,24 +61,32 @@ def print_profile(trainer: Trainer, label: str, steps: int = 2) -> None:
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=40))
 
 
-def valid_auc_after(preset: str, dataset, cached: bool, steps: int, refresh: str = "auto") -> float:
-    extra = {"training.seed": 7, "training.history_refresh": None if refresh == "auto" else int(refresh)}
+def auc_after(preset: str, dataset, cached: bool, steps: int, seed: int, max_age: int | None) -> dict:
+    """{"valid", "test"} AUC after `steps` training steps from the start of `seed`."""
+    extra = {"training.seed": seed}
+    if max_age is not None:
+        extra["training.history_max_age"] = max_age
     if "genres" not in dataset.items.columns:  # the presets' template names MovieLens' fields
         extra["training.template"] = "Title: {title}. Category: {category}."
     trainer = trainer_for(preset, dataset, cached, **extra)
     for batch in training_batches(trainer, steps):
         trainer.train_step(batch)
-    return ev.evaluate(trainer.model, trainer.dataset, "valid", batch_size=256)["auc"]
+    return {split: ev.evaluate(trainer.model, trainer.dataset, split, batch_size=256)["auc"]
+            for split in ("valid", "test")}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--presets", nargs="+", default=["plmnr", "once"])
     parser.add_argument("--steps", type=int, default=5, help="timed steps per path")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed steps first (the cache fills)")
     parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--quality", type=int, default=0, help="steps trained per path for the valid AUC check")
-    parser.add_argument("--refresh", nargs="+", default=["auto"],
-                        help="history_refresh values of the valid AUC check (auto: the default)")
+    parser.add_argument("--quality", type=int, nargs="*", default=[],
+                        help="steps trained per path for the AUC check (several: one row each)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--max-age", type=int, nargs="+", default=[None],
+                        help="training.history_max_age values of the AUC check (default: the recipe's)")
+    parser.add_argument("--datasets", nargs="+", default=["ml-100k", "synthetic"])
     parser.add_argument("--timing", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
     dataset = datasets.load("ml-100k")
@@ -87,7 +100,7 @@ def main() -> None:
             trainer = trainer_for(preset, dataset, cached, baseline)
             if args.profile:
                 print_profile(trainer, f"{preset} {label}")
-            timings[label] = step_seconds(trainer, args.steps)
+            timings[label] = step_seconds(trainer, args.steps, args.warmup if cached else 1)
             print(f"  {preset:14s} {label:8s} {timings[label]:7.3f} s/step", flush=True)
             del trainer
         rows.append((preset, timings))
@@ -102,18 +115,26 @@ def main() -> None:
         quality(args, dataset)
 
 
-def quality(args, dataset) -> None:
-    """Valid AUC after the same steps from the same start: exact against the cache per refresh interval."""
-    synthetic = datasets.load("synthetic", n_items=2000, n_users=800, n_impressions=1500, seed=1)
-    print(f"\nvalid AUC after {args.quality} steps from the same start (seed 7)")
-    print("preset          dataset     refresh    exact    cached    delta")
+def quality(args, movielens) -> None:
+    """AUC after the same steps from the same start, per seed: exact against cached per max age."""
+    data = {"ml-100k": movielens,
+            "synthetic": datasets.load("synthetic", n_items=2000, n_users=800, n_impressions=1500, seed=1)}
+    print(f"\nAUC after N steps from the same start; seeds {args.seeds}; mean (min..max) over seeds")
+    print("preset   dataset    steps  max age  split   exact                  cached                 delta (min..max)")
     for preset in args.presets:
-        for name, data in (("ml-100k", dataset), ("synthetic", synthetic)):
-            exact = valid_auc_after(preset, data, False, args.quality)
-            for refresh in args.refresh:
-                cached = valid_auc_after(preset, data, True, args.quality, refresh)
-                print(f"{preset:14s} {name:10s} {refresh:>8s} {exact:8.4f} {cached:9.4f} {cached - exact:+8.4f}",
-                      flush=True)
+        for name in args.datasets:
+            for steps in args.quality:
+                exact = [auc_after(preset, data[name], False, steps, seed, None) for seed in args.seeds]
+                for age in args.max_age:
+                    cached = [auc_after(preset, data[name], True, steps, seed, age) for seed in args.seeds]
+                    for split in ("valid", "test"):
+                        e = np.array([r[split] for r in exact])
+                        c = np.array([r[split] for r in cached])
+                        d = c - e
+                        print(f"{preset:8s} {name:10s} {steps:5d} {str(age or 'default'):>8s}  {split:5s}  "
+                              f"{e.mean():.4f} ({e.min():.4f}..{e.max():.4f})  {c.mean():.4f} ({c.min():.4f}.."
+                              f"{c.max():.4f})  {d.mean():+.4f} ({d.min():+.4f}..{d.max():+.4f})", flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -108,8 +108,9 @@ def main() -> None:
             "`-with-description` add a one-sentence description generated for every movie by SmolLM2 "
             "(`python -m lego_core augment ml-100k --field description`). The budget column says how long each "
             "trained: a number of epochs with early stopping (patience in the recipe), or a cap on steps per "
-            "epoch where one is given. Language-model rows train with the history cache "
-            "(`training.history_cache`, on by default for them).\n\n"
+            "epoch where one is given. Language-model rows train on the exact path unless their recipe sets "
+            "`training.history_cache` (off by default; rows measured before 2026-12-03 trained with the "
+            "cache, then on by default for them).\n\n"
             f"{header}\n" + "\n".join(lines) + "\n")
     old = RESULTS.read_text() if RESULTS.exists() else ""
     sections = old.find("\n<!-- ")  # keep the sections other benches own (cold start, sweeps)

@@ -1,7 +1,8 @@
-"""The history cache (training.history_cache): right after a refresh it scores exactly like the exact
-path; only the candidates go through the content brick with gradients; the table is refreshed on
-schedule; a run resumed from its checkpoint equals an uninterrupted one; every content brick and
-two DDP processes train with it."""
+"""The history cache (training.history_cache): with rows no older than the step it scores exactly
+like the exact path; only the candidates go through the content brick with gradients, and they go
+back into the table; a history read re-encodes only the rows older than history_max_age; a run
+resumed from its checkpoint equals an uninterrupted one; every content brick and two DDP processes
+train with it; a few steps trained both ways score a batch alike."""
 from __future__ import annotations
 
 import os
@@ -45,24 +46,31 @@ def _inputs(trainer, batch):
     return [to_tensor(a, trainer.device) for a in (batch.users, batch.history, batch.history_mask, batch.candidates)]
 
 
-def test_default_is_on_for_language_model_bricks_and_off_for_word_models():
+def test_off_unless_asked_for():
     assert not history_cache.enabled(tiny_recipe("cnn"))
-    assert history_cache.enabled(tiny_recipe("lm_encoder"))
-    assert history_cache.enabled(tiny_recipe("cnn", history_cache=True))
-    assert not history_cache.enabled(tiny_recipe("lm_encoder", history_cache=False))
+    assert not history_cache.enabled(tiny_recipe("lm_encoder"))  # the exact path is the default
+    assert history_cache.enabled(tiny_recipe("lm_encoder", history_cache=True))
+
+
+def test_recipes_written_with_a_refresh_interval_still_load():
+    old = tiny_recipe("lm_encoder").model_dump()
+    old["training"].update(history_cache=None, history_refresh=7)
+    del old["training"]["history_max_age"]
+    t = type(tiny_recipe("cnn")).model_validate(old).training
+    assert t.history_cache is False and t.history_max_age == 7
 
 
 @pytest.mark.parametrize("content", ["cnn", "attention", "lm_encoder"])
-def test_right_after_a_refresh_scores_equal_the_exact_path(content, tiny_dataset):
-    recipe = tiny_recipe(content, "additive", "dot", history_cache=True).with_overrides(LM_TINY)
+def test_with_rows_of_this_step_scores_equal_the_exact_path(content, tiny_dataset):
+    recipe = tiny_recipe(content, "additive", "dot", history_cache=True, history_max_age=0).with_overrides(LM_TINY)
     trainer = _trainer(recipe, tiny_dataset)
     for step in range(3):  # move the weights away from their initial values first
         trainer.train_step(_batch(trainer, step))
     trainer.model.eval()
     with torch.no_grad():
-        table = trainer.history.refresh(trainer.model)
+        trainer.history.begin_step()  # every row is now a step old: max age 0 re-encodes each read
         inputs = _inputs(trainer, _batch(trainer, 3))
-        cached = trainer.model(*inputs, history_table=table)
+        cached = trainer.model(*inputs, history_cache=trainer.history)
         exact = trainer.model(*inputs)
     torch.testing.assert_close(cached, exact, rtol=1e-5, atol=1e-5)
 
@@ -88,17 +96,59 @@ def test_only_candidates_are_encoded_with_gradients(tiny_dataset):
     assert any(not torch.equal(p, before[n]) for n, p in trainer.model.behavior.named_parameters())  # still trains
 
 
-def test_the_table_is_refreshed_every_n_steps_and_at_each_epoch_start(tiny_dataset):
-    recipe = tiny_recipe("cnn", history_cache=True, history_refresh=2, epochs=2, max_steps_per_epoch=3)
+def test_candidates_go_back_into_the_table_and_only_old_rows_are_re_encoded(tiny_dataset):
+    recipe = tiny_recipe("cnn", "additive", "dot", history_cache=True, history_max_age=2)
+    trainer = _trainer(recipe, tiny_dataset)
+    cache = trainer.history
+    first = _batch(trainer, 0)
+    trainer.train_step(first)
+    read = set(first.history.reshape(-1).tolist())
+    candidates = set(first.candidates.reshape(-1).tolist())
+    assert cache.reencoded == len(read - candidates)  # an empty table: every history row but the candidates
+    assert set(torch.nonzero(cache.stamps == 1).reshape(-1).tolist()) == read | candidates
+    trainer.train_step(first)  # the same rows a step later: all fresh
+    assert cache.reencoded == 0
+    cache.begin_step()  # step 3: history rows encoded at step 1 are 2 steps old, still within max age 2
+    vectors = cache.lookup(trainer.model, torch.tensor(sorted(read)))
+    assert cache.reencoded == 0 and vectors.shape == (len(read), trainer.t.dim)
+    cache.begin_step()  # step 4: they are 3 old and re-encoded; the candidates, stored at step 2, are not
+    cache.lookup(trainer.model, torch.tensor(sorted(read)))
+    assert cache.reencoded == len(read - candidates)
+    assert cache.stats()["fresh_share"] > 0
+
+
+def test_every_row_expires_at_each_epoch_start(tiny_dataset):
+    recipe = tiny_recipe("cnn", history_cache=True, history_max_age=100, epochs=2, max_steps_per_epoch=3)
     trainer = _trainer(recipe, tiny_dataset)
     trainer.train_epoch(0)
-    assert trainer.history.refreshes == 2  # steps 0 and 2
+    seen = int((trainer.history.stamps > history_cache.NEVER).sum())
+    assert seen > 0
     trainer.train_epoch(1)
-    assert trainer.history.refreshes == 4  # epoch start, then step 2 again
+    first = _batch(trainer, 0)
+    assert trainer.history.reencoded_total >= 2 * len(set(first.history.reshape(-1).tolist())
+                                                      - set(first.candidates.reshape(-1).tolist()))
+
+
+def test_a_few_steps_trained_both_ways_score_a_batch_alike(tiny_dataset):
+    """The cached path's weights after a few steps stay close to the exact path's: scores of one
+    batch agree within 0.05 (logits of order 1), the tolerance a fresh table (max age 0) keeps."""
+    recipe = tiny_recipe("attention", "attention", "dot", history_max_age=0, lr=1e-3)
+    exact = _trainer(recipe.with_overrides({"training.history_cache": False}), tiny_dataset)
+    cached = _trainer(recipe.with_overrides({"training.history_cache": True}), tiny_dataset)
+    for step in range(4):
+        exact.train_step(_batch(exact, step))
+        cached.train_step(_batch(cached, step))
+    for trainer in (exact, cached):
+        trainer.model.eval()
+    with torch.no_grad():
+        inputs = _inputs(exact, _batch(exact, 5))
+        a, b = exact.model(*inputs), cached.model(*inputs)
+    assert not torch.equal(a, b)  # two different trainings
+    torch.testing.assert_close(b, a, rtol=0, atol=0.05)
 
 
 def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
-    recipe = tiny_recipe("cnn", "gru", "dot", epochs=2, patience=5, history_cache=True, history_refresh=2)
+    recipe = tiny_recipe("cnn", "gru", "dot", epochs=2, patience=5, history_cache=True, history_max_age=2)
     full = train.run(recipe, runs.create(recipe, root=tmp_path, run_id="full"), progress=False)
     one = recipe.with_overrides({"training.epochs": 1})
     run = runs.create(one, root=tmp_path, run_id="split")
@@ -113,12 +163,12 @@ def test_every_content_brick_trains_with_the_history_cache(content, tiny_dataset
     recipe = tiny_recipe(content, "additive", "dot", history_cache=True).with_overrides(LM_TINY)
     trainer = _trainer(recipe, tiny_dataset)
     losses = [trainer.train_step(_batch(trainer, step)) for step in range(2)]
-    assert all(torch.isfinite(torch.tensor(losses))) and trainer.history.refreshes == 1
+    assert all(torch.isfinite(torch.tensor(losses))) and trainer.history.reencoded_total > 0
 
 
 @pytest.mark.slow
 def test_two_ddp_processes_train_with_the_history_cache(tmp_path):
-    recipe = tiny_recipe("cnn", "additive", "dot", epochs=1, history_cache=True, history_refresh=2)
+    recipe = tiny_recipe("cnn", "additive", "dot", epochs=1, history_cache=True, history_max_age=2)
     run = runs.create(recipe, root=tmp_path, run_id="ddp")
     env = {**os.environ, "LEGO_CACHE_DIR": str(tmp_path / "cache")}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
@@ -128,11 +178,3 @@ def test_two_ddp_processes_train_with_the_history_cache(tmp_path):
     status = runs.open("ddp", tmp_path).status()
     assert status["state"] == "succeeded" and status["nproc"] == 2
     assert 0.0 <= runs.open("ddp", tmp_path).metrics()["test"]["auc"] <= 1.0
-
-
-def test_the_default_refresh_interval_follows_the_catalogue_size():
-    recipe = tiny_recipe("lm_encoder", batch_size=64, negatives=4)
-    assert history_cache.refresh_interval(recipe, 1682) == 5  # MovieLens-100k
-    assert history_cache.refresh_interval(recipe, 160_000) == 500  # MIND-large
-    assert history_cache.refresh_interval(recipe, 10) == 1
-    assert history_cache.refresh_interval(recipe.with_overrides({"training.history_refresh": 40}), 1682) == 40

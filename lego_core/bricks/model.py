@@ -5,6 +5,8 @@ encoded once (torch.unique over history + candidates), which is where most train
 """
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 import torch
 from torch import nn
@@ -14,6 +16,14 @@ from lego_core.bricks.catalog import get as get_brick
 from lego_core.bricks.base import LM_TOKENS, WORD_TOKENS, BuildContext
 from lego_core.bricks.hybrid import ItemIdMix
 from lego_core.bricks.recipe import Recipe
+
+
+class HistoryTable(Protocol):
+    """Where a cached training step keeps item vectors (lego_core.training.history_cache)."""
+
+    def store(self, ids: torch.Tensor, vectors: torch.Tensor, num_items: int) -> None: ...
+
+    def lookup(self, model: "Legommender", ids: torch.Tensor) -> torch.Tensor: ...
 
 
 class Legommender(nn.Module):
@@ -73,15 +83,18 @@ class Legommender(nn.Module):
         return self.predictor(user, candidates)
 
     def forward(self, users: torch.Tensor, history: torch.Tensor, history_mask: torch.Tensor,
-                candidates: torch.Tensor, history_table: torch.Tensor | None = None) -> torch.Tensor:
+                candidates: torch.Tensor, history_cache: HistoryTable | None = None) -> torch.Tensor:
         """users [B], history [B, H] item ids, history_mask [B, H], candidates [B, C] -> logits [B, C].
-        With `history_table` ([N, D], no gradient: lego_core.training.history_cache) history vectors are looked
-        up there and only the candidates are encoded."""
+        With `history_cache` (lego_core.training.history_cache) only the candidates are encoded with
+        gradients; they go into the cache, and history vectors are read from it."""
         b, h = history.shape
-        if history_table is not None:
+        if history_cache is not None:
             unique, inverse = torch.unique(candidates.reshape(-1), return_inverse=True)
-            candidate_vectors = self.encode_items(unique)[inverse].view(b, candidates.shape[1], -1)
-            history_vectors = history_table[history].to(candidate_vectors.dtype)
+            encoded = self.encode_items(unique)
+            history_cache.store(unique, encoded, self.num_items)
+            candidate_vectors = encoded[inverse].view(b, candidates.shape[1], -1)
+            read, where = torch.unique(history.reshape(-1), return_inverse=True)
+            history_vectors = history_cache.lookup(self, read)[where].view(b, h, -1).to(candidate_vectors.dtype)
         else:
             unique, inverse = torch.unique(torch.cat([history.reshape(-1), candidates.reshape(-1)]),
                                            return_inverse=True)

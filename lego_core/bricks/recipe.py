@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lego_core.core import devices
 from lego_core.core import metric_names
@@ -63,13 +63,25 @@ class Training(_Strict):
                          "vector) or gate; cold items use content only")
     item_id_dropout: float = Field(0.2, ge=0, le=0.9, description="share of ID vectors dropped in training, "
                                    "so the model learns to score from content alone")
-    history_cache: bool | None = Field(None, description="history vectors from an item table refreshed every "
-                                       "history_refresh steps; only candidates are encoded with gradients "
-                                       "(default: on for language-model bricks, off otherwise)")
-    history_refresh: int | None = Field(None, ge=1, le=1_000_000, description="steps between refreshes of the "
-                                        "history cache's item table (also at each epoch start); default: items / "
-                                        "(batch_size x (1 + negatives)), so re-encoding the catalogue costs about "
-                                        "as many item encodings as the candidates do")
+    history_cache: bool = Field(False, description="history vectors from a table of item vectors with expiry; only "
+                                "candidates are encoded with gradients (faster; see docs/results.md for what it costs)")
+    history_max_age: int = Field(5, ge=0, le=1_000_000, description="with the history cache: steps a row of the "
+                                 "table is used before a history read re-encodes it (0: every step)")
+    @model_validator(mode="before")
+    @classmethod
+    def _read_old_cache_settings(cls, data: Any) -> Any:
+        """Recipes written before the cache had expiry: `history_refresh` (steps between refreshes of
+        the whole table) bounded staleness as `history_max_age` does now; `history_cache: null` was
+        the default."""
+        if isinstance(data, dict) and ("history_refresh" in data or data.get("history_cache", False) is None):
+            data = dict(data)
+            refresh = data.pop("history_refresh", None)
+            if refresh is not None and "history_max_age" not in data:
+                data["history_max_age"] = refresh
+            if data.get("history_cache", False) is None:
+                data.pop("history_cache")
+        return data
+
     eval_batch_size: int = Field(512, ge=1, le=65536)
     log_every: int = Field(10, ge=1)
     loggers: list[Literal["jsonl", "tensorboard", "mlflow"]] = Field(

@@ -17,7 +17,7 @@ from lego_core.bricks.recipe import VALIDATION_METRICS, Training
 # Training settings the Builder shows, in this order (the rest keep their values; the YAML shows all).
 TRAINING_FORM = ("dim", "epochs", "batch_size", "negatives", "lr", "lr_pretrained", "patience", "metric",
                  "max_history", "max_length", "loss", "item_id", "item_id_dropout", "glove", "seed",
-                 "max_steps_per_epoch")
+                 "max_steps_per_epoch", "history_cache", "history_max_age")
 # Choices that pydantic checks in a validator rather than in the annotation.
 _FIELD_CHOICES = {"metric": VALIDATION_METRICS}
 
@@ -29,7 +29,7 @@ TRAINING_LABELS = {
     "device": "Device", "amp": "Mixed precision", "max_history": "History length", "max_length": "Tokens per item",
     "template": "Item text template", "glove": "GloVe word vectors", "loss": "Loss",
     "max_steps_per_epoch": "Steps per epoch (cap)", "item_id": "Item ID vector",
-    "item_id_dropout": "Item ID dropout", "history_cache": "History cache", "history_refresh": "History cache refresh",
+    "item_id_dropout": "Item ID dropout", "history_cache": "History cache", "history_max_age": "History cache: row age (steps)",
     "eval_batch_size": "Evaluation batch size", "log_every": "Log every (steps)", "loggers": "Experiment trackers"}
 # Help for the Training fields whose pydantic description is empty.
 TRAINING_HELP = {

@@ -74,8 +74,8 @@ def training_batches(trainer, count: int, first: int = 0):
 
 
 def step_timing(trainer, steps: int, warmup: int = 1) -> dict:
-    """{"per_step", "refresh"}: mean seconds of `steps` training steps after `warmup`, plus the share
-    of the history cache's table refresh (timed apart as "refresh", None without the cache)."""
+    """{"per_step", "reencoded"}: mean seconds of `steps` training steps after `warmup`, and with the
+    history cache the rows a step re-encoded for its history on average (None without it)."""
     import torch
 
     def sync() -> None:
@@ -85,18 +85,14 @@ def step_timing(trainer, steps: int, warmup: int = 1) -> dict:
     for batch in training_batches(trainer, warmup):
         trainer.train_step(batch)
     sync()
+    before = trainer.history.reencoded_total if trainer.history is not None else 0
     start = time.perf_counter()
     for batch in training_batches(trainer, steps, warmup):
         trainer.train_step(batch)
     sync()
-    per_step, refresh = (time.perf_counter() - start) / steps, None
-    if trainer.history is not None:  # the timed steps ran on a table refreshed in warm-up
-        start = time.perf_counter()
-        trainer.history.refresh(trainer.model)
-        sync()
-        refresh = time.perf_counter() - start
-        per_step += refresh / trainer.history.every
-    return {"per_step": per_step, "refresh": refresh}
+    per_step = (time.perf_counter() - start) / steps
+    reencoded = None if trainer.history is None else (trainer.history.reencoded_total - before) / steps
+    return {"per_step": per_step, "reencoded": reencoded}
 
 
 def measure(recipe: Recipe, dataset: Dataset, steps: int = 3) -> dict:

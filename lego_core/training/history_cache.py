@@ -1,69 +1,83 @@
-"""History cache (SpeedyFeed, Xiao et al., KDD 2022): history items come from an item table.
+"""History cache with expiry (SpeedyFeed, Xiao et al., KDD 2022): history items come from a table.
 
 In a joint step most encoded items are history items (50 clicks per sample against 1 + K
-candidates), and their gradients matter least. With the cache, history vectors are looked up in
-a table of every item's vector, computed with the current weights without gradients (eval mode)
-and refreshed every `every` steps and at each epoch start; only the batch's candidates go through
-the content brick with gradients. The behaviour brick and the predictor still train every step.
-The table is rebuilt, never checkpointed: after a resume it is recomputed from the loaded weights.
+candidates), and their gradients matter least. With the cache, only the batch's candidates go
+through the content brick with gradients; their vectors (detached) go back into a table of every
+item's vector with the step they were encoded at. A history slot reads its row from that table;
+a row older than `training.history_max_age` steps (or never encoded) is re-encoded first, without
+gradients, by the same code path in the same mode and precision as the candidates. No periodic
+refresh of the whole catalogue: a step re-encodes only the stale rows it reads.
+
+The table is never checkpointed: it is emptied at each epoch start, so a run resumed from an
+epoch's checkpoint equals an uninterrupted one.
 """
 from __future__ import annotations
 
 import torch
 
-from lego_core.evaluation import evaluate as ev
-from lego_core.bricks.model import Legommender
 from lego_core.bricks.base import LM_TOKENS
 from lego_core.bricks.catalog import get as get_brick
 from lego_core.bricks.recipe import Recipe
 
+NEVER = -(2 ** 62)  # the step of a row never encoded: older than any age
+
 
 def enabled(recipe: Recipe) -> bool:
-    """training.history_cache, or by default: on for language-model content bricks (where encoding
-    dominates a step), off for word models (see docs/benchmarks.md for the measurements)."""
-    if recipe.training.history_cache is not None:
-        return recipe.training.history_cache
-    return get_brick(recipe.content.name, "content").cls.input_kind == LM_TOKENS
-
-
-def refresh_interval(recipe: Recipe, num_items: int) -> int:
-    """training.history_refresh, or by default the steps whose candidates number about as many
-    items as the catalogue: 5 on MovieLens-100k at batch 64 with 4 negatives, 500 on MIND-large.
-    Measured on MovieLens-100k (docs/benchmarks.md): a table 100 steps old early in training costs
-    0.008 valid AUC, one 5 steps old 0.003."""
-    t = recipe.training
-    if t.history_refresh is not None:
-        return t.history_refresh
-    return max(1, round(num_items / (t.batch_size * (1 + t.negatives))))
+    """training.history_cache; off unless asked for (docs/results.md, "History cache": on held-out
+    data the cached path trained to a lower GAUC than the exact one, so it is an opt-in trade)."""
+    return bool(recipe.training.history_cache)
 
 
 class HistoryCache:
-    """A bounded-staleness table of item vectors for the history slots of training batches."""
+    """A table of item vectors, each with the step it was encoded at; rows expire by age."""
 
-    def __init__(self, every: int, batch_size: int = 512):
-        self.every, self.batch_size = int(every), int(batch_size)
+    def __init__(self, max_age: int, batch_size: int = 512):
+        self.max_age, self.batch_size = int(max_age), int(batch_size)
         self.table: torch.Tensor | None = None
-        self.age = 0  # steps served since the last refresh
-        self.refreshes = 0
+        self.stamps: torch.Tensor | None = None
+        self.step = 0
+        self.reencoded = 0  # rows the last step re-encoded for its history
+        self.reencoded_total = 0
+        self.read_total = 0  # distinct history rows read, summed over steps
 
     def invalidate(self) -> None:
-        """Forget the table: the next `get` recomputes it (epoch start, resume)."""
-        self.table = None
+        """Every row expires: the next reads re-encode what they need (epoch start, resume)."""
+        if self.stamps is not None:
+            self.stamps.fill_(NEVER)
 
-    def refresh(self, model: Legommender) -> torch.Tensor:
-        """Recompute every item's vector with the current weights, in eval mode, without gradients."""
-        was_training = model.training
-        model.eval()
-        try:
-            self.table = ev.item_table(model, self.batch_size)
-        finally:
-            model.train(was_training)
-        self.age, self.refreshes = 0, self.refreshes + 1
-        return self.table
+    def begin_step(self) -> None:
+        self.step += 1
+        self.reencoded = 0
 
-    def get(self, model: Legommender) -> torch.Tensor:
-        """The table for the next step, refreshed first when absent or `every` steps old."""
-        if self.table is None or self.age >= self.every:
-            self.refresh(model)
-        self.age += 1
-        return self.table
+    def _ensure(self, vectors: torch.Tensor, num_items: int) -> None:
+        if self.table is None or self.table.shape[1:] != vectors.shape[1:]:
+            self.table = torch.zeros((num_items, *vectors.shape[1:]), dtype=torch.float32, device=vectors.device)
+            self.stamps = torch.full((num_items,), NEVER, dtype=torch.long, device=vectors.device)
+
+    def store(self, ids: torch.Tensor, vectors: torch.Tensor, num_items: int) -> None:
+        """Write freshly encoded vectors (detached) with the current step."""
+        self._ensure(vectors, num_items)
+        self.table[ids] = vectors.detach().float()
+        self.stamps[ids] = self.step
+
+    def lookup(self, model, ids: torch.Tensor) -> torch.Tensor:
+        """[len(ids), D] vectors of distinct item `ids`, re-encoding (no gradients) the rows older than
+        max_age steps, in chunks of batch_size (the content brick groups texts by length itself)."""
+        if self.stamps is not None:
+            stale = ids[self.stamps[ids] < self.step - self.max_age]
+        else:
+            stale = ids
+        with torch.no_grad():
+            for start in range(0, len(stale), self.batch_size):
+                chunk = stale[start:start + self.batch_size]
+                self.store(chunk, model.encode_items(chunk), model.num_items)
+        self.reencoded += len(stale)
+        self.reencoded_total += len(stale)
+        self.read_total += len(ids)
+        return self.table[ids]
+
+    def stats(self) -> dict:
+        """{"steps", "reencoded_per_step", "fresh_share"}: how much of the history the table served."""
+        steps = max(self.step, 1)
+        return {"steps": self.step, "reencoded_per_step": self.reencoded_total / steps,
+                "fresh_share": 1 - self.reencoded_total / self.read_total if self.read_total else 0.0}

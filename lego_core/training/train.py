@@ -109,8 +109,7 @@ class Trainer:
                                                                  find_unused_parameters=True)
         self.history = None
         if history_cache.enabled(self.recipe):
-            every = history_cache.refresh_interval(self.recipe, self.dataset.num_items)
-            self.history = history_cache.HistoryCache(every, self.t.eval_batch_size)
+            self.history = history_cache.HistoryCache(self.t.history_max_age, self.t.eval_batch_size)
         amp = self.t.amp and self.device.type == "cuda" and not torch.cuda.is_bf16_supported()
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp)
         self.steps_per_epoch = -(-len(self.samples) // (self.t.batch_size * self.dist.world))
@@ -203,11 +202,12 @@ class Trainer:
     # ---- loop ---------------------------------------------------------------------------
     def train_step(self, batch) -> float:
         """One optimizer step on a batch of `TrainingSamples`; returns the loss."""
-        table = None if self.history is None else self.history.get(self.model)
+        if self.history is not None:
+            self.history.begin_step()
         with _autocast(self.device, self.t.amp):
             logits = self.net(to_tensor(batch.users, self.device), to_tensor(batch.history, self.device),
                               to_tensor(batch.history_mask, self.device), to_tensor(batch.candidates, self.device),
-                              history_table=table)
+                              history_cache=self.history)
         loss = loss_fn(logits, self.recipe.loss)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -219,7 +219,7 @@ class Trainer:
         """One epoch from self.state['step']; returns the mean loss over all its steps (those before a
         resume included: their sum travels in the checkpoint's state), or None when cancelled."""
         order = self.samples.epoch_order(self.t.seed, epoch, self.dist.rank, self.dist.world)
-        if self.history is not None:  # fresh at each epoch start (and after a resume)
+        if self.history is not None:  # every row expires at each epoch start (as after a resume)
             self.history.invalidate()
         self.net.train()
         losses, start_step = [], self.state["step"]
