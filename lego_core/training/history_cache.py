@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import torch
 
-from lego_core.bricks.base import LM_TOKENS
-from lego_core.bricks.catalog import get as get_brick
 from lego_core.bricks.recipe import Recipe
 
 NEVER = -(2 ** 62)  # the step of a row never encoded: older than any age
