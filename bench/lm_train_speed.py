@@ -131,7 +131,7 @@ def quality(args, movielens) -> None:
                         e = np.array([r[split] for r in exact])
                         c = np.array([r[split] for r in cached])
                         d = c - e
-                        print(f"{preset:8s} {name:10s} {steps:5d} {str(age or 'default'):>8s}  {split:5s}  "
+                        print(f"{preset:8s} {name:10s} {steps:5d} {'default' if age is None else str(age):>8s}  {split:5s}  "
                               f"{e.mean():.4f} ({e.min():.4f}..{e.max():.4f})  {c.mean():.4f} ({c.min():.4f}.."
                               f"{c.max():.4f})  {d.mean():+.4f} ({d.min():+.4f}..{d.max():+.4f})", flush=True)
 

@@ -85,8 +85,8 @@ class Legommender(nn.Module):
     def forward(self, users: torch.Tensor, history: torch.Tensor, history_mask: torch.Tensor,
                 candidates: torch.Tensor, history_cache: HistoryTable | None = None) -> torch.Tensor:
         """users [B], history [B, H] item ids, history_mask [B, H], candidates [B, C] -> logits [B, C].
-        With `history_cache` (lego_core.training.history_cache) only the candidates are encoded with
-        gradients; they go into the cache, and history vectors are read from it."""
+        With `history_cache` (lego_core.training.history_cache) the candidates are encoded and go into
+        the cache; history vectors are read from it (rows it re-encodes, and candidates, with gradients)."""
         b, h = history.shape
         if history_cache is not None:
             unique, inverse = torch.unique(candidates.reshape(-1), return_inverse=True)
@@ -94,7 +94,11 @@ class Legommender(nn.Module):
             history_cache.store(unique, encoded, self.num_items)
             candidate_vectors = encoded[inverse].view(b, candidates.shape[1], -1)
             read, where = torch.unique(history.reshape(-1), return_inverse=True)
-            history_vectors = history_cache.lookup(self, read)[where].view(b, h, -1).to(candidate_vectors.dtype)
+            vectors = history_cache.lookup(self, read).to(encoded.dtype)
+            at = torch.searchsorted(unique, read).clamp(max=len(unique) - 1)
+            also_candidate = torch.nonzero(unique[at] == read).reshape(-1)  # read with the candidate's gradient
+            vectors = vectors.index_put((also_candidate,), encoded[at[also_candidate]])
+            history_vectors = vectors[where].view(b, h, -1)
         else:
             unique, inverse = torch.unique(torch.cat([history.reshape(-1), candidates.reshape(-1)]),
                                            return_inverse=True)
