@@ -63,8 +63,10 @@ class Training(_Strict):
                          "vector) or gate; cold items use content only")
     item_id_dropout: float = Field(0.2, ge=0, le=0.9, description="share of ID vectors dropped in training, "
                                    "so the model learns to score from content alone")
-    history_cache: bool = Field(False, description="history vectors from a table of item vectors with expiry; only "
-                                "candidates are encoded with gradients (faster; see docs/results.md for what it costs)")
+    history_cache: bool = Field(False, description="faster joint training of language-model bricks: a clicked "
+                                "item's vector is read from a table while it is at most history_max_age steps old "
+                                "(no gradient through it) instead of being encoded again; trades some accuracy "
+                                "for speed (docs/results.md, History cache)")
     history_max_age: int = Field(5, ge=0, le=1_000_000, description="with the history cache: steps a row of the "
                                  "table is used before a history read re-encodes it (0: every step)")
     @model_validator(mode="before")

@@ -16,6 +16,7 @@ from lego_core.data.batches import impression_batches, padded_candidates
 from lego_core.data.cold import cold_impressions
 from lego_core.data.schema import Dataset, Impressions, flat_ranges
 from lego_core.bricks.model import Legommender, to_tensor
+from lego_core.core.progress import redraw_seconds
 
 REPORTED = metric_fns.DEFAULT_METRICS  # what every evaluation reports
 
@@ -29,7 +30,8 @@ def item_table(model: Legommender, batch_size: int = 512, progress: bool = False
     """[N, D] vectors of every item, each encoded once."""
     device, n = _device(model), model.num_items
     chunks = []
-    for start in tqdm(range(0, n, batch_size), desc="encode items", disable=not progress, leave=False):
+    for start in tqdm(range(0, n, batch_size), desc="encode items", disable=not progress,
+                      leave=False, mininterval=redraw_seconds()):
         ids = torch.arange(start, min(start + batch_size, n), device=device)
         chunks.append(model.encode_items(ids).float())
     return torch.cat(chunks)
@@ -53,7 +55,8 @@ def user_table(model: Legommender, dataset: Dataset, users: np.ndarray, ends: np
     """[S, D] (or [S, K, D]) user vectors from the item table, each state encoded once."""
     device, h = items.device, model.recipe.training.max_history
     chunks = []
-    for start in tqdm(range(0, len(users), batch_size), desc="encode users", disable=not progress, leave=False):
+    for start in tqdm(range(0, len(users), batch_size), desc="encode users", disable=not progress,
+                      leave=False, mininterval=redraw_seconds()):
         u, e = users[start:start + batch_size], ends[start:start + batch_size]
         hist, mask = dataset.gather_histories(u, e, h)
         hist_t, mask_t = to_tensor(hist, device), to_tensor(mask, device)
@@ -73,7 +76,8 @@ def score_split(model: Legommender, dataset: Dataset, split: str, cached: bool =
         items = item_table(model, batch_size, progress)
         users, ends, state = user_states(imps)
         table = user_table(model, dataset, users, ends, items, batch_size, progress)
-    for rows in tqdm(impression_batches(imps, batch_size), desc=f"score {split}", disable=not progress, leave=False):
+    for rows in tqdm(impression_batches(imps, batch_size), desc=f"score {split}", disable=not progress,
+                      leave=False, mininterval=redraw_seconds()):
         cands, valid, flat = padded_candidates(imps, rows)
         cands_t = to_tensor(cands, device)
         hist, mask = dataset.gather_histories(imps.users[rows], imps.history_end[rows], h)

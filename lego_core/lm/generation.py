@@ -25,6 +25,7 @@ from lego_core.data.schema import Dataset
 from lego_core.data.text import SEPARATOR, default_fields, item_texts
 from lego_core.core.errors import DataError
 from lego_core.core.paths import cache_dir
+from lego_core.core.progress import redraw_seconds
 
 STORE_VERSION = 1
 DEFAULT_MODEL = "smollm2"
@@ -146,7 +147,7 @@ def augment(dataset: Dataset, field: str, template: str, model: str = DEFAULT_MO
         if todo:
             generate = _generator_class()(model, max_new_tokens, system)
             order = sorted(todo, key=lambda i: len(prompts[i]))  # similar lengths: less padding
-            with tqdm(total=len(order), desc=f"augment {field}", unit="item") as bar:
+            with tqdm(total=len(order), desc=f"augment {field}", unit="item", mininterval=redraw_seconds()) as bar:
                 for start in range(0, len(order), int(batch_size)):
                     batch = order[start:start + int(batch_size)]
                     for i, text in zip(batch, generate([prompts[i] for i in batch])):

@@ -24,6 +24,7 @@ from lego_core.data.cache import CorruptFile, discard, expect, read_file
 from lego_core.data.io import warn
 from lego_core.core.errors import RecipeError
 from lego_core.core.fileio import atomic_write_folder
+from lego_core.core.progress import redraw_seconds
 from lego_core.lm.stack import LayerStack
 from lego_core.core.paths import cache_dir
 
@@ -91,7 +92,7 @@ def _fill(stack: LayerStack, input_ids: np.ndarray, mask: np.ndarray, boundary: 
           device: torch.device, batch_size: int, desc: str) -> None:
     lengths = mask.sum(axis=1)
     order = np.argsort(-lengths, kind="stable")  # similar lengths together: less padding per batch
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", mininterval=1.0):
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", mininterval=redraw_seconds()):
         idx = np.sort(order[start:start + batch_size])
         length = max(int(lengths[idx].max()), 1)
         ids = torch.from_numpy(input_ids[idx, :length]).to(device)

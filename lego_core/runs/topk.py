@@ -7,7 +7,6 @@ held, so a million users stream in batches of `batch_size` rows written as they 
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -18,6 +17,7 @@ from tqdm.auto import tqdm
 
 from lego_core.bricks.model import to_tensor
 from lego_core.core.errors import LegoError, RunError
+from lego_core.core.progress import redraw_seconds
 from lego_core.evaluation import evaluate as ev
 from lego_core.runs import recommend
 
@@ -88,9 +88,7 @@ def batches(run, k: int = 10, users: Any = None, exclude_seen: bool = True, batc
     rows = user_rows(found, users)
     ids = np.array(found.item_ids, dtype=object)
     names = np.array(list(found.user_rows), dtype=object)
-    interactive = sys.stderr.isatty()
-    bar = tqdm(total=len(rows), desc="recommend", unit="user", disable=not progress,
-               mininterval=1.0 if interactive else 5.0)
+    bar = tqdm(total=len(rows), desc="recommend", unit="user", disable=not progress, mininterval=redraw_seconds())
     with bar:
         for start in range(0, len(rows), batch_size):
             chunk = rows[start:start + batch_size]

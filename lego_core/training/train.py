@@ -32,6 +32,7 @@ from lego_core.training.logs import TrainingLog
 from lego_core.bricks.model import Legommender, build, to_tensor
 from lego_core.bricks.recipe import Recipe
 from lego_core.training.distributed import Dist, init_distributed, leave_process_group  # noqa: F401
+from lego_core.core.progress import redraw_seconds
 
 
 class _Stop:
@@ -226,7 +227,8 @@ class Trainer:
         if start_step == 0:
             self.state.update(loss_sum=0.0, loss_steps=0)
         bar = tqdm(range(start_step, self.steps_per_epoch), desc=f"epoch {epoch + 1}/{self.t.epochs}",
-                   disable=not (self.progress and self.dist.main), initial=start_step, total=self.steps_per_epoch)
+                   mininterval=redraw_seconds(), disable=not (self.progress and self.dist.main),
+                   initial=start_step, total=self.steps_per_epoch)
         for step in bar:
             if self._stop_requested():
                 self.state["step"] = step
