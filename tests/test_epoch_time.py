@@ -40,3 +40,18 @@ def test_without_earlier_runs_a_few_steps_are_timed_on_request(tmp_path):
     found = epoch_time.estimate(recipe, dataset, [], measure_now=True)
     assert found["per_step"] > 0 and found["seconds"] > found["per_step"]
     assert "timed" in found["basis"]
+
+
+def test_bench_batches_run_on_into_the_next_epoch_as_training_does():
+    """`training_batches` (the LM benches) past one epoch's steps: the next epoch's batches, in the
+    order train_epoch draws them, never an empty batch."""
+    import numpy as np
+
+    trainer = epoch_time.in_memory_trainer(tiny_recipe(max_steps_per_epoch=3), datasets.load("synthetic", **TINY))
+    batches = list(epoch_time.training_batches(trainer, 5))
+    size = trainer.t.batch_size
+    expected = trainer.samples.batch(trainer.samples.epoch_order(trainer.t.seed, 1)[size:2 * size],
+                                     trainer.t.seed, 1, 1)
+    assert all(len(b.candidates) == size for b in batches)
+    np.testing.assert_array_equal(batches[4].candidates, expected.candidates)
+    np.testing.assert_array_equal(batches[4].history, expected.history)

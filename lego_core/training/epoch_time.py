@@ -66,11 +66,17 @@ def in_memory_trainer(recipe: Recipe, dataset: Dataset):
 
 
 def training_batches(trainer, count: int, first: int = 0):
-    """Batches `first` .. `first + count - 1` of the trainer's first epoch, in order."""
-    order = trainer.samples.epoch_order(trainer.t.seed, 0)
-    size = trainer.t.batch_size
+    """Batches `first` .. `first + count - 1` of the trainer's run, in order, epoch after epoch as
+    `train_epoch` draws them (the history cache's rows expire at each epoch start, as there)."""
+    size, per_epoch = trainer.t.batch_size, trainer.steps_per_epoch
+    orders: dict[int, object] = {}
     for step in range(first, first + count):
-        yield trainer.samples.batch(order[step * size:(step + 1) * size], trainer.t.seed, 0, step)
+        epoch, at = divmod(step, per_epoch)
+        if epoch not in orders:
+            orders[epoch] = trainer.samples.epoch_order(trainer.t.seed, epoch)
+            if at == 0 and step > first and trainer.history is not None:
+                trainer.history.invalidate()
+        yield trainer.samples.batch(orders[epoch][at * size:(at + 1) * size], trainer.t.seed, epoch, at)
 
 
 def step_timing(trainer, steps: int, warmup: int = 1) -> dict:
