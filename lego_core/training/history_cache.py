@@ -1,7 +1,7 @@
 """History cache with expiry (SpeedyFeed, Xiao et al., KDD 2022): history items come from a table.
 
 In a joint step most encoded items are history items (50 clicks per sample against 1 + K
-candidates), and their gradients matter least. With the cache, only the batch's candidates go
+candidates), though their gradients carry much of the signal early in training. With the cache, only the batch's candidates go
 through the content brick with gradients; their vectors (detached) go back into a table of every
 item's vector with the step they were encoded at. A history slot reads its row from that table;
 a row older than `training.history_max_age` steps (or never encoded) is re-encoded first, by the
@@ -31,8 +31,8 @@ def enabled(recipe: Recipe) -> bool:
 class HistoryCache:
     """A table of item vectors, each with the step it was encoded at; rows expire by age."""
 
-    def __init__(self, max_age: int, batch_size: int = 512):
-        self.max_age, self.batch_size = int(max_age), int(batch_size)
+    def __init__(self, max_age: int):
+        self.max_age = int(max_age)
         self.table: torch.Tensor | None = None
         self.stamps: torch.Tensor | None = None
         self.step = 0
@@ -62,25 +62,22 @@ class HistoryCache:
 
     def lookup(self, model, ids: torch.Tensor) -> torch.Tensor:
         """[len(ids), D] vectors of distinct item `ids`. Rows older than max_age steps (or never
-        encoded) are re-encoded now, in chunks of batch_size, and carry gradients like the
-        candidates; fresh rows come from the table without. With max_age 0 every history row is
-        re-encoded, which is the exact path."""
+        encoded) are re-encoded now, in one call as the exact path encodes its items, and carry
+        gradients like the candidates; fresh rows come from the table without. With max_age 0
+        every history row is re-encoded, which is the exact path."""
         if self.stamps is not None:
-            is_stale = self.stamps[ids] < self.step - self.max_age
-            where = torch.nonzero(is_stale).reshape(-1)
+            where = torch.nonzero(self.stamps[ids] < self.step - self.max_age).reshape(-1)
         else:
             where = torch.arange(len(ids), device=ids.device)
         stale = ids[where]
-        encoded = [model.encode_items(stale[i:i + self.batch_size]) for i in range(0, len(stale), self.batch_size)]
         self.reencoded += len(stale)
         self.reencoded_total += len(stale)
         self.read_total += len(ids)
-        if not encoded:
+        if not len(stale):
             return self.table[ids]
-        encoded = torch.cat(encoded)
+        encoded = model.encode_items(stale)
         self.store(stale, encoded, model.num_items)
-        vectors = self.table[ids].to(encoded.dtype)
-        return vectors.index_put((where,), encoded)
+        return self.table[ids].to(encoded.dtype).index_put((where,), encoded)
 
     def stats(self) -> dict:
         """{"steps", "reencoded_per_step", "fresh_share"}: how much of the history the table served."""

@@ -110,7 +110,7 @@ class Trainer:
                                                                  find_unused_parameters=True)
         self.history = None
         if history_cache.enabled(self.recipe):
-            self.history = history_cache.HistoryCache(self.t.history_max_age, self.t.eval_batch_size)
+            self.history = history_cache.HistoryCache(self.t.history_max_age)
         amp = self.t.amp and self.device.type == "cuda" and not torch.cuda.is_bf16_supported()
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp)
         self.steps_per_epoch = -(-len(self.samples) // (self.t.batch_size * self.dist.world))
