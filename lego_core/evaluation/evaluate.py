@@ -4,11 +4,17 @@ Cached: every item is encoded once into an item table, every user state (user, h
 once into a user table, and impressions are scored from the two tables. Uncached: each impression
 encodes its own history and candidates, the baseline the cache is measured against. Both give the
 same metrics on the same model.
+
+Sharded (`sharded=True` inside a torch.distributed group, e.g. under torchrun): every rank encodes
+and scores every world-th chunk of the very chunks one process would run, the tables are summed
+across ranks (each row is encoded by one rank, zero on the others: the sum is exact) and the scores
+reduced to rank 0, which computes the metrics: they equal the one-process ones bit for bit.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from lego_core.evaluation import metrics as metric_fns
@@ -25,16 +31,45 @@ def _device(model: Legommender) -> torch.device:
     return next(model.parameters()).device
 
 
+def _shard(sharded: bool) -> tuple[int, int]:
+    """(rank, world) of this process when `sharded` and a process group of 2+ is up, else (0, 1)."""
+    if sharded and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _mine(chunks: list, shard: tuple[int, int]) -> list:
+    """This rank's chunks: every world-th, from its rank on."""
+    return chunks[shard[0]::shard[1]]
+
+
+def _assemble(parts: list[tuple[int, torch.Tensor]], total: int, shard: tuple[int, int],
+              device: torch.device) -> torch.Tensor:
+    """The [total, ...] table from (start, rows) chunks: concatenated on one process; summed over
+    ranks when sharded (each row comes from one rank, the others add exact zeros)."""
+    if shard[1] == 1:
+        return torch.cat([rows for _, rows in parts])
+    tail = [tuple(parts[0][1].shape[1:]) if parts else None]
+    dist.broadcast_object_list(tail, src=0)  # rank 0 holds chunk 0 (total > 0)
+    table = torch.zeros((total, *tail[0]), device=device)
+    for start, rows in parts:
+        table[start:start + len(rows)] = rows
+    dist.all_reduce(table)
+    return table
+
+
 @torch.no_grad()
-def item_table(model: Legommender, batch_size: int = 512, progress: bool = False) -> torch.Tensor:
-    """[N, D] vectors of every item, each encoded once."""
-    device, n = _device(model), model.num_items
-    chunks = []
-    for start in tqdm(range(0, n, batch_size), desc="encode items", disable=not progress,
+def item_table(model: Legommender, batch_size: int = 512, progress: bool = False,
+               sharded: bool = False) -> torch.Tensor:
+    """[N, D] vectors of every item, each encoded once (by one rank when `sharded`; every rank
+    gets the whole table)."""
+    device, n, shard = _device(model), model.num_items, _shard(sharded)
+    parts = []
+    for start in tqdm(_mine(list(range(0, n, batch_size)), shard), desc="encode items", disable=not progress,
                       leave=False, mininterval=redraw_seconds()):
         ids = torch.arange(start, min(start + batch_size, n), device=device)
-        chunks.append(model.encode_items(ids).float())
-    return torch.cat(chunks)
+        parts.append((start, model.encode_items(ids).float()))
+    return _assemble(parts, n, shard, device)
 
 
 def _encode_in_chunks(model: Legommender, ids: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -51,33 +86,39 @@ def user_states(imps: Impressions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 @torch.no_grad()
 def user_table(model: Legommender, dataset: Dataset, users: np.ndarray, ends: np.ndarray,
-               items: torch.Tensor, batch_size: int = 512, progress: bool = False) -> torch.Tensor:
-    """[S, D] (or [S, K, D]) user vectors from the item table, each state encoded once."""
-    device, h = items.device, model.recipe.training.max_history
-    chunks = []
-    for start in tqdm(range(0, len(users), batch_size), desc="encode users", disable=not progress,
-                      leave=False, mininterval=redraw_seconds()):
+               items: torch.Tensor, batch_size: int = 512, progress: bool = False,
+               sharded: bool = False) -> torch.Tensor:
+    """[S, D] (or [S, K, D]) user vectors from the item table, each state encoded once (`sharded`
+    as in item_table)."""
+    device, h, shard = items.device, model.recipe.training.max_history, _shard(sharded)
+    if not len(users):
+        return torch.zeros(0, items.shape[1], device=device)
+    parts = []
+    for start in tqdm(_mine(list(range(0, len(users), batch_size)), shard), desc="encode users",
+                      disable=not progress, leave=False, mininterval=redraw_seconds()):
         u, e = users[start:start + batch_size], ends[start:start + batch_size]
         hist, mask = dataset.gather_histories(u, e, h)
         hist_t, mask_t = to_tensor(hist, device), to_tensor(mask, device)
-        chunks.append(model.encode_users(items[hist_t], mask_t, to_tensor(u, device)).float())
-    return torch.cat(chunks) if chunks else torch.zeros(0, items.shape[1], device=device)
+        parts.append((start, model.encode_users(items[hist_t], mask_t, to_tensor(u, device)).float()))
+    return _assemble(parts, len(users), shard, device)
 
 
 @torch.no_grad()
 def score_split(model: Legommender, dataset: Dataset, split: str, cached: bool = True,
-                batch_size: int = 512, progress: bool = False) -> np.ndarray:
-    """Logits for every candidate row of a split, aligned with `dataset.splits[split].items`."""
+                batch_size: int = 512, progress: bool = False, sharded: bool = False) -> np.ndarray | None:
+    """Logits for every candidate row of a split, aligned with `dataset.splits[split].items`. With
+    `sharded` in a group of 2+: each rank scores its share, rank 0 gets them all, others None."""
     was_training = model.training
     model.eval()
     imps, device, h = dataset.splits[split], _device(model), model.recipe.training.max_history
+    shard = _shard(sharded)
     scores = np.zeros(len(imps.items), dtype=np.float64)
     if cached:
-        items = item_table(model, batch_size, progress)
+        items = item_table(model, batch_size, progress, sharded)
         users, ends, state = user_states(imps)
-        table = user_table(model, dataset, users, ends, items, batch_size, progress)
-    for rows in tqdm(impression_batches(imps, batch_size), desc=f"score {split}", disable=not progress,
-                      leave=False, mininterval=redraw_seconds()):
+        table = user_table(model, dataset, users, ends, items, batch_size, progress, sharded)
+    for rows in tqdm(_mine(impression_batches(imps, batch_size), shard), desc=f"score {split}",
+                     disable=not progress, leave=False, mininterval=redraw_seconds()):
         cands, valid, flat = padded_candidates(imps, rows)
         cands_t = to_tensor(cands, device)
         hist, mask = dataset.gather_histories(imps.users[rows], imps.history_end[rows], h)
@@ -93,14 +134,24 @@ def score_split(model: Legommender, dataset: Dataset, split: str, cached: bool =
         logits = model.score(user, cand_vecs, hist_vecs, mask_t).float()
         scores[flat] = logits.cpu().numpy()[valid]
     model.train(was_training)
-    return scores
+    if shard[1] == 1:
+        return scores
+    total = torch.from_numpy(scores)  # every row scored on one rank, exact zeros on the others
+    if dist.get_backend() == "nccl":
+        total = total.to(device)
+    dist.reduce(total, dst=0)
+    return total.cpu().numpy() if shard[0] == 0 else None
 
 
 def evaluate(model: Legommender, dataset: Dataset, split: str, cached: bool = True, batch_size: int = 512,
-             progress: bool = False, metrics: tuple[str, ...] = REPORTED, parts: bool = False) -> dict:
+             progress: bool = False, metrics: tuple[str, ...] = REPORTED, parts: bool = False,
+             sharded: bool = False) -> dict | None:
     """Ranking metrics of the model on one split (grouped by impression). With `parts`:
-    {"all": ..., "warm": ..., "cold": ...} (see `metrics_by_part`)."""
-    scores = score_split(model, dataset, split, cached, batch_size, progress)
+    {"all": ..., "warm": ..., "cold": ...} (see `metrics_by_part`). With `sharded`, every rank of
+    the process group must call it: the work is split, rank 0 returns the metrics, the others None."""
+    scores = score_split(model, dataset, split, cached, batch_size, progress, sharded)
+    if scores is None:
+        return None
     return metrics_by_part(dataset, split, scores, metrics) if parts else \
         metric_fns.compute(dataset.splits[split].labels, scores, dataset.splits[split].group, metrics)
 

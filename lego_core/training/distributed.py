@@ -1,5 +1,6 @@
-"""Where a training process stands in a torchrun run (rank, world, device), and leaving the process
-group without the gloo deadlock at exit."""
+"""Where a training process stands in a torchrun run (rank, world, device), handing rank 0's weights
+to every rank (the best checkpoint lives with rank 0 alone), and leaving the process group without
+the gloo deadlock at exit."""
 from __future__ import annotations
 
 import gc
@@ -40,6 +41,14 @@ def init_distributed(device_name: str) -> tuple[Dist, torch.device]:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return info, device
+
+
+def broadcast_weights(model: torch.nn.Module) -> None:
+    """Every rank's model takes rank 0's weights (the state_dict a checkpoint holds), so all ranks
+    can evaluate the best checkpoint that rank 0 alone loaded."""
+    with torch.no_grad():
+        for tensor in model.state_dict().values():
+            dist.broadcast(tensor, src=0)
 
 
 def leave_process_group() -> None:

@@ -67,13 +67,14 @@ def in_memory_trainer(recipe: Recipe, dataset: Dataset):
 
 def training_batches(trainer, count: int, first: int = 0):
     """Batches `first` .. `first + count - 1` of the trainer's run, in order, epoch after epoch as
-    `train_epoch` draws them (the history cache's rows expire at each epoch start, as there)."""
+    `train_epoch` draws them: this rank's share under torchrun (the history cache's rows expire at
+    each epoch start, as there)."""
     size, per_epoch = trainer.t.batch_size, trainer.steps_per_epoch
     orders: dict[int, object] = {}
     for step in range(first, first + count):
         epoch, at = divmod(step, per_epoch)
         if epoch not in orders:
-            orders[epoch] = trainer.samples.epoch_order(trainer.t.seed, epoch)
+            orders[epoch] = trainer.samples.epoch_order(trainer.t.seed, epoch, trainer.dist.rank, trainer.dist.world)
             if at == 0 and step > first and trainer.history is not None:
                 trainer.history.invalidate()
         yield trainer.samples.batch(orders[epoch][at * size:(at + 1) * size], trainer.t.seed, epoch, at)

@@ -1,6 +1,7 @@
 """The training loop: listwise softmax (or BCE) over 1 clicked + K negatives, Adam, early stopping
 on a validation metric, exact resume from the last checkpoint, and DistributedDataParallel when
-started by torchrun (gloo on CPU, nccl on GPUs; rank 0 evaluates and writes)."""
+started by torchrun (gloo on CPU, nccl on GPUs; every rank evaluates its share, rank 0 gets the
+metrics and writes)."""
 from __future__ import annotations
 
 import os
@@ -31,7 +32,7 @@ from lego_core.training import loggers
 from lego_core.training.logs import TrainingLog
 from lego_core.bricks.model import Legommender, build, to_tensor
 from lego_core.bricks.recipe import Recipe
-from lego_core.training.distributed import Dist, init_distributed, leave_process_group  # noqa: F401
+from lego_core.training.distributed import Dist, broadcast_weights, init_distributed, leave_process_group  # noqa: F401
 from lego_core.core.progress import redraw_seconds
 
 
@@ -267,12 +268,18 @@ class Trainer:
         dist.broadcast(t, src=0)
         return bool(t.item())
 
+    def _evaluate(self, split: str, parts: bool = False) -> dict | None:
+        """Metrics of self.model on a split, the work shared by every rank (rank 0 gets them, the
+        others None: every rank must call it)."""
+        return ev.evaluate(self.model, self.dataset, split, batch_size=self.t.eval_batch_size, parts=parts,
+                           progress=self.progress and self.dist.main, sharded=self.dist.enabled)
+
     def validate(self, epoch: int, loss: float) -> bool:
-        """Evaluate on valid (rank 0), keep the best checkpoint; True when early stopping says stop."""
+        """Evaluate on valid (every rank its share), keep the best checkpoint (rank 0); True when
+        early stopping says stop."""
         stop = False
+        result = self._evaluate("valid")
         if self.dist.main:
-            result = ev.evaluate(self.model, self.dataset, "valid", batch_size=self.t.eval_batch_size,
-                                 progress=self.progress)
             value = result[self.t.metric]
             better = self.state["best"] is None or (value > self.state["best"] if metric_fns.higher_is_better(
                 self.t.metric) else value < self.state["best"])
@@ -290,15 +297,16 @@ class Trainer:
         return self._broadcast_stop(stop)
 
     def finish(self) -> dict:
-        """Reload the best weights and evaluate valid and test (rank 0; {} elsewhere)."""
+        """Reload the best weights and evaluate valid and test (every rank its share; the result on
+        rank 0, {} elsewhere)."""
+        if self.dist.main:
+            self.load_checkpoint("best", full=False, fix="train the recipe again into a new --run-dir")
+        if self.dist.enabled:
+            broadcast_weights(self.model)
+        valid, test = self._evaluate("valid"), self._evaluate("test", parts=True)
         if not self.dist.main:
             return {}
-        self.load_checkpoint("best", full=False, fix="train the recipe again into a new --run-dir")
-        result = {"valid": ev.evaluate(self.model, self.dataset, "valid", batch_size=self.t.eval_batch_size,
-                                       progress=self.progress)}
-        result.update(ev.split_parts("test", ev.evaluate(self.model, self.dataset, "test", parts=True,
-                                                             batch_size=self.t.eval_batch_size,
-                                                             progress=self.progress)))
+        result = {"valid": valid, **ev.split_parts("test", test)}
         result["popularity"] = popularity.floor(self.dataset)
         result.update(best_epoch=self.state["best_epoch"] + 1, parameters=self.model.parameter_count(),
                       trainable_parameters=self.model.parameter_count(trainable_only=True))
