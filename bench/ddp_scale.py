@@ -92,8 +92,17 @@ def measure(what: str, folder: str, steps: int, threads: int) -> dict:
     return out
 
 
-def run_child(what: str, nproc: int, folder: Path, cache: Path, work: Path, args) -> list[dict]:
-    """The measurement in fresh process(es); one JSON per rank."""
+def _available_gb() -> float:
+    with open("/proc/meminfo") as fh:
+        fields = dict(line.split(":", 1) for line in fh)
+    return int(fields["MemAvailable"].split()[0]) / 2**20
+
+
+def run_child(what: str, nproc: int, folder: Path, cache: Path, work: Path, args, need_gb: float = 0.0) -> list[dict]:
+    """The measurement in fresh process(es); one JSON per rank. Refused (an error row) when `need_gb`
+    per process does not fit in the memory available now: an out-of-memory kill hits other work too."""
+    if nproc * need_gb * 1.1 > _available_gb():
+        return [{"error": f"not run: {nproc} x {need_gb:.1f} GB needed, {_available_gb():.1f} GB available"}]
     threads = THREADS.get(nproc, 1)
     env = {**os.environ, "LEGO_CACHE_DIR": str(cache), "OMP_NUM_THREADS": str(threads)}
     out = work / f"{what}-{nproc}"
@@ -165,7 +174,8 @@ def main() -> None:
           f"peak {first.get('peak_rss_gb', float('nan')):.2f} GB {first.get('error', '')}", flush=True)
     rows = []
     if "eval" not in args.skip:
-        res = {n: run_child("eval", n, folder, cache, work, args) for n in (1, 2)}
+        res = {1: run_child("eval", 1, folder, cache, work, args)}
+        res[2] = run_child("eval", 2, folder, cache, work, args, res[1][0].get("peak_rss_gb", 0.0))
         for split in ("valid", "test"):
             n_imps = first.get(f"{split}_impressions", 0)
             secs = {n: r[0].get(f"{split}_s") for n, r in res.items()}
@@ -179,7 +189,8 @@ def main() -> None:
         rows.append(("  peak RSS per process (GB)", max(r.get("peak_rss_gb", 0) for r in res[1]),
                      max(r.get("peak_rss_gb", 0) for r in res[2]), "ratio: memory per process"))
     if "train" not in args.skip:
-        res = {n: run_child("train", n, folder, cache, work, args) for n in (1, 2)}
+        res = {1: run_child("train", 1, folder, cache, work, args)}
+        res[2] = run_child("train", 2, folder, cache, work, args, res[1][0].get("peak_rss_gb", 0.0))
         rate, epoch = {}, {}
         for n in (1, 2):
             r = res[n][0]
