@@ -7,7 +7,8 @@ holds the rows a step reads, and prints how many history rows a step re-encoded 
 `training.history_max_age`). `--profile` prints where the time goes (torch.profiler, top operators
 by self CPU time). `--quality 60 300` trains each path that many steps from the same start, per
 seed, and reports valid and test AUC of exact and cached (mean and spread over the seeds) on
-MovieLens-100k and MIND-format synthetic data.
+MovieLens-100k, MIND-format synthetic data and MovieLens-100k written as a MIND folder
+(`ml-100k-mind`, bench/ml100k_as_mind.py).
 
     .venv/bin/python bench/lm_train_speed.py [--presets plmnr once] [--steps 5] [--profile]
     .venv/bin/python bench/lm_train_speed.py --no-timing --presets plmnr --quality 60 --seeds 1 2 3
@@ -15,7 +16,9 @@ MovieLens-100k and MIND-format synthetic data.
 from __future__ import annotations
 
 import argparse
+import tempfile
 
+import ml100k_as_mind
 from common import machine
 
 import numpy as np
@@ -86,7 +89,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--max-age", type=int, nargs="+", default=[None],
                         help="training.history_max_age values of the AUC check (default: the recipe's)")
-    parser.add_argument("--datasets", nargs="+", default=["ml-100k", "synthetic"])
+    parser.add_argument("--datasets", nargs="+", default=["ml-100k", "synthetic"],
+                        choices=["ml-100k", "synthetic", "ml-100k-mind"])
     parser.add_argument("--timing", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
     dataset = datasets.load("ml-100k")
@@ -117,16 +121,18 @@ def main() -> None:
 
 def quality(args, movielens) -> None:
     """AUC after the same steps from the same start, per seed: exact against cached per max age."""
-    data = {"ml-100k": movielens,
-            "synthetic": datasets.load("synthetic", n_items=2000, n_users=800, n_impressions=1500, seed=1)}
+    data = {"ml-100k": lambda: movielens,
+            "synthetic": lambda: datasets.load("synthetic", n_items=2000, n_users=800, n_impressions=1500, seed=1),
+            "ml-100k-mind": lambda: datasets.load(ml100k_as_mind.write(tempfile.mkdtemp(prefix="ml100k-mind-")))}
     print(f"\nAUC after N steps from the same start; seeds {args.seeds}; mean (min..max) over seeds")
     print("preset   dataset    steps  max age  split   exact                  cached                 delta (min..max)")
     for preset in args.presets:
         for name in args.datasets:
+            dataset = data[name]()
             for steps in args.quality:
-                exact = [auc_after(preset, data[name], False, steps, seed, None) for seed in args.seeds]
+                exact = [auc_after(preset, dataset, False, steps, seed, None) for seed in args.seeds]
                 for age in args.max_age:
-                    cached = [auc_after(preset, data[name], True, steps, seed, age) for seed in args.seeds]
+                    cached = [auc_after(preset, dataset, True, steps, seed, age) for seed in args.seeds]
                     for split in ("valid", "test"):
                         e = np.array([r[split] for r in exact])
                         c = np.array([r[split] for r in cached])
