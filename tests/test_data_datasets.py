@@ -38,7 +38,8 @@ def test_register_tables_then_load_by_name(tmp_path):
     items_path, clicks_path = write(tmp_path)
     d = datasets.register_tables("shop", items_path, clicks_path, MAPPING, negatives=3, description="my shop")
     folder = tmp_path / "lego-cache" / "datasets" / "shop"
-    assert {p.name for p in folder.iterdir()} == {"arrays.npz", "items.parquet", "meta.json", "dataset.json", "sources"}
+    assert {p.name for p in folder.iterdir()} == {"arrays", "cold.npy", "items.parquet", "meta.json", "dataset.json",
+                                                  "sources"}
     assert "shop" in names()
     entry = next(e for e in datasets.available() if e["name"] == "shop")
     assert entry["kind"] == "tables" and entry["description"] == "my shop" and entry["loadable"]

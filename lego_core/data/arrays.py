@@ -44,9 +44,14 @@ def sorted_unique(values: np.ndarray) -> np.ndarray:
     return values[np.concatenate([[True], values[1:] != values[:-1]])]
 
 
-def split_lists(column: pd.Series) -> tuple[np.ndarray, pa.Array]:
-    """Space-separated lists -> (sizes per row, flat non-empty tokens), vectorized with pyarrow."""
-    lists = pc.utf8_split_whitespace(pa.array(column.to_numpy(dtype=object), type=pa.large_string()))
+def split_lists(column: pd.Series | pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+    """Space-separated lists -> (sizes per row, flat non-empty tokens), vectorized with pyarrow
+    (Arrow strings are split as they are, not through Python objects)."""
+    if isinstance(column, pd.Series):
+        column = pa.array(column.to_numpy(dtype=object), type=pa.large_string())
+    elif isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    lists = pc.utf8_split_whitespace(column)
     flat = pc.list_flatten(lists)
     nonempty = pc.greater(pc.utf8_length(flat), 0).to_numpy(zero_copy_only=False)
     rows = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
@@ -57,3 +62,50 @@ def split_lists(column: pd.Series) -> tuple[np.ndarray, pa.Array]:
 def token_index(tokens: pa.Array, known: pa.Array) -> np.ndarray:
     """Index of each token in `known` (-1 when absent), vectorized."""
     return pc.index_in(tokens, value_set=known).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def ascii_tokens(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """`split_lists` on the bytes, for ASCII cells whose tokens are separated by single spaces
+    (MIND's id lists): (sizes per row, token starts, token ends, the bytes), several times faster
+    than splitting into Arrow strings. None for anything else (other whitespace, non-ASCII bytes,
+    leading, trailing or double spaces): the caller splits those with `split_lists`."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    column = column.cast(pa.large_string())
+    if column.null_count:
+        return None
+    _, offset_buf, data_buf = column.buffers()
+    offsets = np.frombuffer(offset_buf, dtype=np.int64)[column.offset:column.offset + len(column) + 1]
+    first = int(offsets[0])
+    offsets = offsets - first  # a slice of a long column: positions in its own bytes
+    data = np.zeros(0, np.uint8) if data_buf is None else \
+        np.frombuffer(data_buf, dtype=np.uint8)[first:first + int(offsets[-1])]
+    space = data == 32
+    spaces = np.count_nonzero(space)
+    if np.count_nonzero((data - np.uint8(33)) > 94) != spaces:  # a byte outside '!'..DEL other than ' '
+        return None
+    filled = offsets[1:] > offsets[:-1]
+    if spaces and bool(space[offsets[:-1][filled]].any()):  # a leading space
+        return None
+    is_end = np.zeros(len(data) + 1, dtype=bool)
+    is_end[:-1] = space
+    is_end[offsets[1:][filled]] = True
+    ends = np.flatnonzero(is_end)
+    del is_end, space
+    starts = np.empty_like(ends)
+    if len(ends):
+        starts[0] = 0
+        starts[1:] = ends[:-1] + (data[ends[:-1]] == 32)
+        if (starts == ends).any():  # a trailing or double space
+            return None
+    sizes = np.searchsorted(ends, offsets[1:], side="right") - np.searchsorted(ends, offsets[:-1], side="right")
+    return sizes.astype(np.int64), starts, ends, data
+
+
+def token_strings(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, drop: int = 0) -> pa.Array:
+    """The tokens `ascii_tokens` found, less their last `drop` bytes, as a large_string array."""
+    keep = data != 32
+    for back in range(1, drop + 1):
+        keep[ends - back] = False
+    offsets = offsets_from_sizes(ends - starts - drop)
+    return pa.LargeStringArray.from_buffers(len(starts), pa.py_buffer(offsets), pa.py_buffer(data[keep]))

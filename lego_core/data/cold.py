@@ -42,7 +42,8 @@ def not_applicable(name: str) -> DataError:
 
 def with_cold_items(dataset: Dataset, fraction: float = 0.0, seed: int = 0) -> Dataset:
     """The dataset with its `cold` mask set: the items training never sees, after making a seeded
-    `fraction` of items cold (leave-last-out datasets only)."""
+    `fraction` of items cold (leave-last-out datasets only). A dataset read from the processed store
+    brings its natural mask (`natural_cold`) as `cold`: with fraction 0 it is kept as it is."""
     fraction = check_fraction(fraction, dataset.name)
     n = dataset.num_items
     chosen = np.zeros(n, dtype=bool)
@@ -58,22 +59,29 @@ def with_cold_items(dataset: Dataset, fraction: float = 0.0, seed: int = 0) -> D
         np.logical_or.at(hit, train.group, chosen[train.items] & (train.labels == 1))
         splits["train"] = train.select(np.flatnonzero(~hit))
         info["cold_train_impressions_dropped"] = int(hit.sum())
-    cold = chosen | ~_seen_in_training(dataset, splits["train"])
+    stored = fraction == 0 and dataset.cold is not None and "cold_items" not in info
+    cold = dataset.cold if stored else chosen | natural_cold(dataset, splits["train"])
     info.update(cold_items=fraction, cold_count=int(cold.sum()))
     return dataclasses.replace(dataset, splits=splits, cold=cold, info=info)
 
 
-def _seen_in_training(dataset: Dataset, train) -> np.ndarray:
-    """[N] items that are a train candidate or in a history some train impression shows."""
+def natural_cold(dataset: Dataset, train=None) -> np.ndarray:
+    """[N] items that are no candidate of the train split (`train`, default the dataset's own) and
+    in no history a train impression shows. The processed store keeps this mask beside the
+    arrays (a cached dataset arrives with it as `cold`), so loads do not recompute it."""
+    train = dataset.splits["train"] if train is None else train
     seen = np.zeros(dataset.num_items, dtype=bool)
     seen[train.items] = True
     if len(train):
         reach = np.zeros(dataset.num_users, dtype=np.int64)  # longest history a train impression shows
         np.maximum.at(reach, train.users, train.history_end)
         lengths = np.diff(dataset.seq_offsets)
-        pos = np.arange(len(dataset.seq_items)) - np.repeat(dataset.seq_offsets[:-1], lengths)
-        seen[dataset.seq_items[pos < np.repeat(reach, lengths)]] = True
-    return seen
+        if bool(np.all((reach == 0) | (reach >= lengths))):  # whole histories (MIND): no positions needed
+            seen[dataset.seq_items[np.repeat(reach > 0, lengths)]] = True
+        else:
+            pos = np.arange(len(dataset.seq_items)) - np.repeat(dataset.seq_offsets[:-1], lengths)
+            seen[dataset.seq_items[pos < np.repeat(reach, lengths)]] = True
+    return ~seen
 
 
 def cold_impressions(dataset: Dataset, split: str) -> np.ndarray:

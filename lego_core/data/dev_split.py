@@ -9,20 +9,28 @@ from pathlib import Path
 import numpy as np
 
 from lego_core.core.errors import DataError
+from lego_core.data.arrays import offsets_from_sizes
 from lego_core.data.io import warn
 from lego_core.data.schema import IMPRESSIONS, Impressions
 
 NOTE = "dev impressions split 50/50 into valid/test by a seeded permutation"
 
 
-def known_candidates(rows: np.ndarray, items: np.ndarray, n: int, info: dict, split: str, path: Path,
-                     unknown: str, none_known: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def known_candidates(rows: np.ndarray | None, items: np.ndarray, n: int, info: dict, split: str, path: Path,
+                     unknown: str, none_known: str, sizes: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ok [T], kept sizes [n], keep [n]): candidates (impression `rows`, item indices `items`)
     naming unknown items (-1) are dropped, then impressions left without any; both counts go to
     `info` and one warning names `unknown` (what was dropped); DataError `none_known` when no
-    impression is left."""
+    impression is left. With rows None, `sizes` (candidates per impression, in order) stand for
+    them: only the unknown candidates are placed, not all 80 million of MIND-large."""
     ok = items >= 0
-    sizes = np.bincount(rows[ok], minlength=n)
+    if rows is None:
+        bad = np.flatnonzero(~ok)
+        owner = np.searchsorted(offsets_from_sizes(sizes), bad, side="right") - 1
+        sizes = np.asarray(sizes, dtype=np.int64) - np.bincount(owner, minlength=n)
+    else:
+        sizes = np.bincount(rows[ok], minlength=n)
     keep = sizes > 0
     info[f"{split}_unknown_candidates_dropped"] = int((~ok).sum())
     info[f"{split}_impressions_dropped"] = int((~keep).sum())

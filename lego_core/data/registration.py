@@ -16,7 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lego_core.data import archives, formats, store
-from lego_core.data.cache import CorruptFile, discard_processed, read_dataset
+from lego_core.data.cache import CorruptFile
+from lego_core.data.processed import processed_folder, read_dataset
 from lego_core.data.io import CONTENT_GAPS, refuse_gaps, warn
 from lego_core.data.schema import Dataset
 from lego_core.core import paths
@@ -90,11 +91,10 @@ def add(path: str | Path, name: str | None = None, format: str | None = None, *,
         files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
         copies = {f"{COPY}/{p.relative_to(path.parent if path.is_file() else path).as_posix()}": p for p in files}
         source["copy"] = f"{COPY}/{path.name}" if path.is_file() else COPY
-    key = dataset.info.get("fingerprint")  # register() gives the dataset the registration's own key
-    registered = store.register(name, KIND, dataset, options, source, description or f"{fmt.title}: {path.name}",
-                                copies=copies, overwrite=overwrite)
-    discard_processed(key)  # the registration holds the processed dataset now: one copy, not two
-    return registered
+    # the registration links the processed cache's files: registrations of one source share one copy
+    processed = processed_folder(dataset.info.get("fingerprint"))  # read before register() renames the key
+    return store.register(name, KIND, dataset, options, source, description or f"{fmt.title}: {path.name}",
+                          copies=copies, overwrite=overwrite, processed=processed)
 
 
 def rebuild(folder: Path, doc: dict, options: dict) -> Dataset:

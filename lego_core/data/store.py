@@ -2,8 +2,8 @@
 tables, MIND); `registration` adds one, this module keeps, lists, loads and removes them.
 
 A registered folder holds `dataset.json` (kind, source, options, description, and the counts in
-`summary`, so listings never load the dataset) and the processed dataset (arrays.npz,
-items.parquet, meta.json); tables and uploads also keep copies of their source files in `sources/`
+`summary`, so listings never load the dataset) and the processed dataset (arrays/*.npy,
+cold.npy, items.parquet, meta.json); tables and uploads also keep copies of their source files in `sources/`
 so other options (seed, negatives) can be re-derived. Registration validates by
 loading fully before anything is written, then writes the folder atomically.
 """
@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lego_core.data.cache import (CORRUPT_ERRORS, PROCESSED, CorruptFile, describe, probe_dataset, read_dataset,
-                                  write_dataset)
+from lego_core.data.cache import CORRUPT_ERRORS, CorruptFile, describe
+from lego_core.data.processed import (ARRAYS, PROCESSED, link_processed, probe_dataset, read_dataset, write_dataset,
+                                      write_meta)
 from lego_core.data.io import CONTENT_GAPS
 from lego_core.data.schema import Dataset
 from lego_core.core.errors import DataError
@@ -64,28 +65,39 @@ def _read_manifest(path: Path) -> dict:
 
 
 def _shape_problem(folder: Path, summary: object) -> str:
-    """Why arrays.npz disagrees with the counts recorded at registration ("" when it agrees or no
-    counts were recorded). Reads only the array headers, so listings stay cheap at any size."""
+    """Why the stored arrays disagree with the counts recorded at registration ("" when they agree
+    or no counts were recorded). Reads only the array headers, so listings stay cheap at any size."""
     if not isinstance(summary, dict):
         return ""
     expected = {"users": summary.get("users"), "seq_items": summary.get("clicks")}
     if isinstance(summary.get("users"), int):
         expected["seq_offsets"] = summary["users"] + 1
     expected.update({f"{k[:-len('_impressions')]}.ids": v for k, v in summary.items() if k.endswith("_impressions")})
-    path = folder / "arrays.npz"
+
+    def header_shape(handle) -> tuple:
+        version = np.lib.format.read_magic(handle)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+            np.lib.format.read_array_header_2_0
+        return read_header(handle)[0]
+
+    old = folder / "arrays.npz"
+    path = old if old.is_file() else folder / ARRAYS
     try:
-        with zipfile.ZipFile(path) as archive:
-            for key, count in expected.items():
-                if not isinstance(count, int) or f"{key}.npy" not in archive.namelist():
-                    continue
-                with archive.open(f"{key}.npy") as handle:
-                    version = np.lib.format.read_magic(handle)
-                    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                        np.lib.format.read_array_header_2_0
-                    shape = read_header(handle)[0]
-                if shape[:1] != (count,):
-                    return (f"{path} does not match the counts recorded at registration ({key} has "
-                            f"{shape[0] if shape else 0:,} entries, expected {count:,})")
+        for key, count in expected.items():
+            if not isinstance(count, int):
+                continue
+            if path == old:
+                with zipfile.ZipFile(path) as archive:
+                    if f"{key}.npy" not in archive.namelist():
+                        continue
+                    with archive.open(f"{key}.npy") as handle:
+                        shape = header_shape(handle)
+            else:
+                with open(path / f"{key}.npy", "rb") as handle:
+                    shape = header_shape(handle)
+            if shape[:1] != (count,):
+                return (f"{path if path == old else path / f'{key}.npy'} does not match the counts recorded at registration ({key} has "
+                        f"{shape[0] if shape else 0:,} entries, expected {count:,})")
     except CORRUPT_ERRORS as exc:
         return f"{path} is unreadable ({describe(exc)})"
     return ""
@@ -129,8 +141,11 @@ def manifest(name: str) -> dict | None:
 
 
 def register(name: str, kind: str, dataset: Dataset, options: dict, source: dict, description: str,
-             copies: dict[str, Path] | None = None, overwrite: bool = False) -> Dataset:
-    """Store an already-validated dataset under cache/datasets/<name>/ (atomic)."""
+             copies: dict[str, Path] | None = None, overwrite: bool = False, processed: Path | None = None) -> Dataset:
+    """Store an already-validated dataset under cache/datasets/<name>/ (atomic). `processed`: the
+    processed-cache folder `dataset` was read from, whose files are hard-linked rather than written
+    again, so every registration of one source shares one copy on disk (deleting one registration
+    leaves the others whole; damage written into a shared file shows in all of them)."""
     check_name(name)
     target = folder_of(name)
     dataset.name = name
@@ -143,7 +158,10 @@ def register(name: str, kind: str, dataset: Dataset, options: dict, source: dict
             raise DataError(f"source copy name {stored!r} must be a relative path inside the registration")
 
     def fill(tmp: Path) -> None:
-        write_dataset(dataset, tmp)
+        if processed is not None and link_processed(processed, tmp):
+            write_meta(dataset, tmp)
+        else:
+            write_dataset(dataset, tmp)
         if copies:
             (tmp / "sources").mkdir()
             for stored, original in copies.items():

@@ -411,7 +411,7 @@ def _registered(tmp: Path, damage: str | None = None, how: str = "truncated") ->
     _register(ctx, "shop")
     ctx["folder"] = cache_root() / "datasets" / "shop"
     if damage == "arrays-shape":
-        _reshape_arrays(ctx["folder"] / "arrays.npz")
+        _reshape_arrays(ctx["folder"] / "arrays")
     elif damage is not None:
         _damage(ctx["folder"] / damage, how)
     return ctx
@@ -460,12 +460,12 @@ def _available(ctx: dict):
 
 
 def _registry_cases() -> list[Case]:
-    cases = [_registered_case(f"data-registered-{stem}-{how}", f"{stem}.{ext}", how, f"{stem}.{ext}")
-             for stem, ext in (("items", "parquet"), ("arrays", "npz"), ("meta", "json"))
+    cases = [_registered_case(f"data-registered-{stem.replace('/', '-')}-{how}", f"{stem}.{ext}", how, f"{stem}.{ext}")
+             for stem, ext in (("items", "parquet"), ("arrays/seq_items", "npy"), ("meta", "json"))
              for how in ("truncated", "empty", "garbage", "missing")]
     cases += [
         Case(id="data-registered-arrays-wrong-shape", arrange=lambda tmp: _registered(tmp, "arrays-shape"),
-             act=lambda ctx: _load("shop"), raises=_data_error(), names="arrays.npz", keep=_keep_registered,
+             act=lambda ctx: _load("shop"), raises=_data_error(), names="seq_offsets.npy", keep=_keep_registered,
              check=_message_has("register it again")),
         Case(id="data-registered-listed-unreadable", arrange=lambda tmp: _registered(tmp, "items.parquet"),
              act=_available, keep=_keep_registered, check=_check_listed_unreadable("items.parquet")),
@@ -483,9 +483,9 @@ def _registry_cases() -> list[Case]:
         Case(id="data-cli-lists-corrupt-registered", arrange=lambda tmp: _registered(tmp, "items.parquet"),
              act=lambda ctx: cli("datasets"), exit=0, keep=_keep_registered, check=_check_cli_lists("unreadable")),
         Case(id="data-cli-lists-wrong-shape-registered", arrange=lambda tmp: _registered(tmp, "arrays-shape"),
-             act=lambda ctx: cli("datasets"), exit=0, keep=_keep_registered, check=_check_cli_lists("arrays.npz")),
-        Case(id="data-cli-names-corrupt-registered", arrange=lambda tmp: _registered(tmp, "arrays.npz"),
-             act=lambda ctx: cli("datasets", "shop"), exit=2, names="arrays.npz", keep=_keep_registered),
+             act=lambda ctx: cli("datasets"), exit=0, keep=_keep_registered, check=_check_cli_lists("seq_offsets.npy")),
+        Case(id="data-cli-names-corrupt-registered", arrange=lambda tmp: _registered(tmp, "arrays/seq_items.npy"),
+             act=lambda ctx: cli("datasets", "shop"), exit=2, names="seq_items.npy", keep=_keep_registered),
         Case(id="data-registered-source-copy-corrupt", arrange=_corrupt_source_copy,
              act=lambda ctx: _load("shop", seed=5), raises=_data_error(), names="interactions.csv",
              keep=_keep_registered),
@@ -498,11 +498,11 @@ def _registry_cases() -> list[Case]:
     return cases
 
 
-def _reshape_arrays(path: Path) -> None:
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
-    arrays["seq_offsets"] = arrays["seq_offsets"][:-1]  # one user short: offsets no longer match
-    np.savez(path, **arrays)
+def _reshape_arrays(folder: Path) -> None:
+    """One user short in a stored dataset's arrays/ folder: the offsets no longer match."""
+    offsets = np.load(folder / "seq_offsets.npy", allow_pickle=False)
+    (folder / "seq_offsets.npy").unlink()  # a new file: a registration may share the old one (hard link)
+    np.save(folder / "seq_offsets.npy", offsets[:-1])
 
 
 def _manifest_without_source(tmp: Path) -> dict:
@@ -542,14 +542,10 @@ def _processed(tmp: Path, file: str, how: str) -> dict:
     if how == "shape":
         _reshape_arrays(path)
     elif how == "pickled":
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-        arrays["users"] = arrays["users"].astype(object)  # np.savez pickles object arrays
-        np.savez(path, **arrays)
+        users = np.load(path, allow_pickle=False)
+        np.save(path, users.astype(object), allow_pickle=True)  # np.save pickles object arrays
     elif how == "lacks-array":
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files if k != "test.labels"}
-        np.savez(path, **arrays)
+        path.unlink()
     elif how == "fewer-items":
         pd.read_parquet(path).head(2).to_parquet(path, index=False)
     elif how == "no-id":
@@ -574,7 +570,8 @@ def _processed(tmp: Path, file: str, how: str) -> dict:
 
 
 def _check_rebuilt(ctx: dict, dataset) -> None:
-    from lego_core.data.cache import check_dataset, read_dataset
+    from lego_core.data.cache import check_dataset
+    from lego_core.data.processed import read_dataset
 
     ref = ctx["reference"]
     assert dataset.info["cache"] == "miss", "a corrupt entry is rebuilt"
@@ -593,13 +590,14 @@ def _cache_case(id: str, file: str, how: str, names: str) -> Case:
 
 
 def _processed_cases() -> list[Case]:
-    cases = [_cache_case(f"data-cache-{stem}-{how}", f"{stem}.{ext}", how, f"{stem}.{ext}")
-             for stem, ext in (("arrays", "npz"), ("items", "parquet"), ("meta", "json"))
+    cases = [_cache_case(f"data-cache-{stem.replace('/', '-')}-{how}", f"{stem}.{ext}", how, f"{stem}.{ext}")
+             for stem, ext in (("arrays/seq_items", "npy"), ("arrays/users", "npy"), ("cold", "npy"),
+                               ("items", "parquet"), ("meta", "json"))
              for how in ("truncated", "empty", "garbage", "missing")]
     cases += [
-        _cache_case("data-cache-arrays-wrong-shape", "arrays.npz", "shape", "sequence offsets"),
-        _cache_case("data-cache-arrays-pickled-object", "arrays.npz", "pickled", "pickled objects"),
-        _cache_case("data-cache-arrays-lack-one", "arrays.npz", "lacks-array", "test.labels"),
+        _cache_case("data-cache-arrays-wrong-shape", "arrays", "shape", "sequence offsets"),
+        _cache_case("data-cache-arrays-pickled-object", "arrays/users.npy", "pickled", "pickled objects"),
+        _cache_case("data-cache-arrays-lack-one", "arrays/test.labels.npy", "lacks-array", "test.labels"),
         _cache_case("data-cache-items-fewer-rows", "items.parquet", "fewer-items", "out of range"),
         _cache_case("data-cache-items-no-id-column", "items.parquet", "no-id", "item_id"),
         _cache_case("data-cache-meta-not-an-object", "meta.json", "not-an-object", "meta.json"),

@@ -438,7 +438,7 @@ CASES.append(Case("runs-jobs-list-into-closed-pipe", _existing_run(), _list_into
 
 # ---- damaged inputs of a run: a registered dataset, a recipe.yaml ---------------------------------
 def _registered_truncated(tmp: Path) -> dict:
-    """A registered dataset whose arrays.npz is cut short, and a recipe training on it."""
+    """A registered dataset whose arrays/seq_items.npy is cut short, and a recipe training on it."""
     import pandas as pd
 
     from lego_core.data import datasets
@@ -453,8 +453,8 @@ def _registered_truncated(tmp: Path) -> dict:
                              {"item_id": "sku", "text": ["name"], "user": "who", "item": "what", "timestamp": "when"},
                              negatives=3)
     folder = cache_root() / "datasets" / "shop"
-    npz = folder / "arrays.npz"
-    npz.write_bytes(npz.read_bytes()[:60])
+    npy = folder / "arrays" / "seq_items.npy"
+    npy.write_bytes(npy.read_bytes()[:60])
     recipe = tmp / "recipe.yaml"
     recipe.write_text(_tiny_with(dataset="{name: shop}"))
     return {"recipe": recipe, "run_dir": tmp / "run", "folder": folder}
@@ -462,7 +462,7 @@ def _registered_truncated(tmp: Path) -> dict:
 
 def _failed_naming_arrays(ctx: dict, result: CliResult) -> None:
     status = runs.open(ctx["run_dir"]).status()
-    assert status["state"] == "failed" and "arrays.npz" in status["error"], status
+    assert status["state"] == "failed" and "seq_items.npy" in status["error"], status
 
 
 def _recipe_not_utf8(ctx_run: dict) -> dict:
@@ -473,7 +473,7 @@ def _recipe_not_utf8(ctx_run: dict) -> dict:
 CASES += [
     Case("runs-train-registered-dataset-truncated-arrays",
          _registered_truncated, lambda ctx: cli("train", ctx["recipe"], "--run-dir", ctx["run_dir"], "--quiet"),
-         exit=2, names="arrays.npz", keep=lambda ctx: [ctx["folder"]], check=_failed_naming_arrays),
+         exit=2, names="seq_items.npy", keep=lambda ctx: [ctx["folder"]], check=_failed_naming_arrays),
     Case("runs-evaluate-recipe-not-utf8", lambda tmp: _recipe_not_utf8(_existing_run()(tmp)),
          lambda ctx: cli("evaluate", ctx["run"].path), exit=2, names="recipe.yaml is not UTF-8",
          keep=_keep_run),

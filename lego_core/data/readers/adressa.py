@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.json as pj
 
-from lego_core.data.cache import cached_build
+from lego_core.data.processed import cached_build
 from lego_core.data.formats import Format
 from lego_core.data.io import bad_utf8_line
 from lego_core.data.leave_last_out import check_options, split_log

@@ -33,7 +33,7 @@ import pandas as pd
 import pyarrow as pa
 
 from lego_core.data.arrays import as_str_ids
-from lego_core.data.cache import cached_build
+from lego_core.data.processed import cached_build
 from lego_core.data.formats import Format
 from lego_core.data.readers.goodreads import check_gzip, first_keys, read_json_lines, text_of
 from lego_core.data.io import require_file, to_unix_seconds, warn

@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lego_core.data.arrays import as_str_ids, offsets_from_sizes
-from lego_core.data.cache import cached_build
+from lego_core.data.processed import cached_build
 from lego_core.data.dev_split import known_candidates, split_dev
 from lego_core.data.formats import Format
 from lego_core.data.io import int_option, require_file, to_unix_seconds, warn

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.json as pj
 
 from lego_core.data.arrays import as_str_ids
-from lego_core.data.cache import cached_build
+from lego_core.data.processed import cached_build
 from lego_core.data.formats import Format
 from lego_core.data.io import check_known, line_of, parse_times, require_file
 from lego_core.data.leave_last_out import check_options, split_log

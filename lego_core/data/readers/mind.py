@@ -27,9 +27,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lego_core.data.arrays import as_str_ids, offsets_from_sizes, split_lists, token_index
-from lego_core.data import dev_split
-from lego_core.data.cache import cached_build
+from lego_core.data.arrays import (as_str_ids, ascii_tokens, offsets_from_sizes, split_lists, token_index,
+                                   token_strings)
+from lego_core.data import dev_split, fast_tsv
+from lego_core.data.processed import cached_build
 from lego_core.data.dev_split import known_candidates, split_dev
 from lego_core.data.formats import Format
 from lego_core.data.io import (check_ids, check_unique, first_short_line, int_option, line_of, parse_times, read_delimited,
@@ -107,13 +108,24 @@ def _short_rows(frame: pd.DataFrame, needed: int, path: Path, what: str) -> None
         raise DataError(f"{path} line {line} has fewer than {needed} tab-separated fields; {what}")
 
 
+def _table(path: Path, needed: int, what: str) -> pa.Table:
+    """A MIND TSV's columns (f0, f1, ...) as Arrow strings: pyarrow's reader, or pandas' where
+    pyarrow refuses the file (its errors name the line; rows pandas pads are kept as before)."""
+    table = fast_tsv.read_tsv(require_file(path, LAYOUT))
+    if table is not None and table.num_columns >= needed:
+        return table
+    frame = read_delimited(path, "\t", header=False)
+    _short_rows(frame, needed, path, what)
+    return pa.table({f"f{i}": pa.array(frame.iloc[:, i].to_numpy(dtype=object), type=pa.large_string())
+                     for i in range(frame.shape[1])})
+
+
 def read_news(path: Path) -> pd.DataFrame:
     """news.tsv -> DataFrame[item_id, category, subcategory, title, abstract, url] (strings)."""
-    frame = read_delimited(require_file(path, LAYOUT), "\t", header=False)
-    _short_rows(frame, 5, path, "MIND news.tsv rows are: id, category, subcategory, title, abstract, "
-                                "url, title entities, abstract entities")
-    frame = frame.iloc[:, :len(NEWS_COLUMNS)]
-    frame.columns = NEWS_COLUMNS[:frame.shape[1]]
+    table = _table(path, 5, "MIND news.tsv rows are: id, category, subcategory, title, abstract, url, title "
+                            "entities, abstract entities")
+    n = min(table.num_columns, len(NEWS_COLUMNS))
+    frame = table.select(range(n)).rename_columns(NEWS_COLUMNS[:n]).to_pandas()
     for col in KEPT_NEWS:
         if col not in frame.columns:
             frame[col] = ""
@@ -123,78 +135,135 @@ def read_news(path: Path) -> pd.DataFrame:
     return frame
 
 
-def read_behaviors(path: Path) -> pd.DataFrame:
-    """behaviors.tsv -> DataFrame[impression_id int64, user, time int64 (unix s), history, impressions]."""
-    frame = read_delimited(require_file(path, LAYOUT), "\t", header=False)
-    _short_rows(frame, 5, path, "MIND behaviors.tsv rows are: impression id, user id, time, history, "
-                                "impressions (like N1-1 N2-0)")
-    frame = frame.iloc[:, :5]
-    frame.columns = BEHAVIOR_COLUMNS
-    ids = pd.to_numeric(frame["impression_id"], errors="coerce")
-    bad = ids.isna().to_numpy() | ((ids % 1) != 0).to_numpy()
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{path} line {line_of(row, False)}: impression id (column 1) "
-                        f"{frame['impression_id'].iloc[row]!r} is not an integer")
-    frame["impression_id"] = ids.astype(np.int64)
-    check_unique(frame["impression_id"], path, "impression id (column 1)", header=False)
-    frame["time"] = parse_times(frame["time"], [TIME_FORMAT], path, "time (column 3)", False,
-                                "a MIND time like '11/15/2019 8:55:16 AM'")
-    return frame
+def _impression_ids(column: pa.ChunkedArray, path: Path) -> np.ndarray:
+    ids = fast_tsv.to_int64(column)
+    if ids is None:  # not plain integers: pandas' reading (1.0 is 1) and its error naming the line
+        text = pd.Series(column.to_numpy(zero_copy_only=False), dtype=object)
+        numbers = pd.to_numeric(text, errors="coerce")
+        bad = numbers.isna().to_numpy() | ((numbers % 1) != 0).to_numpy()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DataError(f"{path} line {line_of(row, False)}: impression id (column 1) "
+                            f"{text.iloc[row]!r} is not an integer")
+        ids = numbers.to_numpy().astype(np.int64)
+    ordered = np.sort(ids)
+    if len(ids) > 1 and (ordered[1:] == ordered[:-1]).any():
+        check_unique(pd.Series(ids), path, "impression id (column 1)", header=False)
+    return ids
 
 
-def parse_impressions(column: pd.Series, path: Path) -> tuple[np.ndarray, pa.Array, np.ndarray]:
-    """'N1-1 N2-0' cells -> (sizes [M], news ids [T], labels [T] int8)."""
-    sizes, tokens = split_lists(column)
-    empty = sizes == 0
-    if empty.any():
-        raise DataError(f"{path} line {line_of(int(np.flatnonzero(empty)[0]), False)}: impressions (column 5) "
-                        "is empty; each impression lists candidates like 'N1-1 N2-0'")
-    tail = pc.utf8_slice_codeunits(tokens, -2)
-    good = pc.and_(pc.is_in(tail, value_set=pa.array(["-0", "-1"], type=pa.large_string())),
-                   pc.greater(pc.utf8_length(tokens), 2)).to_numpy(zero_copy_only=False)
-    if not good.all():
-        first = int(np.flatnonzero(~good)[0])
-        row = int(np.searchsorted(offsets_from_sizes(sizes), first, side="right") - 1)
-        raise DataError(f"{path} line {line_of(row, False)}: impression candidate {tokens[first].as_py()!r} lacks "
-                        "a '-1'/'-0' click label (MIND test folders have no labels; use train and dev)")
-    labels = pc.equal(tail, "-1").to_numpy(zero_copy_only=False).astype(np.int8)
-    return sizes, pc.utf8_slice_codeunits(tokens, 0, -2), labels
+def read_behaviors(path: Path) -> pa.Table:
+    """behaviors.tsv -> Table[impression_id int64, user, time int64 (unix s), history, impressions]."""
+    table = _table(path, 5, "MIND behaviors.tsv rows are: impression id, user id, time, history, "
+                            "impressions (like N1-1 N2-0)")
+    table = table.select(range(5)).rename_columns(BEHAVIOR_COLUMNS)
+    ids = _impression_ids(table["impression_id"], path)
+    times = fast_tsv.parse_times(table["time"], TIME_FORMAT)
+    if times is None:  # a time pyarrow refuses or misreads: pandas' parse names the line
+        times = parse_times(pd.Series(table["time"].to_numpy(zero_copy_only=False), dtype=object), [TIME_FORMAT],
+                            path, "time (column 3)", False, "a MIND time like '11/15/2019 8:55:16 AM'")
+    table = table.set_column(0, "impression_id", pa.array(ids))
+    return table.set_column(2, "time", pa.array(times))
 
 
-def _impressions(frame: pd.DataFrame, user_codes: np.ndarray, seq_len: np.ndarray, known: pa.Array,
+IMPRESSION_ROWS = 250_000  # rows of impressions parsed at once: bounds the per-token strings in memory
+
+
+def parse_impressions(column: pa.ChunkedArray, path: Path, known: pa.Array
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """'N1-1 N2-0' cells -> (sizes [M], item index in `known` or -1 [T], labels [T] int8, the first
+    candidate's news id), IMPRESSION_ROWS rows at a time."""
+    sizes, items, labels, first = [], [], [], ""
+    for base in range(0, len(column), IMPRESSION_ROWS):
+        fast = _labelled_tokens(column.slice(base, IMPRESSION_ROWS), known)
+        if fast is not None:
+            sizes.append(fast[0])
+            items.append(fast[1])
+            labels.append(fast[2])
+            first = first or fast[3]
+            continue
+        size, tokens = split_lists(column.slice(base, IMPRESSION_ROWS))
+        empty = size == 0
+        if empty.any():
+            raise DataError(f"{path} line {line_of(base + int(np.flatnonzero(empty)[0]), False)}: impressions "
+                            "(column 5) is empty; each impression lists candidates like 'N1-1 N2-0'")
+        tail = pc.utf8_slice_codeunits(tokens, -2)
+        good = pc.and_(pc.is_in(tail, value_set=pa.array(["-0", "-1"], type=pa.large_string())),
+                       pc.greater(pc.utf8_length(tokens), 2)).to_numpy(zero_copy_only=False)
+        if not good.all():
+            bad = int(np.flatnonzero(~good)[0])
+            row = base + int(np.searchsorted(offsets_from_sizes(size), bad, side="right") - 1)
+            raise DataError(f"{path} line {line_of(row, False)}: impression candidate {tokens[bad].as_py()!r} "
+                            "lacks a '-1'/'-0' click label (MIND test folders have no labels; use train and dev)")
+        ids = pc.utf8_slice_codeunits(tokens, 0, -2)
+        first = first or ids[0].as_py()
+        sizes.append(size)
+        items.append(token_index(ids, known))
+        labels.append(pc.equal(tail, "-1").to_numpy(zero_copy_only=False).astype(np.int8))
+    return (np.concatenate(sizes).astype(np.int64), np.concatenate(items), np.concatenate(labels), first)
+
+
+def _labelled_tokens(cells: pa.ChunkedArray, known: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, str] | None:
+    """`parse_impressions` of well-formed cells on their bytes (`ascii_tokens`); None when any
+    cell is empty, unusual or lacks a label (the Arrow path then names the line)."""
+    split = ascii_tokens(cells)
+    if split is None:
+        return None
+    sizes, starts, ends, data = split
+    if not len(ends) or not sizes.all() or (ends - starts).min() < 3 or (data[ends - 2] != ord("-")).any():
+        return None
+    label = data[ends - 1]
+    if not ((label == ord("0")) | (label == ord("1"))).all():
+        return None
+    ids = token_strings(data, starts, ends, drop=2)
+    return sizes, token_index(ids, known), (label == ord("1")).astype(np.int8), ids[0].as_py()
+
+
+def _impressions(table: pa.Table, user_codes: np.ndarray, seq_len: np.ndarray, known: pa.Array,
                  path: Path, info: dict, split: str) -> Impressions:
-    sizes, ids, labels = parse_impressions(frame["impressions"], path)
-    idx = token_index(ids, known)
+    sizes, idx, labels, first = parse_impressions(table["impressions"], path, known)
     ok, kept_sizes, keep_rows = known_candidates(
-        np.repeat(np.arange(len(frame)), sizes), idx, len(frame), info, split, path,
-        "impression candidates naming unknown news", f"no impression names a known news item (e.g. "
-        f"{ids[0].as_py()!r}); check that news.tsv and behaviors.tsv come from the same MIND release")
-    users = user_codes[keep_rows]
-    return Impressions(ids=frame["impression_id"].to_numpy(np.int64)[keep_rows], users=users,
-                       times=frame["time"].to_numpy(np.int64)[keep_rows], history_end=seq_len[users],
-                       offsets=offsets_from_sizes(kept_sizes[keep_rows]), items=idx[ok], labels=labels[ok])
+        None, idx, len(table), info, split, path, "impression candidates naming unknown news",
+        f"no impression names a known news item (e.g. {first!r}); check that news.tsv and behaviors.tsv come "
+        "from the same MIND release", sizes=sizes)
+    if not ok.all():
+        idx, labels = idx[ok], labels[ok]
+    whole = bool(keep_rows.all())
+    users = user_codes if whole else user_codes[keep_rows]
+    ids, times = table["impression_id"].to_numpy(), table["time"].to_numpy()
+    return Impressions(ids=ids if whole else ids[keep_rows], users=users, times=times if whole else times[keep_rows],
+                       history_end=seq_len[users], offsets=offsets_from_sizes(kept_sizes if whole else
+                                                                              kept_sizes[keep_rows]),
+                       items=idx, labels=labels)
 
 
 def read_test_folder(folder: Path, info: dict) -> None:
     """Count the impressions of a MIND test folder into `info` and say (one warning) why they are
     not used: MIND test candidates carry no click labels, so they cannot be scored."""
     path = folder / "behaviors.tsv"
-    frame = read_delimited(path, "\t", header=False)
-    _short_rows(frame, 5, path, "MIND behaviors.tsv rows are: impression id, user id, time, history, "
-                                "impressions (like N1 N2 in a test folder)")
-    sizes, tokens = split_lists(frame.iloc[:, 4])
+    table = _table(path, 5, "MIND behaviors.tsv rows are: impression id, user id, time, history, "
+                            "impressions (like N1 N2 in a test folder)")
+    sizes, tokens = split_lists(table.column(4))
     tail = pc.utf8_slice_codeunits(tokens, -2)
     labelled = bool(len(tokens)) and bool(pc.all(pc.is_in(tail, value_set=pa.array(["-0", "-1"],
                                                                                    type=pa.large_string()))).as_py())
     info["test_folder"] = str(folder)
     key = "labelled_test_impressions_unused" if labelled else "unlabelled_test_impressions"
-    info[key] = int(len(frame))
+    info[key] = int(table.num_rows)
     info["test_candidates"] = int(sizes.sum())
-    info["test_note"] = (f"{path}: {len(frame)} test impressions "
+    info["test_note"] = (f"{path}: {table.num_rows} test impressions "
                          + ("have labels but are not used (valid/test come from dev)" if labelled else
                             "have no click labels and cannot be scored; valid/test come from dev"))
     warn(info["test_note"])
+
+
+def _first_rows(codes: np.ndarray) -> np.ndarray:
+    """Row of each code's first appearance, for codes numbered in first-appearance order (linear,
+    where a hash unique of MIND-large's 2.6 million rows is not)."""
+    if not len(codes):
+        return np.zeros(0, dtype=np.int64)
+    seen = np.maximum.accumulate(codes)
+    return np.flatnonzero(np.concatenate([[True], codes[1:] > seen[:-1]]))
 
 
 def build_mind(root: Path, seed: int = 0, name: str = "mind", *, news: list[pd.DataFrame] | None = None,
@@ -219,34 +288,47 @@ def build_mind(root: Path, seed: int = 0, name: str = "mind", *, news: list[pd.D
         read_test_folder(test, info)
 
     offset = 0
-    train_ids, dev_ids = behaviors[0]["impression_id"], behaviors[1]["impression_id"]
-    if np.isin(dev_ids.to_numpy(), train_ids.to_numpy()).any():
+    train_ids, dev_ids = (b["impression_id"].to_numpy() for b in behaviors)
+    if np.isin(dev_ids, train_ids).any():
         offset = int(train_ids.max() - dev_ids.min() + 1)
-        behaviors[1]["impression_id"] = dev_ids + offset
+        behaviors[1] = behaviors[1].set_column(0, "impression_id", pa.array(dev_ids + offset))
     info["dev_id_offset"] = offset
 
-    all_users = np.concatenate([b["user"].str.strip().to_numpy(dtype=object) for b in behaviors])
-    codes, users = pd.factorize(all_users)
-    _, first_rows = np.unique(codes, return_index=True)  # users in first-appearance order = code order
-    histories = pd.concat([b["history"] for b in behaviors], ignore_index=True).iloc[first_rows]
-    sizes, hist_ids = split_lists(histories)
+    def both(column: str) -> pa.ChunkedArray:
+        return pa.chunked_array(behaviors[0][column].chunks + behaviors[1][column].chunks, type=pa.large_string())
+
+    encoded = pc.dictionary_encode(pc.utf8_trim_whitespace(both("user").combine_chunks()))
+    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)  # first-appearance order
+    users = encoded.dictionary.to_numpy(zero_copy_only=False)
+    histories = both("history").take(pa.array(_first_rows(codes)))
+    split = ascii_tokens(histories)
+    if split is None:
+        sizes, hist_ids = split_lists(histories)
+    else:
+        sizes, hist_ids = split[0], token_strings(split[3], split[1], split[2])
+    del histories, split
     hist_idx = token_index(hist_ids, known)
     ok = hist_idx >= 0
     info["unknown_history_items_dropped"] = int((~ok).sum())
     if len(hist_idx) and not ok.any():
         raise DataError(f"{paths[0]}: no history names a known news item (e.g. "
                         f"{hist_ids[0].as_py()!r}); check that news.tsv and behaviors.tsv come from the same MIND release")
-    if (~ok).any():
+    if ok.all():
+        seq_len = sizes
+    else:
         warn(f"{root}: dropped {int((~ok).sum())} history entries naming unknown news")
-    owner = np.repeat(np.arange(len(users)), sizes)
-    seq_len = np.bincount(owner[ok], minlength=len(users)).astype(np.int64)
+        owner = np.repeat(np.arange(len(users)), sizes)
+        seq_len = np.bincount(owner[ok], minlength=len(users)).astype(np.int64)
+        hist_idx = hist_idx[ok]
+    del hist_ids
 
-    n_train = len(behaviors[0])
+    n_train = behaviors[0].num_rows
     train = _impressions(behaviors[0], codes[:n_train], seq_len, known, paths[0], info, "train")
+    behaviors[0] = None  # the train log's text is no longer needed: free it before the dev log's
     dev = _impressions(behaviors[1], codes[n_train:], seq_len, known, paths[1], info, "dev")
     splits = split_dev(train, dev, seed, info)
     return Dataset(name=name, items=items, users=as_str_ids(users), seq_offsets=offsets_from_sizes(seq_len),
-                   seq_items=hist_idx[ok], splits=splits, text_fields=["title", "abstract"],
+                   seq_items=hist_idx, splits=splits, text_fields=["title", "abstract"],
                    category_field="category", info=info)
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from lego_core.data.readers import mind
-from lego_core.data.cache import cached_build
+from lego_core.data.processed import cached_build
 from lego_core.data.formats import Format
 from lego_core.data.io import (check_unique, first_short_line, int_option, line_of, read_delimited, require_file)
 from lego_core.data.schema import IMPRESSIONS, Dataset

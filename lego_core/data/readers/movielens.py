@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from lego_core.data.arrays import as_str_ids
-from lego_core.data.cache import cached_build
+from lego_core.data.processed import cached_build
 from lego_core.data.formats import Format
 from lego_core.data.io import check_columns, check_unique, read_delimited, require_file, to_unix_seconds
 from lego_core.data.leave_last_out import check_options, split_log

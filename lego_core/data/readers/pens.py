@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 
 from lego_core.data.arrays import as_str_ids, offsets_from_sizes, split_lists, token_index
-from lego_core.data.cache import cached_build
+from lego_core.data.processed import cached_build
 from lego_core.data.dev_split import known_candidates, split_dev
 from lego_core.data.formats import Format
 from lego_core.data.io import (check_columns, check_ids, first_line, first_short_line, int_option, line_of,

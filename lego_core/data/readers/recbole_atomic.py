@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from lego_core.data.arrays import as_str_ids
-from lego_core.data.cache import cached_build
+from lego_core.data.processed import cached_build
 from lego_core.data.formats import Format
 from lego_core.data.io import (check_known, check_unique, first_short_line, line_of, read_delimited, require_file,
                                to_unix_seconds)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from lego_core.data.arrays import offsets_from_sizes
-from lego_core.data.cache import fingerprint
+from lego_core.data.processed import fingerprint
 from lego_core.data.options import Option, check_all
 from lego_core.data.schema import Dataset, Impressions
 from lego_core.core.errors import DataError
