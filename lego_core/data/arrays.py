@@ -59,9 +59,9 @@ def split_lists(column: pd.Series | pa.Array | pa.ChunkedArray) -> tuple[np.ndar
     return sizes, flat.filter(pa.array(nonempty))
 
 
-def token_index(tokens: pa.Array, known: pa.Array) -> np.ndarray:
+def token_index(tokens: pa.Array, known: pa.Array, dtype=np.int64) -> np.ndarray:
     """Index of each token in `known` (-1 when absent), vectorized."""
-    return pc.index_in(tokens, value_set=known).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return pc.index_in(tokens, value_set=known).fill_null(-1).to_numpy(zero_copy_only=False).astype(dtype)
 
 
 def ascii_tokens(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:

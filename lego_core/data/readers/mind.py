@@ -166,23 +166,37 @@ def read_behaviors(path: Path) -> pa.Table:
     return table.set_column(2, "time", pa.array(times))
 
 
-IMPRESSION_ROWS = 250_000  # rows of impressions parsed at once: bounds the per-token strings in memory
+ROWS = 100_000  # cells split at once: bounds the per-token temporaries (MIND-large: ~4M tokens, not 81M)
+
+
+def _list_indices(column: pa.ChunkedArray, known: pa.Array) -> tuple[np.ndarray, np.ndarray, str]:
+    """Space-separated id lists -> (sizes [rows], index in `known` or -1 [tokens], the first id),
+    ROWS cells at a time."""
+    sizes, indices, first = [np.zeros(0, np.int64)], [np.zeros(0, np.int32)], ""
+    for base in range(0, len(column), ROWS):
+        cells = column.slice(base, ROWS)
+        split = ascii_tokens(cells)
+        size, tokens = split_lists(cells) if split is None else (split[0], token_strings(split[3], *split[1:3]))
+        first = first or (tokens[0].as_py() if len(tokens) else "")
+        sizes.append(size)
+        indices.append(token_index(tokens, known, np.int32))
+    return np.concatenate(sizes), np.concatenate(indices, dtype=np.int64), first
 
 
 def parse_impressions(column: pa.ChunkedArray, path: Path, known: pa.Array
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """'N1-1 N2-0' cells -> (sizes [M], item index in `known` or -1 [T], labels [T] int8, the first
-    candidate's news id), IMPRESSION_ROWS rows at a time."""
+    candidate's news id), ROWS rows at a time."""
     sizes, items, labels, first = [], [], [], ""
-    for base in range(0, len(column), IMPRESSION_ROWS):
-        fast = _labelled_tokens(column.slice(base, IMPRESSION_ROWS), known)
+    for base in range(0, len(column), ROWS):
+        fast = _labelled_tokens(column.slice(base, ROWS), known)
         if fast is not None:
             sizes.append(fast[0])
             items.append(fast[1])
             labels.append(fast[2])
             first = first or fast[3]
             continue
-        size, tokens = split_lists(column.slice(base, IMPRESSION_ROWS))
+        size, tokens = split_lists(column.slice(base, ROWS))
         empty = size == 0
         if empty.any():
             raise DataError(f"{path} line {line_of(base + int(np.flatnonzero(empty)[0]), False)}: impressions "
@@ -200,7 +214,8 @@ def parse_impressions(column: pa.ChunkedArray, path: Path, known: pa.Array
         sizes.append(size)
         items.append(token_index(ids, known))
         labels.append(pc.equal(tail, "-1").to_numpy(zero_copy_only=False).astype(np.int8))
-    return (np.concatenate(sizes).astype(np.int64), np.concatenate(items), np.concatenate(labels), first)
+    return (np.concatenate(sizes).astype(np.int64), np.concatenate(items, dtype=np.int64), np.concatenate(labels),
+            first)
 
 
 def _labelled_tokens(cells: pa.ChunkedArray, known: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, str] | None:
@@ -216,7 +231,7 @@ def _labelled_tokens(cells: pa.ChunkedArray, known: pa.Array) -> tuple[np.ndarra
     if not ((label == ord("0")) | (label == ord("1"))).all():
         return None
     ids = token_strings(data, starts, ends, drop=2)
-    return sizes, token_index(ids, known), (label == ord("1")).astype(np.int8), ids[0].as_py()
+    return sizes, token_index(ids, known, np.int32), (label == ord("1")).astype(np.int8), ids[0].as_py()
 
 
 def _impressions(table: pa.Table, user_codes: np.ndarray, seq_len: np.ndarray, known: pa.Array,
@@ -301,18 +316,15 @@ def build_mind(root: Path, seed: int = 0, name: str = "mind", *, news: list[pd.D
     codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)  # first-appearance order
     users = encoded.dictionary.to_numpy(zero_copy_only=False)
     histories = both("history").take(pa.array(_first_rows(codes)))
-    split = ascii_tokens(histories)
-    if split is None:
-        sizes, hist_ids = split_lists(histories)
-    else:
-        sizes, hist_ids = split[0], token_strings(split[3], split[1], split[2])
-    del histories, split
-    hist_idx = token_index(hist_ids, known)
+    behaviors = [b.drop_columns(["user", "history"]) for b in behaviors]  # most of the text: freed here
+    pa.default_memory_pool().release_unused()
+    sizes, hist_idx, first = _list_indices(histories, known)
+    del histories
     ok = hist_idx >= 0
     info["unknown_history_items_dropped"] = int((~ok).sum())
     if len(hist_idx) and not ok.any():
         raise DataError(f"{paths[0]}: no history names a known news item (e.g. "
-                        f"{hist_ids[0].as_py()!r}); check that news.tsv and behaviors.tsv come from the same MIND release")
+                        f"{first!r}); check that news.tsv and behaviors.tsv come from the same MIND release")
     if ok.all():
         seq_len = sizes
     else:
@@ -320,11 +332,11 @@ def build_mind(root: Path, seed: int = 0, name: str = "mind", *, news: list[pd.D
         owner = np.repeat(np.arange(len(users)), sizes)
         seq_len = np.bincount(owner[ok], minlength=len(users)).astype(np.int64)
         hist_idx = hist_idx[ok]
-    del hist_ids
 
     n_train = behaviors[0].num_rows
     train = _impressions(behaviors[0], codes[:n_train], seq_len, known, paths[0], info, "train")
     behaviors[0] = None  # the train log's text is no longer needed: free it before the dev log's
+    pa.default_memory_pool().release_unused()
     dev = _impressions(behaviors[1], codes[n_train:], seq_len, known, paths[1], info, "dev")
     splits = split_dev(train, dev, seed, info)
     return Dataset(name=name, items=items, users=as_str_ids(users), seq_offsets=offsets_from_sizes(seq_len),
