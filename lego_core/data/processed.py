@@ -152,7 +152,12 @@ def _check_csr(path: Path, offsets: np.ndarray, values: np.ndarray, rows: int, w
 
 
 def _in_range(values: np.ndarray, stop: int) -> bool:
-    return len(values) == 0 or (int(values.min()) >= 0 and int(values.max()) < stop)
+    """All of `values` in [0, stop), in one pass (as unsigned, a negative index is past any stop)."""
+    if len(values) == 0:
+        return True
+    if values.dtype.kind == "i":
+        values = values.view(values.dtype.str.replace("i", "u"))
+    return int(values.max()) < stop
 
 
 def read_dataset(folder: Path) -> Dataset:
