@@ -315,7 +315,9 @@ def build_mind(root: Path, seed: int = 0, name: str = "mind", *, news: list[pd.D
     encoded = pc.dictionary_encode(pc.utf8_trim_whitespace(both("user").combine_chunks()))
     codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)  # first-appearance order
     users = encoded.dictionary.to_numpy(zero_copy_only=False)
-    histories = both("history").take(pa.array(_first_rows(codes)))
+    first_rows = np.zeros(len(codes), dtype=bool)
+    first_rows[_first_rows(codes)] = True  # rows in order: a filter, chunk by chunk (a take joins them all first)
+    histories = both("history").filter(pa.array(first_rows))
     behaviors = [b.drop_columns(["user", "history"]) for b in behaviors]  # most of the text: freed here
     pa.default_memory_pool().release_unused()
     sizes, hist_idx, first = _list_indices(histories, known)
