@@ -218,12 +218,23 @@ def _measured_epoch(recipe_yaml: str, dataset: str, options_json: str) -> dict:
     return epoch_time.measure(Recipe.from_yaml(recipe_yaml), ui.load_dataset(dataset, json.loads(options_json)))
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def _steps_per_epoch(_recipe: Recipe, _data, data_id: int, negatives: int, max_history: int, batch_size: int,
+                     max_steps: int | None) -> int:
+    """Steps per epoch of `_recipe` on the loaded dataset `_data` (id `data_id`), which depend only on
+    the settings named: counting the training samples of MIND-large takes seconds, so it is done
+    once per setting, not on every rerun."""
+    return epoch_time.steps_per_epoch(_recipe, _data)
+
+
 def _epoch_time(recipe: Recipe, key: str) -> None:
     """Seconds per epoch before launch: from earlier runs of these bricks, else timed on request."""
     options = json.dumps(state.options, sort_keys=True)
     try:
         data = ui.load_dataset(dataset_name, state.options)
-        found = epoch_time.estimate(recipe, data, ui.all_runs())
+        t = recipe.training
+        steps = _steps_per_epoch(recipe, data, id(data), t.negatives, t.max_history, t.batch_size, t.max_steps_per_epoch)
+        found = epoch_time.from_runs(recipe, steps, ui.all_runs())
         if found is None and st.session_state.get("time_epoch") == key:
             found = _measured_epoch(key, dataset_name, options)
     except LegoError as exc:
@@ -237,7 +248,7 @@ def _epoch_time(recipe: Recipe, key: str) -> None:
             st.rerun()
         return
     e1.metric("Epoch (estimate)", form.human_seconds(found["seconds"]), help=f"{found['per_step']:.2f} s per step")
-    e2.caption(f"From {found['basis']}; {epoch_time.steps_per_epoch(recipe, data):,} steps per epoch, "
+    e2.caption(f"From {found['basis']}; {steps:,} steps per epoch, "
                f"{recipe.training.epochs} epoch(s) at most.")
 
 

@@ -36,10 +36,24 @@ if st.session_state.get("lb-sweep") not in ids:
     st.session_state["lb-sweep"] = ids[0]
 sweep_id = st.selectbox("Sweep", ids, key="lb-sweep")
 try:
-    first = leaderboard.Snapshot.load(sweep_id, storages.get(sweep_id)).summary()
+    first_snap = leaderboard.Snapshot.load(sweep_id, storages.get(sweep_id))
+    first = first_snap.summary()
 except LegoError as exc:
     st.error(ui.one_line(exc), icon=":material/error:")
     st.stop()
+LIVE = first["state"] in ("created", "running")
+_read: list = []
+
+
+def _snapshot():
+    """(snapshot, its ranked table): read once per page run for a sweep that no longer changes (a
+    sweep of hundreds of runs takes a second to read); read again on each refresh of a live one."""
+    if LIVE:
+        snap = leaderboard.Snapshot.load(sweep_id, storages.get(sweep_id))
+        return snap, snap.table()
+    if not _read:
+        _read.append((first_snap, first_snap.table()))
+    return _read[0]
 
 
 def _actions(summary: dict) -> None:
@@ -139,7 +153,7 @@ def _charts(snap: leaderboard.Snapshot, table: pd.DataFrame, metric: str) -> Non
 def _board() -> None:
     """State, counts and the ranked table (refreshed while the sweep runs); a click on a row picks
     the configuration whose runs are listed below."""
-    snap = leaderboard.Snapshot.load(sweep_id, storages.get(sweep_id))
+    snap, table = _snapshot()
     summary = snap.summary()
     if summary["state"] != first["state"]:
         st.rerun(scope="app")  # finished or started: redraw the buttons and the timer
@@ -157,7 +171,6 @@ def _board() -> None:
                "from seed noise).")
     if counts["failed"]:
         st.warning(f"{counts['failed']} trial(s) failed; their errors are in the runs below.", icon=":material/warning:")
-    table = snap.table()
     if table.empty:
         st.info("No trial has started yet. A worker starts them in the background.", icon=":material/hourglass:")
         return
@@ -187,8 +200,7 @@ def _board() -> None:
 def _runs_section() -> None:
     """The runs of one configuration, each a button to its run on Training (outside the refreshed
     part, so a click is never lost to a refresh)."""
-    snap = leaderboard.Snapshot.load(sweep_id, storages.get(sweep_id))
-    table = snap.table()
+    snap, table = _snapshot()
     if table.empty:
         return
     ranked = table["config"].tolist()
@@ -206,8 +218,7 @@ def _runs_section() -> None:
 
 
 def _figures() -> None:
-    snap = leaderboard.Snapshot.load(sweep_id, storages.get(sweep_id))
-    table = snap.table()
+    snap, table = _snapshot()
     if table.empty:
         return
     _charts(snap, table, snap.spec.metric)
@@ -218,7 +229,7 @@ def _figures() -> None:
 
 
 _actions(first)
-live = st.fragment(run_every=REFRESH_SECONDS if first["state"] in ("created", "running") else None)
+live = st.fragment(run_every=REFRESH_SECONDS if LIVE else None)
 live(_board)()
 _runs_section()
 live(_figures)()

@@ -116,7 +116,7 @@ def explain(run: Any, dataset: Any, user_id: Any, items: Iterable[Any], k: int =
     score (the item's score), method (EXACT or OCCLUSION), item_text, history_text. `dataset` is the
     run's dataset (the model is loaded on it)."""
     from lego_core.runs import recommend
-    from lego_core.explore.frames import item_frame
+    from lego_core.explore.lookups import item_lookup
 
     found = recommend.scorer(run, dataset)
     model, row = found.model, found.row(user_id)
@@ -144,7 +144,7 @@ def explain(run: Any, dataset: Any, user_id: Any, items: Iterable[Any], k: int =
         scores = terms.sum(axis=1)
     else:
         scores, contributions = occlude(model, found.items, hist, mask, user, candidates, distinct)
-    texts = item_frame(dataset).drop_duplicates("item_id").set_index("item_id")["text"]
+    texts = item_lookup(dataset)["text"]
     frames = []
     for c, item in enumerate(wanted):
         top = np.argsort(-contributions[c], kind="stable")[:max(int(k), 0)]

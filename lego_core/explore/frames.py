@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from lego_core.data.schema import Dataset
-from lego_core.data.text import default_fields, item_texts
+from lego_core.explore.lookups import find_users, item_frame, item_lookup, user_ids, user_index  # noqa: F401
 
 
 
@@ -23,40 +23,6 @@ from lego_core.data.text import default_fields, item_texts
 def plain(text: Any) -> str:
     """Escape item text for plotly hover labels, which interpret a few HTML tags: shown as text."""
     return html.escape(str(text), quote=False)
-
-
-def item_frame(dataset: Dataset) -> pd.DataFrame:
-    """One row per item: item_id, text (`data.text.item_texts`; the id when an item has none) and
-    category ("" when none)."""
-    items = dataset.items
-    ids = items["item_id"].astype(str).to_numpy()
-    fields = [f for f in default_fields(dataset) if f in items.columns]
-    texts = item_texts(dataset, fields) if fields else [""] * len(items)
-    category = (items[dataset.category_field].astype(str) if dataset.category_field in items.columns
-                else pd.Series([""] * len(items), index=items.index))
-    return pd.DataFrame({"item_id": ids, "text": [t or i for t, i in zip(texts, ids)],
-                         "category": category.to_numpy()})
-
-
-def user_index(dataset: Dataset, user_id: Any) -> int:
-    """Index of a user id in the dataset; KeyError with the id when unknown."""
-    hits = np.flatnonzero(dataset.users.astype(str) == str(user_id))
-    if not len(hits):
-        raise KeyError(f"user {user_id!r} is not in dataset {dataset.name}")
-    return int(hits[0])
-
-
-def find_users(dataset: Dataset, query: str = "", limit: int = 200, split: str | None = None) -> list[str]:
-    """User ids containing `query` (all users when empty), at most `limit`, in dataset order;
-    with `split`, only users who have impressions in that split (e.g. "test")."""
-    users = dataset.users.astype(str)
-    keep = np.ones(len(users), dtype=bool)
-    if split and split in dataset.splits:
-        keep[:] = False
-        keep[np.unique(dataset.splits[split].users)] = True
-    if query:
-        keep &= np.char.find(users, query.strip()) >= 0
-    return users[keep][:limit].tolist()
 
 
 # ---- dataset plots ----------------------------------------------------------------------
@@ -187,7 +153,7 @@ def recommendations(run: Any, dataset: Dataset, user_id: Any, k: int = 10, exclu
         recs = recommend.recommend(run, str(user_id), k=k, exclude=exclude, dataset=dataset)
     else:
         recs = scorer(run, str(user_id), k=k, exclude=exclude)
-    items = item_frame(dataset).drop_duplicates("item_id").set_index("item_id")
+    items = item_lookup(dataset)
     recs["item_id"] = recs["item_id"].astype(str)
     recs = recs.join(items, on="item_id")
     recs["clicked_in_test"] = recs["item_id"].isin(clicked)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -20,7 +19,10 @@ from plotly.colors import qualitative
 
 from lego_core.data.schema import Dataset
 from lego_core.core.paths import cache_dir, use_numba_cache
-from lego_core.explore.frames import item_frame, plain
+from lego_core.explore import umap_fit
+from lego_core.explore.frames import plain
+from lego_core.explore.lookups import item_frame, item_lookup
+from lego_core.explore.umap_fit import import_umap  # noqa: F401  (maps.import_umap, as before)
 
 UMAP_DEFAULTS = {"n_neighbors": 15, "min_dist": 0.1, "metric": "cosine", "seed": 0}
 # Distinct colours for categories: plotly's qualitative palettes together (26 + 24 + 24), so a
@@ -92,41 +94,6 @@ def cached_umap(run_id: str, vectors: np.ndarray, params: dict | None = None) ->
             return None
 
 
-def import_umap():
-    """`umap` with numba's disk cache on for its own jitted functions. umap-learn (0.5) marks almost
-    none of them `cache=True` (pynndescent marks most), so each new process compiled
-    smooth_knn_dist, compute_membership_strengths, fast_knn_indices and the layout epoch again
-    (most of a first map's time). Their caching is switched on here, before their first call; the
-    two tiny tau_rand functions compile at import (explicit signatures) and stay so. A function whose Python body backs two dispatchers (the serial and the
-    parallel layout epoch) is cached for its serial one only: numba's cache index would not tell
-    them apart."""
-    global _UMAP_CACHED
-    use_numba_cache()
-    import umap
-
-    if not _UMAP_CACHED:
-        from numba.core.caching import NullCache
-        from numba.core.dispatcher import Dispatcher
-
-        found: dict[int, dict[int, Dispatcher]] = {}  # Python function -> its dispatchers (a module
-        for name, module in list(sys.modules.items()):  # re-exporting one shows the same dispatcher)
-            if name == "umap" or name.startswith("umap."):
-                for obj in list(vars(module).values()):
-                    if isinstance(obj, Dispatcher) and isinstance(obj._cache, NullCache):
-                        found.setdefault(id(obj.py_func), {})[id(obj)] = obj
-        for twins in found.values():
-            for dispatcher in twins.values():
-                if len(twins) > 1 and dispatcher.targetoptions.get("parallel"):
-                    continue
-                try:
-                    dispatcher.enable_caching()
-                except RuntimeError:  # no place to cache it (numba says why): it compiles as before
-                    pass
-        _UMAP_CACHED = True
-    return umap
-
-
-_UMAP_CACHED = False
 
 
 def warm_umap(force: bool = False) -> Future | None:
@@ -145,31 +112,7 @@ def warm_umap(force: bool = False) -> Future | None:
 
 
 def _warm_up() -> None:
-    _fit_umap(np.random.default_rng(0).normal(size=(64, 8)).astype(np.float32), UMAP_DEFAULTS)
-
-
-SMALL_TABLE = 4096  # below this many rows UMAP computes all pairwise distances instead of NN-descent
-
-
-def _fit_umap(arr: np.ndarray, full: dict) -> np.ndarray:
-    """[N, D] float32 -> [N, 2] with `full` parameters. A small table (UMAP's exact-neighbour case)
-    gets its distance matrix from scikit-learn's vectorised metric, passed as 'precomputed': umap
-    computes it by calling its numba metric once per pair from Python (1.4 M calls, ~4 s for the
-    1,682 MovieLens items)."""
-    import warnings
-
-    from sklearn.metrics.pairwise import PAIRWISE_DISTANCE_FUNCTIONS, pairwise_distances
-
-    umap = import_umap()
-    metric = str(full["metric"])
-    data = arr
-    if len(arr) < SMALL_TABLE and metric in PAIRWISE_DISTANCE_FUNCTIONS:
-        data, metric = pairwise_distances(arr, metric=metric).astype(np.float32), "precomputed"
-    reducer = umap.UMAP(n_neighbors=int(full["n_neighbors"]), min_dist=float(full["min_dist"]), metric=metric,
-                        random_state=int(full["seed"]), n_jobs=1)
-    with warnings.catch_warnings():  # "using precomputed metric; inverse_transform will be unavailable"
-        warnings.filterwarnings("ignore", message=".*precomputed metric.*")
-        return reducer.fit_transform(data).astype(np.float32)
+    umap_fit.fit(np.random.default_rng(0).normal(size=(64, 8)).astype(np.float32), UMAP_DEFAULTS)
 
 
 def umap_2d(run_id: str, vectors: np.ndarray, params: dict | None = None) -> np.ndarray:
@@ -182,7 +125,7 @@ def umap_2d(run_id: str, vectors: np.ndarray, params: dict | None = None) -> np.
     if len(arr) <= max(3, int(full["n_neighbors"])):  # UMAP needs more points than neighbours
         out = pca_2d(arr)
     else:
-        out = _fit_umap(arr, full)
+        out = umap_fit.fit(arr, full)
     store = _store()
     if store is not None:
         from lego_core.data.cache import CORRUPT_ERRORS, describe
@@ -237,7 +180,7 @@ def embedding_map(run: Any, dataset: Dataset, method: str = "pca", params: dict 
     else:
         raise ValueError(f"unknown projection {method!r}; use 'pca' or 'umap'")
     frame = pd.DataFrame({"item_id": [str(i) for i in ids], "x": xy[:, 0], "y": xy[:, 1]})
-    items = item_frame(dataset).drop_duplicates("item_id").set_index("item_id")
+    items = item_lookup(dataset)
     frame = frame.join(items, on="item_id")
     frame["text"] = frame["text"].fillna("")
     frame["category"] = group_categories(frame["category"].fillna(""))
@@ -339,7 +282,7 @@ def with_colour(frame: pd.DataFrame, dataset: Dataset, column: str) -> tuple[pd.
 def find_items(dataset: Dataset, query: str, limit: int = 50) -> pd.DataFrame:
     """Items whose text (title and text fields) or id contains `query`, case-insensitively: item_id,
     text, category; those whose text starts with it first."""
-    items = item_frame(dataset).drop_duplicates("item_id")
+    items = item_lookup(dataset).reset_index()
     query = query.strip().lower()
     if not query:
         return items.iloc[:0]
@@ -364,7 +307,7 @@ def neighbours(run: Any, dataset: Dataset, item_id: Any, k: int = 10) -> pd.Data
     found = nearest_neighbours(vectors, k, np.array([row]))[0]
     table = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)
     unit = table / np.maximum(np.linalg.norm(table, axis=1, keepdims=True), 1e-12)
-    items = item_frame(dataset).drop_duplicates("item_id").set_index("item_id")
+    items = item_lookup(dataset)
     out = pd.DataFrame({"rank": np.arange(1, len(found) + 1), "item_id": [ids[i] for i in found],
                         "similarity": unit[found] @ unit[row]})
     return out.join(items, on="item_id")

@@ -33,6 +33,9 @@ _KIND = re.compile(r"^[a-z][a-z0-9_]*$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
+_RECIPES: dict[str, tuple] = {}  # recipe.yaml path -> ((mtime_ns, size), Recipe): Run.recipe's parses
+
+
 def now() -> float:
     """The timestamp format of status.json (unix seconds)."""
     return time.time()
@@ -109,11 +112,23 @@ class Run(EmbeddingTables):
                            f"delete the run folder {self.path}") from None
 
     def recipe(self) -> Any:
-        """The run's Recipe (structurally validated)."""
+        """The run's Recipe (structurally validated); a copy of the one parsed when the file last
+        changed (pages list hundreds of runs on every rerun: parsing each YAML again took seconds)."""
         from lego_core.bricks.recipe import Recipe
 
+        try:
+            stat = self.recipe_path.stat()
+            stamp = (stat.st_mtime_ns, stat.st_size)
+        except FileNotFoundError:
+            stamp = None
+        held = _RECIPES.get(str(self.recipe_path))
+        if stamp is not None and held is not None and held[0] == stamp:
+            return held[1].model_copy(deep=True)
         self.recipe_text()  # a missing file names the damaged run folder
-        return Recipe.from_yaml(self.recipe_path)
+        recipe = Recipe.from_yaml(self.recipe_path)
+        if stamp is not None:
+            _RECIPES[str(self.recipe_path)] = (stamp, recipe.model_copy(deep=True))
+        return recipe
 
     # ---- status -------------------------------------------------------------------------
     @property
