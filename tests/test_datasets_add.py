@@ -97,6 +97,17 @@ def test_registrations_share_one_processed_copy(tmp_path):
     assert datasets.load("two", seed=1).num_items == 7
 
 
+def test_a_copied_registration_leaves_no_processed_entry(tmp_path):
+    """Uploads are read from a temporary folder nobody reads again: the registration's links are
+    the one copy, and the processed cache keeps nothing for that folder."""
+    from lego_core.data.processed import PROCESSED
+    from lego_core.core.paths import cache_dir
+
+    datasets.add(write_mind(tmp_path / "MINDtiny"), name="up", copy=True)
+    assert not list(cache_dir("datasets", PROCESSED).iterdir())
+    assert datasets.load("up").num_items == 7
+
+
 def test_format_given_names_and_unknown_options(tmp_path):
     folder = shop_folder(tmp_path)
     with pytest.raises(DataError, match="unknown format 'nope'"):

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lego_core.data import archives, formats, store
-from lego_core.data.cache import CorruptFile
+from lego_core.data.cache import CorruptFile, discard
 from lego_core.data.processed import processed_folder, read_dataset
 from lego_core.data.io import CONTENT_GAPS, refuse_gaps, warn
 from lego_core.data.schema import Dataset
@@ -93,8 +93,11 @@ def add(path: str | Path, name: str | None = None, format: str | None = None, *,
         source["copy"] = f"{COPY}/{path.name}" if path.is_file() else COPY
     # the registration links the processed cache's files: registrations of one source share one copy
     processed = processed_folder(dataset.info.get("fingerprint"))  # read before register() renames the key
-    return store.register(name, KIND, dataset, options, source, description or f"{fmt.title}: {path.name}",
-                          copies=copies, overwrite=overwrite, processed=processed)
+    registered = store.register(name, KIND, dataset, options, source, description or f"{fmt.title}: {path.name}",
+                                copies=copies, overwrite=overwrite, processed=processed)
+    if copy and processed is not None:  # an upload's temporary folder is never read again: the links are its copy
+        discard(processed)
+    return registered
 
 
 def rebuild(folder: Path, doc: dict, options: dict) -> Dataset:
