@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -247,6 +248,7 @@ def main() -> None:
         args.run_id = made["run_id"]
         print(f"# prepared: register {made['register_s']:.1f} s, train {made['train_s']:.1f} s, "
               f"{args.runs} sweep runs {made.get('sweep_s', 0):.1f} s (peak {made['peak_rss_gb']:.2f} GB)")
+    shutil.rmtree(cache / "umap", ignore_errors=True)  # a map stored by an earlier measure: fit it again
     found = _child("measure", args, env)
     if "error" in found:
         sys.exit(f"measure failed: {found['error']}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable
@@ -21,7 +22,7 @@ from lego_core.data.schema import Dataset
 from lego_core.core.paths import cache_dir, use_numba_cache
 from lego_core.explore import umap_fit
 from lego_core.explore.frames import plain
-from lego_core.explore.lookups import item_frame, item_lookup
+from lego_core.explore.lookups import item_frame, item_lookup, once
 from lego_core.explore.umap_fit import import_umap  # noqa: F401  (maps.import_umap, as before)
 
 UMAP_DEFAULTS = {"n_neighbors": 15, "min_dist": 0.1, "metric": "cosine", "seed": 0}
@@ -165,11 +166,36 @@ def start_umap(run_id: str, vectors: np.ndarray, params: dict | None = None) -> 
         return future
 
 
+_MAPS: OrderedDict = OrderedDict()  # (dataset, run, table stamp, method, params) -> map frame
+MAX_MAPS = 4
+
+
 def embedding_map(run: Any, dataset: Dataset, method: str = "pca", params: dict | None = None) -> pd.DataFrame | None:
     """Item map of a run: item_id, x, y, text, category (top categories, others as "other").
 
     `method` "pca" always answers; "umap" answers from the cache and returns None when the
-    projection is not computed yet (start it with `start_umap`)."""
+    projection is not computed yet (start it with `start_umap`). The last MAX_MAPS maps are kept
+    (shared: do not modify), so a page rerun does not project 160,000 items again."""
+    try:
+        table = (run.embeddings_dir / "items.npy").stat()
+    except FileNotFoundError:
+        table = None
+    key = (id(dataset), str(run.path), table and (table.st_mtime_ns, table.st_size), method,
+           json.dumps(params or {}, sort_keys=True))
+    with _LOCK:
+        if key in _MAPS:
+            _MAPS.move_to_end(key)
+            return _MAPS[key]
+    frame = _embedding_map(run, dataset, method, params)
+    if frame is not None and table is not None:
+        with _LOCK:
+            _MAPS[key] = frame
+            while len(_MAPS) > MAX_MAPS:
+                _MAPS.popitem(last=False)
+    return frame
+
+
+def _embedding_map(run: Any, dataset: Dataset, method: str, params: dict | None) -> pd.DataFrame | None:
     ids, vectors = run.item_embeddings()
     if method == "pca":
         xy = pca_2d(vectors)
@@ -233,7 +259,11 @@ def _as_numbers(values: pd.Series) -> pd.Series | None:
 def colour_options(dataset: Dataset) -> dict[str, str]:
     """Item columns a map can be coloured by -> "categorical" or "numeric": the category, every
     items column that is numeric (a year) or has few distinct values (not titles), popularity
-    (log clicks) and cold/warm when the dataset has cold items."""
+    (log clicks) and cold/warm when the dataset has cold items. Once per dataset (`lookups.once`)."""
+    return dict(once(dataset, "colour_options", lambda: _colour_options(dataset)))
+
+
+def _colour_options(dataset: Dataset) -> dict[str, str]:
     items = dataset.items
     out = {"category": "categorical"}
     for column in items.columns:
@@ -251,7 +281,11 @@ def colour_options(dataset: Dataset) -> dict[str, str]:
 
 def colour_values(dataset: Dataset, column: str) -> tuple[pd.Series, str]:
     """(values by item_id, colour-bar or legend title) for a `colour_options` column; categories
-    past the palette are grouped as "other"."""
+    past the palette are grouped as "other". Once per dataset and column (shared: do not modify)."""
+    return once(dataset, f"colour:{column}", lambda: _colour_values(dataset, column))
+
+
+def _colour_values(dataset: Dataset, column: str) -> tuple[pd.Series, str]:
     ids = dataset.items["item_id"].astype(str).to_numpy()
     if column == POPULARITY:
         clicks = np.bincount(dataset.seq_items, minlength=dataset.num_items)[: dataset.num_items]
@@ -275,7 +309,7 @@ def with_colour(frame: pd.DataFrame, dataset: Dataset, column: str) -> tuple[pd.
     """(the map frame with a `colour` column, "categorical" or "numeric", title) for `column`."""
     kind = colour_options(dataset).get(column, "categorical")
     values, title = colour_values(dataset, column)
-    values = values[~values.index.duplicated()]
+    values = once(dataset, f"colour-unique:{column}", lambda: values[~values.index.duplicated()])
     return frame.assign(colour=frame["item_id"].map(values).to_numpy()), kind, title
 
 

@@ -99,11 +99,17 @@ def fit(arr: np.ndarray, full: dict, sample: int = SAMPLE) -> np.ndarray:
 def place(rows: np.ndarray, fitted: np.ndarray, positions: np.ndarray, metric: str = "cosine",
           k: int = PLACE_NEIGHBOURS) -> np.ndarray:
     """[M, 2] positions of `rows` [M, D]: the mean of the positions [S, 2] of their `k` nearest
-    `fitted` rows [S, D] (cosine or euclidean; other metrics through scikit-learn), weighted by
-    closeness, as UMAP's own transform starts."""
+    `fitted` rows [S, D], weighted by closeness, as UMAP's own transform starts. Exact up to
+    EXACT_PAIRS pairs (torch for cosine and euclidean, scikit-learn for other metrics), through
+    pynndescent's approximate index beyond."""
     k = min(k, len(fitted))
-    if len(rows) * len(fitted) > EXACT_PAIRS or metric not in ("cosine", "euclidean"):
+    if len(rows) * len(fitted) > EXACT_PAIRS:
         return _place_approximately(rows, fitted, positions, metric, k)
+    if metric not in ("cosine", "euclidean"):
+        from sklearn.neighbors import NearestNeighbors
+
+        distance, nearest = NearestNeighbors(n_neighbors=k, metric=metric).fit(fitted).kneighbors(rows)
+        return _weighted(positions, nearest, 1.0 / (distance + 1e-6))
     import torch
 
     fitted_t, rows_t = torch.from_numpy(np.asarray(fitted, np.float32)), torch.from_numpy(np.asarray(rows, np.float32))
@@ -139,5 +145,8 @@ def _place_approximately(rows: np.ndarray, fitted: np.ndarray, positions: np.nda
     index = NNDescent(np.asarray(fitted, np.float32), metric=metric, n_neighbors=max(k, 15), random_state=0,
                       n_jobs=1)
     nearest, distance = index.query(np.asarray(rows, np.float32), k=k)
-    weight = 1.0 / (distance + 1e-6)
+    return _weighted(positions, nearest, 1.0 / (distance + 1e-6))
+
+
+def _weighted(positions: np.ndarray, nearest: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return ((positions[nearest] * weight[..., None]).sum(1) / weight.sum(1, keepdims=True)).astype(np.float32)
