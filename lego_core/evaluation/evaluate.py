@@ -43,18 +43,22 @@ def _mine(chunks: list, shard: tuple[int, int]) -> list:
     return chunks[shard[0]::shard[1]]
 
 
-def _assemble(parts: list[tuple[int, torch.Tensor]], total: int, shard: tuple[int, int],
-              device: torch.device) -> torch.Tensor:
-    """The [total, ...] table from (start, rows) chunks: concatenated on one process; summed over
-    ranks when sharded (each row comes from one rank, the others add exact zeros)."""
-    if shard[1] == 1:
-        return torch.cat([rows for _, rows in parts])
-    tail = [tuple(parts[0][1].shape[1:]) if parts else None]
-    dist.broadcast_object_list(tail, src=0)  # rank 0 holds chunk 0 (total > 0)
-    table = torch.zeros((total, *tail[0]), device=device)
+def _assemble(parts, total: int, shard: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """The [total, ...] table from the (start, rows) chunks `parts` yields, each copied in as it
+    comes: kept in a list until one final cat, the chunks grew the heap by ~18 MB each (allocator
+    fragmentation: 7.2 GB peak for the 43 MB user table of MIND-large's valid split). Sharded: each rank
+    fills its chunks into zeros and the tables are summed (every row from one rank: exact)."""
+    table = None
     for start, rows in parts:
+        if table is None:
+            table = torch.zeros((total, *rows.shape[1:]), device=device)
         table[start:start + len(rows)] = rows
-    dist.all_reduce(table)
+    if shard[1] > 1:
+        tail = [tuple(table.shape[1:]) if table is not None else None]
+        dist.broadcast_object_list(tail, src=0)  # rank 0 holds chunk 0 (total > 0)
+        if table is None:
+            table = torch.zeros((total, *tail[0]), device=device)
+        dist.all_reduce(table)
     return table
 
 
@@ -64,12 +68,12 @@ def item_table(model: Legommender, batch_size: int = 512, progress: bool = False
     """[N, D] vectors of every item, each encoded once (by one rank when `sharded`; every rank
     gets the whole table)."""
     device, n, shard = _device(model), model.num_items, _shard(sharded)
-    parts = []
-    for start in tqdm(_mine(list(range(0, n, batch_size)), shard), desc="encode items", disable=not progress,
-                      leave=False, mininterval=redraw_seconds()):
-        ids = torch.arange(start, min(start + batch_size, n), device=device)
-        parts.append((start, model.encode_items(ids).float()))
-    return _assemble(parts, n, shard, device)
+
+    def parts():
+        for start in tqdm(_mine(list(range(0, n, batch_size)), shard), desc="encode items", disable=not progress,
+                          leave=False, mininterval=redraw_seconds()):
+            yield start, model.encode_items(torch.arange(start, min(start + batch_size, n), device=device)).float()
+    return _assemble(parts(), n, shard, device)
 
 
 def _encode_in_chunks(model: Legommender, ids: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -93,14 +97,15 @@ def user_table(model: Legommender, dataset: Dataset, users: np.ndarray, ends: np
     device, h, shard = items.device, model.recipe.training.max_history, _shard(sharded)
     if not len(users):
         return torch.zeros(0, items.shape[1], device=device)
-    parts = []
-    for start in tqdm(_mine(list(range(0, len(users), batch_size)), shard), desc="encode users",
-                      disable=not progress, leave=False, mininterval=redraw_seconds()):
-        u, e = users[start:start + batch_size], ends[start:start + batch_size]
-        hist, mask = dataset.gather_histories(u, e, h)
-        hist_t, mask_t = to_tensor(hist, device), to_tensor(mask, device)
-        parts.append((start, model.encode_users(items[hist_t], mask_t, to_tensor(u, device)).float()))
-    return _assemble(parts, len(users), shard, device)
+
+    def parts():
+        for start in tqdm(_mine(list(range(0, len(users), batch_size)), shard), desc="encode users",
+                          disable=not progress, leave=False, mininterval=redraw_seconds()):
+            u, e = users[start:start + batch_size], ends[start:start + batch_size]
+            hist, mask = dataset.gather_histories(u, e, h)
+            hist_t, mask_t = to_tensor(hist, device), to_tensor(mask, device)
+            yield start, model.encode_users(items[hist_t], mask_t, to_tensor(u, device)).float()
+    return _assemble(parts(), len(users), shard, device)
 
 
 @torch.no_grad()
