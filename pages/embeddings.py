@@ -110,12 +110,15 @@ if explained:
 
 
 def _scatter(frame, title: str, kind: str, legend: str):
-    """The items coloured by `colour`: a discrete palette with one colour per category, or a scale."""
+    """The items coloured by `colour`: a discrete palette with one colour per category, or a scale.
+    Past maps.WEBGL_FROM items, WebGL traces built directly (plotly express takes seconds there)."""
     shown = maps.hover_labels(frame, HOVER_CHARS)  # plotly reads HTML tags in labels
+    if len(shown) >= maps.WEBGL_FROM:
+        return _large_scatter(shown, title, kind, legend)
     common = dict(x="x", y="y", custom_data=["item_id"], hover_name="hover", title=title, opacity=0.75,
                   hover_data={"item": True, "item_id": False, "category": True, "colour": True, "x": False,
                               "y": False},
-                  render_mode="webgl" if len(frame) > 5000 else "auto", labels={"colour": legend})
+                  render_mode="auto", labels={"colour": legend})
     if kind == "numeric":
         scale = "Bluered" if legend == MOVED else "Viridis"  # moved: blue = same neighbours, red = new ones
         fig = px.scatter(shown, color="colour", color_continuous_scale=scale,
@@ -124,6 +127,33 @@ def _scatter(frame, title: str, kind: str, legend: str):
         shown["colour"] = shown["colour"].fillna("unknown").astype(str).map(frames.plain)
         fig = px.scatter(shown, color="colour", color_discrete_sequence=maps.PALETTE, **common)
     fig.update_traces(marker={"size": 6})
+    return fig
+
+
+def _large_scatter(shown, title: str, kind: str, legend: str):
+    """As `_scatter`, for a map of many items: one Scattergl trace per category (or one with a
+    colour scale), the same hover and the item id first in customdata (what a selection reads)."""
+    fig = go.Figure()
+    template = ("<b>%{hovertext}</b><br>item=%{customdata[1]}<br>category=%{customdata[2]}<br>"
+                + frames.plain(legend) + "=%{customdata[3]}<extra></extra>")
+
+    def trace(part, **marker):
+        return go.Scattergl(x=part["x"].to_numpy(), y=part["y"].to_numpy(), mode="markers",
+                            customdata=part[["item_id", "item", "category", "colour"]].to_numpy(),
+                            hovertext=part["hover"].to_numpy(), hovertemplate=template,
+                            marker={"size": 6, "opacity": 0.75, **marker})
+
+    if kind == "numeric":
+        moved = legend == MOVED
+        fig.add_trace(trace(shown, color=shown["colour"].to_numpy(), colorscale="Bluered" if moved else "Viridis",
+                            cmin=0 if moved else None, cmax=1 if moved else None, colorbar={"title": legend}))
+        fig.update_traces(showlegend=False)
+    else:
+        shown = shown.assign(colour=shown["colour"].fillna("unknown").astype(str).map(frames.plain))
+        for i, (value, part) in enumerate(shown.groupby("colour", sort=False)):
+            fig.add_trace(trace(part, color=maps.PALETTE[i % len(maps.PALETTE)]).update(name=value))
+        fig.update_layout(legend_title_text=legend)
+    fig.update_layout(title=title)
     return fig
 
 

@@ -85,3 +85,27 @@ def test_umap_fits_a_sample_of_a_large_table_and_places_every_other_item(monkeyp
     assert fitted_rows == [100] and out.shape == (500, 2) and np.isfinite(out).all()
     assert umap_fit.fit(table[:80], {"seed": 0, "metric": "cosine"}, sample=100).shape == (80, 2)
     assert fitted_rows == [100, 80]  # a table within the sample is fitted whole
+
+
+def test_a_large_map_is_drawn_with_webgl_traces_holding_every_item(prepared, monkeypatch):
+    import json
+
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.testing.v1 import AppTest
+
+    from lego_core.explore import maps
+
+    monkeypatch.setenv("LEGO_CACHE_DIR", str(prepared["cache"]))
+    monkeypatch.setattr(maps, "WEBGL_FROM", 50)  # the tiny map counts as large
+    PagesManager.uses_pages_directory = False
+    at = AppTest.from_file(app_scale.APP, default_timeout=120)
+    at.session_state["dataset"], at.session_state["emb-method"] = app_scale.NAME, "PCA"
+    at.run().switch_page("pages/embeddings.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    traces = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    assert {t["type"] for t in traces} == {"scattergl"} and len(traces) > 1  # one trace per category
+    assert app_scale._figure_points(at) == SIZES["n_news"]
+    assert traces[0]["customdata"][0][0].startswith("N")  # the item id first: what a selection reads
+    at.selectbox(key="emb-colour").set_value("popularity").run()  # a colour scale: one trace
+    traces = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    assert not at.exception and len(traces) == 1 and "colorscale" in traces[0]["marker"]

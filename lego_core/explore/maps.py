@@ -30,6 +30,7 @@ UMAP_DEFAULTS = {"n_neighbors": 15, "min_dist": 0.1, "metric": "cosine", "seed":
 # dataset's genres each get their own colour; past that the tail is grouped as "other".
 PALETTE = list(dict.fromkeys(qualitative.Alphabet + qualitative.Dark24 + qualitative.Light24))
 MAX_CATEGORIES = len(PALETTE) - 1  # one colour left for "other"
+WEBGL_FROM = 5000  # maps of this many items are drawn with WebGL (Scattergl), not SVG
 
 
 def _as_matrix(vectors: np.ndarray) -> np.ndarray:
