@@ -102,3 +102,21 @@ def test_cached_read_maps_arrays_read_only_with_the_cold_mask_stored(tmp_path):
     assert isinstance(again.seq_items.base, np.memmap) or isinstance(again.seq_items.base.base, np.memmap)
     assert np.array_equal(again.cold, first.cold) and np.array_equal(again.cold, natural_cold(again))
     assert again.info["cold_count"] == int(first.cold.sum())
+
+
+@pytest.mark.parametrize("cells, labelled, candidates", [
+    (["N1 N2", "N3"], False, 3),  # MIND-large's test log: no labels
+    (["N1-1 N2-0", "N3-0"], True, 3),
+    (["N1-1  N2-0", " N3-0"], True, 3),  # odd spacing: the Arrow split, same answer
+    (["N1-1 N2", "N3-0"], False, 3),
+])
+def test_test_folder_is_counted_in_slices_with_or_without_labels(tmp_path, cells, labelled, candidates):
+    from test_data_mind import write_tsv
+
+    root = write_mind(tmp_path / "m")
+    write_tsv(root / "test" / "behaviors.tsv", [[str(i + 1), "U9", "11/17/2019 8:00:00 AM", "N1", cell]
+                                                for i, cell in enumerate(cells)])
+    with pytest.warns(DataWarning, match="2 test impressions"):
+        info = mind.build_mind(root).info
+    key = "labelled_test_impressions_unused" if labelled else "unlabelled_test_impressions"
+    assert info[key] == 2 and info["test_candidates"] == candidates
