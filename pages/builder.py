@@ -221,22 +221,21 @@ def _measured_epoch(recipe_yaml: str, dataset: str, options_json: str) -> dict:
 @st.cache_data(max_entries=64, show_spinner=False)
 def _steps_per_epoch(_recipe: Recipe, _data, data_id: int, negatives: int, max_history: int, batch_size: int,
                      max_steps: int | None) -> int:
-    """Steps per epoch of `_recipe` on the loaded dataset `_data` (id `data_id`), which depend only on
-    the settings named: counting the training samples of MIND-large takes seconds, so it is done
-    once per setting, not on every rerun."""
+    """Steps per epoch on the loaded `_data`, once per setting named (MIND-large's take seconds to count)."""
     return epoch_time.steps_per_epoch(_recipe, _data)
 
 
 def _epoch_time(recipe: Recipe, key: str) -> None:
-    """Seconds per epoch before launch: from earlier runs of these bricks, else timed on request."""
-    options = json.dumps(state.options, sort_keys=True)
+    """Seconds per epoch before launch: from earlier runs of these bricks, else timed on request. The
+    steps of an epoch are counted only once there is a time per step to multiply."""
     try:
-        data = ui.load_dataset(dataset_name, state.options)
-        t = recipe.training
-        steps = _steps_per_epoch(recipe, data, id(data), t.negatives, t.max_history, t.batch_size, t.max_steps_per_epoch)
-        found = epoch_time.from_runs(recipe, steps, ui.all_runs())
+        found = epoch_time.from_runs(recipe, 1, ui.all_runs())  # seconds per step, if these bricks ran here
         if found is None and st.session_state.get("time_epoch") == key:
-            found = _measured_epoch(key, dataset_name, options)
+            found = _measured_epoch(key, dataset_name, json.dumps(state.options, sort_keys=True))
+        if found is not None:
+            data, t = ui.load_dataset(dataset_name, state.options), recipe.training
+            steps = _steps_per_epoch(recipe, data, id(data), t.negatives, t.max_history, t.batch_size,
+                                     t.max_steps_per_epoch)
     except LegoError as exc:
         st.error(ui.one_line(exc))
         return
@@ -247,7 +246,8 @@ def _epoch_time(recipe: Recipe, key: str) -> None:
             st.session_state["time_epoch"] = key
             st.rerun()
         return
-    e1.metric("Epoch (estimate)", form.human_seconds(found["seconds"]), help=f"{found['per_step']:.2f} s per step")
+    e1.metric("Epoch (estimate)", form.human_seconds(found["per_step"] * steps),
+              help=f"{found['per_step']:.2f} s per step")
     e2.caption(f"From {found['basis']}; {steps:,} steps per epoch, "
                f"{recipe.training.epochs} epoch(s) at most.")
 
