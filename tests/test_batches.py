@@ -41,6 +41,16 @@ def test_samples_and_negatives():
     assert np.array_equal(batch.candidates, again.candidates)
 
 
+def test_seen_keys_are_built_only_when_a_sample_lacks_unclicked_candidates():
+    """MIND-like impressions always carry unclicked candidates: the sorted (user, item) keys that
+    reject drawn negatives (33 million at MIND-large, most of its set-up) are never built."""
+    samples = TrainingSamples(_dataset(), negatives=3, max_history=5)
+    samples.batch(np.array([2]), seed=1, epoch=0, step=0)  # user 1's impression has negatives 7, 8, 9
+    assert samples._seen_keys is None
+    samples.batch(np.array([0]), seed=1, epoch=0, step=0)  # user 0's has none: drawn, checked against keys
+    assert samples.seen_keys.tolist() == sorted(set([0 * 12 + i for i in (0, 1, 2, 3)] + [12 + 4, 12 + 5]))
+
+
 def test_epoch_order_shards_evenly():
     samples = TrainingSamples(_dataset(), negatives=2, max_history=5)
     full = samples.epoch_order(0, 0)

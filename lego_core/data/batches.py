@@ -45,13 +45,23 @@ class TrainingSamples:
         counts = np.bincount(group[neg_rows], minlength=len(imps))
         self.neg_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.neg_items = imps.items[neg_rows]
-        # every (user, item) the user touched, as sorted keys, to reject sampled negatives
-        seq_users = np.repeat(np.arange(dataset.num_users), np.diff(dataset.seq_offsets))
-        keys = seq_users.astype(np.int64) * dataset.num_items + dataset.seq_items
-        clicked = imps.users[group[positive]] * dataset.num_items + self.positive
-        self.seen_keys = sorted_unique(np.concatenate([keys, clicked]))
+        self._clicked_users = imps.users[self.impression]
+        self._seen_keys: np.ndarray | None = None
         self.cold = dataset.cold if dataset.cold is not None and dataset.cold.any() else None
         self.warm_items = np.flatnonzero(~self.cold) if self.cold is not None else None
+
+    @property
+    def seen_keys(self) -> np.ndarray:
+        """Every (user, item) the user touched as sorted keys (user * N + item), to reject sampled
+        negatives. Built on first use: only impressions without unclicked candidates need it, and
+        MIND has none, where sorting its 33 million keys was most of a MIND-large set-up."""
+        if self._seen_keys is None:
+            dataset = self.dataset
+            seq_users = np.repeat(np.arange(dataset.num_users), np.diff(dataset.seq_offsets))
+            keys = seq_users.astype(np.int64) * dataset.num_items + dataset.seq_items
+            clicked = self._clicked_users.astype(np.int64) * dataset.num_items + self.positive
+            self._seen_keys = sorted_unique(np.concatenate([keys, clicked]))
+        return self._seen_keys
 
     def __len__(self) -> int:
         return len(self.positive)
