@@ -20,9 +20,6 @@ from lego_core.core import paths  # noqa: E402
 paths.use_numba_cache()  # before anything imports numba: umap's compiled code is kept across processes
 
 from lego_core.explore import maps  # noqa: E402
-
-maps.warm_umap()  # load it in the background now, so the first item map comes sooner
-
 from pages import _common as ui  # noqa: E402
 
 st.set_page_config(page_title="Legommenders", page_icon=":material/widgets:", layout="wide")
@@ -89,4 +86,7 @@ def sidebar() -> None:
 
 pg = st.navigation(PAGES)
 sidebar()
-pg.run()
+try:
+    pg.run()
+finally:  # once the page is drawn: umap's imports hold the GIL, and the first page would wait on them
+    maps.warm_umap()  # load umap in the background now, so the first item map comes sooner

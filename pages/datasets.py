@@ -20,7 +20,7 @@ from typing import Any, Iterator
 import plotly.express as px
 import streamlit as st
 
-from lego_core.explore import frames
+from lego_core.explore import distributions, frames
 from lego_core.core.errors import LegoError
 from pages import _common as ui, _generate_field
 
@@ -100,16 +100,16 @@ with imps_tab:
         st.info("This dataset has no impressions.")
 with plots_tab:
     p1, p2 = st.columns(2)
-    lengths = frames.history_lengths(dataset)
-    fig = px.histogram(lengths, x="history_length", nbins=50, title="History length per user")
-    fig.update_layout(height=330, margin=dict(l=10, r=10, t=40, b=10), yaxis_title="users")
+    lengths = distributions.history_length_counts(dataset)
+    fig = px.bar(lengths, x="from", y="users", hover_data=["to"], title="History length per user")
+    fig.update_layout(height=330, margin=dict(l=10, r=10, t=40, b=10), bargap=0, xaxis_title="history length")
     p1.plotly_chart(fig, width="stretch", key="plot-history")
-    sizes = frames.impression_sizes(dataset)
-    fig = px.histogram(sizes, x="candidates", color="split", nbins=50, barmode="overlay", log_y=True,
-                       title="Impression size (candidates), log scale")
-    fig.update_layout(height=330, margin=dict(l=10, r=10, t=40, b=10), yaxis_title="impressions")
+    sizes = distributions.impression_size_counts(dataset)
+    fig = px.bar(sizes, x="from", y="impressions", color="split", hover_data=["to"], barmode="overlay", log_y=True,
+                 title="Impression size (candidates), log scale")
+    fig.update_layout(height=330, margin=dict(l=10, r=10, t=40, b=10), bargap=0, xaxis_title="candidates")
     p2.plotly_chart(fig, width="stretch", key="plot-sizes")
-    p2.dataframe(frames.impression_stats(dataset), hide_index=True, width="stretch")
+    p2.dataframe(distributions.impression_stats(dataset), hide_index=True, width="stretch")
     cats = frames.category_counts(dataset)
     if len(cats):
         top = cats.head(30).assign(category=lambda f: f["category"].map(frames.plain))  # plotly reads HTML tags

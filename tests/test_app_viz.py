@@ -6,7 +6,7 @@ import pytest
 from lego_core import runs
 from lego_core.core import devices
 from lego_core.explore import maps
-from lego_core.explore import frames
+from lego_core.explore import distributions, frames
 from lego_core.data.schema import Dataset, Impressions
 
 
@@ -62,14 +62,29 @@ def test_item_frame_and_category_counts(dataset):
 
 def test_dataset_plot_data(dataset):
     assert frames.history_lengths(dataset)["history_length"].tolist() == [3, 2]
-    sizes = frames.impression_sizes(dataset)
-    assert sizes.groupby("split")["candidates"].sum().to_dict() == {"test": 5, "train": 2, "valid": 3}
-    assert sizes["clicks"].tolist() == [1, 1, 1, 1]
+    assert distributions.history_length_counts(dataset)[["from", "to", "users"]].values.tolist() == [[2, 2, 1], [3, 3, 1]]
+    sizes = distributions.impression_size_counts(dataset)
+    assert (sizes["impressions"] * sizes["from"]).groupby(sizes["split"]).sum().to_dict() == \
+        {"test": 5, "train": 2, "valid": 3}  # each bin holds one size here: impressions x size = candidates
+    assert set(sizes["split"]) == {"train", "valid", "test"} and sizes["impressions"].sum() == 4
     users = frames.users_frame(dataset)
     assert users["test_impressions"].tolist() == [1, 1]
     imps = frames.impressions_frame(dataset, "test")
     assert imps["clicked"].tolist() == [["c"], ["a"]]
     assert imps["size"].tolist() == [3, 2]
+
+
+def test_dataset_plot_bins_cover_every_value_in_at_most_the_asked_bins():
+    from lego_core.data.readers.synthetic import generate
+
+    dataset = generate(n_items=300, n_users=200, n_impressions=400, seed=3)
+    lengths = distributions.history_length_counts(dataset, bins=7)
+    assert len(lengths) <= 7 and lengths["users"].sum() == dataset.num_users
+    assert lengths["from"].iloc[0] == np.diff(dataset.seq_offsets).min() <= np.diff(dataset.seq_offsets).max() <= lengths["to"].iloc[-1]
+    sizes = distributions.impression_size_counts(dataset, bins=5)
+    for split, imps in dataset.splits.items():
+        assert sizes.loc[sizes["split"] == split, "impressions"].sum() == len(imps)
+    assert distributions.history_length_counts(dataset, bins=7) is lengths  # counted once per dataset
 
 
 def test_user_history_and_test_clicks(dataset):
@@ -172,7 +187,7 @@ def test_real_umap_keeps_clusters_apart(tmp_path, monkeypatch):
 
 
 def test_impression_stats(dataset):
-    stats = frames.impression_stats(dataset).set_index("split")
+    stats = distributions.impression_stats(dataset).set_index("split")
     assert stats.loc["test", "impressions"] == 2 and stats.loc["test", "mean size"] == 2.5
     assert stats.loc["train", "max size"] == 2 and stats.loc["valid", "clicks per impression"] == 1
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from lego_core.data.schema import Dataset
-from lego_core.explore.lookups import find_users, item_frame, item_lookup, user_ids, user_index  # noqa: F401
+from lego_core.explore.lookups import find_users, item_frame, item_lookup, once, user_ids, user_index  # noqa: F401
 
 
 
@@ -44,30 +44,6 @@ def category_counts(dataset: Dataset) -> pd.DataFrame:
     return pd.DataFrame({"category": counts.index.to_numpy(), "items": counts.to_numpy()})
 
 
-def impression_sizes(dataset: Dataset) -> pd.DataFrame:
-    """One row per impression of every split: split, candidates (impression size), clicks."""
-    frames = []
-    for split, imps in dataset.splits.items():
-        if not len(imps):
-            continue
-        clicks = np.add.reduceat(imps.labels.astype(np.int64), imps.offsets[:-1]) if len(imps.labels) else 0
-        clicks = np.where(imps.sizes > 0, clicks, 0)
-        frames.append(pd.DataFrame({"split": split, "candidates": imps.sizes, "clicks": clicks}))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"split": [], "candidates": [], "clicks": []})
-
-
-def impression_stats(dataset: Dataset) -> pd.DataFrame:
-    """Per split: impressions, candidates per impression (min/mean/max) and clicks per impression."""
-    sizes = impression_sizes(dataset)
-    if sizes.empty:
-        return pd.DataFrame(columns=["split", "impressions", "min size", "mean size", "max size", "clicks per impression"])
-    stats = sizes.groupby("split", sort=False).agg(impressions=("candidates", "size"), min_size=("candidates", "min"),
-                                                   mean_size=("candidates", "mean"), max_size=("candidates", "max"),
-                                                   clicks=("clicks", "mean")).reset_index()
-    stats.columns = ["split", "impressions", "min size", "mean size", "max size", "clicks per impression"]
-    return stats.round(2)
-
-
 def table_preview(path: str | Path, rows: int = 5) -> pd.DataFrame:
     """The first rows of a user's items/interactions table (CSV/TSV/Parquet), to choose its columns."""
     from lego_core.data.io import read_table
@@ -76,11 +52,15 @@ def table_preview(path: str | Path, rows: int = 5) -> pd.DataFrame:
 
 
 def users_frame(dataset: Dataset, limit: int | None = None) -> pd.DataFrame:
-    """Preview of users: id, history length, impressions per split."""
-    frame = history_lengths(dataset)
-    for split, imps in dataset.splits.items():
-        frame[f"{split}_impressions"] = np.bincount(imps.users, minlength=dataset.num_users)
-    return frame.head(limit) if limit else frame
+    """Preview of users: id, history length, impressions per split (counted once per dataset: a
+    million users take a second)."""
+    def count() -> pd.DataFrame:
+        frame = history_lengths(dataset)
+        for split, imps in dataset.splits.items():
+            frame[f"{split}_impressions"] = np.bincount(imps.users, minlength=dataset.num_users)
+        return frame
+    frame = once(dataset, "users_frame", count)
+    return frame.head(limit).copy() if limit else frame.copy()
 
 
 def impressions_frame(dataset: Dataset, split: str, limit: int = 200) -> pd.DataFrame:
