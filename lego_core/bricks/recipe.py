@@ -213,10 +213,12 @@ class Recipe(_Strict):
         return self
 
     def _dry_build(self, params: dict[str, dict]) -> None:
-        """Build the non-LM bricks on the meta device (no memory, no data), so parameters that
-        contradict each other (attention heads that do not divide training.dim, bad layer lists)
-        are refused when the recipe is checked, not minutes later in a background process. LM
-        bricks are skipped: checking them means loading their model."""
+        """Build the non-LM bricks for a 4-item, 4-word stand-in dataset (kilobytes, no data), so
+        parameters that contradict each other (attention heads that do not divide training.dim, bad
+        layer lists) are refused when the recipe is checked, not minutes later in a background
+        process. On the CPU, not the meta device: a first meta-device init imports torch._dynamo
+        (1.7 s of the Builder's first render). LM bricks are skipped: checking them means loading
+        their model."""
         import torch
 
         from lego_core.bricks.base import LM_TOKENS, BuildContext
@@ -228,7 +230,7 @@ class Recipe(_Strict):
             if getattr(cls, "input_kind", None) == LM_TOKENS:
                 continue
             try:
-                with torch.device("meta"):
+                with torch.device("cpu"):
                     cls(ctx, **params[kind])
             except LegoError:
                 raise

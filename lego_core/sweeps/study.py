@@ -272,8 +272,8 @@ def configurations(spec: SweepSpec, limit: int = 100000) -> list[dict[str, Any]]
 def check_space(spec: SweepSpec) -> None:
     """Refuse a space with a configuration that cannot run, naming it (SweepError), before any
     trial exists: every configuration of a finite space (up to MAX_CHECKED), else every combination
-    of the categorical values and the ranges' ends. The bricks are built on the meta device
-    (`Recipe.validate`), which catches e.g. attention heads that do not divide training.dim."""
+    of the categorical values and the ranges' ends. The bricks are built as
+    `Recipe.validate` builds them, which catches e.g. attention heads that do not divide training.dim."""
     from lego_core.bricks.catalog import compatible
 
     space = configurations(spec, limit=MAX_CHECKED)

@@ -228,7 +228,7 @@ class Worker:
                 return self._skip(trial, f"same configuration and seed as trial {other.number}")
             if not lead and other.state == TrialState.PRUNED:
                 return self._skip(trial, f"trial {other.number}, a seed of this configuration, was pruned")
-        try:  # bricks built on the meta device: a configuration that cannot run gets no run
+        try:  # bricks built for a stand-in dataset: a configuration that cannot run gets no run
             recipe = studies.recipe_for(self.spec, config, seed, self._name(trial.number)).validate()
         except RecipeError as exc:
             return self._skip(trial, one_line(exc))
