@@ -22,8 +22,12 @@ RUNS = 3
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
+    import streamlit as st
+
     from lego_core.data.readers.synthetic_mind import write_mind_folder
 
+    st.cache_data.clear()  # a module fixture runs before conftest's per-test clearing: an earlier
+    st.cache_resource.clear()  # test's dataset list or loaded dataset must not answer here
     cache = tmp_path_factory.mktemp("app-scale")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LEGO_CACHE_DIR", str(cache))

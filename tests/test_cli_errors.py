@@ -72,12 +72,14 @@ def test_stdout_on_a_full_device_is_one_line():
 def test_a_disk_that_fills_up_during_datasets_add_loses_nothing(tmp_path, monkeypatch):
     """ENOSPC while the registration writes its files: one line, exit 2, no registration, no
     temporary file left; the next add (with space) works."""
-    real = store.write_dataset
+    real, real_link = store.write_dataset, store.link_processed
 
     def full(dataset, folder):  # half the arrays written, then the disk is full
-        (Path(folder) / "arrays.npz").write_bytes(b"\0" * 1024)
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(Path(folder) / "arrays.npz"))
+        (Path(folder) / "arrays").mkdir(exist_ok=True)
+        (Path(folder) / "arrays" / "users.npy").write_bytes(b"\0" * 1024)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(Path(folder) / "arrays" / "users.npy"))
 
+    monkeypatch.setattr(store, "link_processed", lambda source, folder: False)  # as across file systems
     monkeypatch.setattr(store, "write_dataset", full)
     folder = ml1m_folder(tmp_path)
     result = cli("datasets", "add", folder, "--name", "shop")
@@ -87,6 +89,7 @@ def test_a_disk_that_fills_up_during_datasets_add_loses_nothing(tmp_path, monkey
     leftovers = [p for p in Path(os.environ["LEGO_CACHE_DIR"]).rglob("*") if p.name.startswith(".tmp")]
     assert leftovers == []
     monkeypatch.setattr(store, "write_dataset", real)
+    monkeypatch.setattr(store, "link_processed", real_link)
     assert cli("datasets", "add", folder, "--name", "shop").code == 0
 
 
