@@ -11,7 +11,6 @@ rebuilt or removed, loading it is a DataError saying to register it again, and l
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
