@@ -44,6 +44,16 @@ def sorted_unique(values: np.ndarray) -> np.ndarray:
     return values[np.concatenate([[True], values[1:] != values[:-1]])]
 
 
+def first_appearances(codes: np.ndarray) -> np.ndarray:
+    """Row of each code's first appearance, for codes numbered in first-appearance order (as
+    `pd.factorize` and Arrow's `dictionary_encode` number them); `np.unique(codes,
+    return_index=True)[1]` in one linear pass, where numpy's hash unique of millions of rows is not."""
+    if not len(codes):
+        return np.zeros(0, dtype=np.int64)
+    seen = np.maximum.accumulate(codes)
+    return np.flatnonzero(np.concatenate([[True], codes[1:] > seen[:-1]]))
+
+
 def split_lists(column: pd.Series | pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
     """Space-separated lists -> (sizes per row, flat non-empty tokens), vectorized with pyarrow
     (Arrow strings are split as they are, not through Python objects)."""

@@ -27,8 +27,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lego_core.data.arrays import (as_str_ids, ascii_tokens, offsets_from_sizes, split_lists, token_index,
-                                   token_strings)
+from lego_core.data.arrays import (as_str_ids, ascii_tokens, first_appearances, offsets_from_sizes, split_lists,
+                                   token_index, token_strings)
 from lego_core.data import dev_split, fast_tsv
 from lego_core.data.processed import cached_build
 from lego_core.data.dev_split import known_candidates, split_dev
@@ -42,6 +42,7 @@ NEWS_COLUMNS = ["item_id", "category", "subcategory", "title", "abstract", "url"
                 "abstract_entities"]
 KEPT_NEWS = ["item_id", "category", "subcategory", "title", "abstract", "url"]
 BEHAVIOR_COLUMNS = ["impression_id", "user", "time", "history", "impressions"]
+LABEL_TAILS = pa.array(["-0", "-1"], type=pa.large_string())  # how a labelled candidate ends (N1-1, N2-0)
 TIME_FORMAT = "%m/%d/%Y %I:%M:%S %p"  # e.g. 11/15/2019 8:55:16 AM
 LAYOUT = "a MIND folder holds train/ and dev/ (or MINDsmall_train/ and MINDsmall_dev/), each with " \
          "news.tsv and behaviors.tsv"
@@ -203,7 +204,7 @@ def parse_impressions(column: pa.ChunkedArray, path: Path, known: pa.Array
             raise DataError(f"{path} line {line_of(base + int(np.flatnonzero(empty)[0]), False)}: impressions "
                             "(column 5) is empty; each impression lists candidates like 'N1-1 N2-0'")
         tail = pc.utf8_slice_codeunits(tokens, -2)
-        good = pc.and_(pc.is_in(tail, value_set=pa.array(["-0", "-1"], type=pa.large_string())),
+        good = pc.and_(pc.is_in(tail, value_set=LABEL_TAILS),
                        pc.greater(pc.utf8_length(tokens), 2)).to_numpy(zero_copy_only=False)
         if not good.all():
             bad = int(np.flatnonzero(~good)[0])
@@ -225,13 +226,22 @@ def _labelled_tokens(cells: pa.ChunkedArray, known: pa.Array) -> tuple[np.ndarra
     if split is None:
         return None
     sizes, starts, ends, data = split
-    if not len(ends) or not sizes.all() or (ends - starts).min() < 3 or (data[ends - 2] != ord("-")).any():
-        return None
-    label = data[ends - 1]
-    if not ((label == ord("0")) | (label == ord("1"))).all():
+    labels = _byte_labels(starts, ends, data) if len(ends) and sizes.all() else None
+    if labels is None:
         return None
     ids = token_strings(data, starts, ends, drop=2)
-    return sizes, token_index(ids, known, np.int32), (label == ord("1")).astype(np.int8), ids[0].as_py()
+    return sizes, token_index(ids, known, np.int32), labels, ids[0].as_py()
+
+
+def _byte_labels(starts: np.ndarray, ends: np.ndarray, data: np.ndarray, shortest: int = 3) -> np.ndarray | None:
+    """The click label (int8 0/1) of each `ascii_tokens` token, when every one is at least
+    `shortest` bytes and ends in '-0' or '-1'; None when any does not."""
+    if len(ends) and (ends - starts).min() < shortest:
+        return None
+    label = data[ends - 1]
+    if (data[ends - 2] != ord("-")).any() or not ((label == ord("0")) | (label == ord("1"))).all():
+        return None
+    return (label == ord("1")).astype(np.int8)
 
 
 def _impressions(tables: list[pa.Table], user_codes: np.ndarray, seq_len: np.ndarray, known: pa.Array,
@@ -275,12 +285,10 @@ def read_test_folder(folder: Path, info: dict) -> None:
         if split is None:
             sizes, tokens = split_lists(cells)
             tails = pc.utf8_slice_codeunits(tokens, -2)
-            labelled = labelled and bool(pc.all(pc.is_in(tails, value_set=pa.array(["-0", "-1"],
-                                                                                   type=pa.large_string()))).as_py())
+            labelled = labelled and bool(pc.all(pc.is_in(tails, value_set=LABEL_TAILS)).as_py())
         else:
             sizes, starts, ends, data = split
-            labelled = labelled and bool(((ends - starts) >= 2).all() and (data[ends - 2] == ord("-")).all()
-                                         and ((data[ends - 1] == ord("0")) | (data[ends - 1] == ord("1"))).all())
+            labelled = labelled and _byte_labels(starts, ends, data, shortest=2) is not None
         candidates += int(sizes.sum())
     labelled = labelled and candidates > 0
     info["test_folder"] = str(folder)
@@ -291,15 +299,6 @@ def read_test_folder(folder: Path, info: dict) -> None:
                          + ("have labels but are not used (valid/test come from dev)" if labelled else
                             "have no click labels and cannot be scored; valid/test come from dev"))
     warn(info["test_note"])
-
-
-def _first_rows(codes: np.ndarray) -> np.ndarray:
-    """Row of each code's first appearance, for codes numbered in first-appearance order (linear,
-    where a hash unique of MIND-large's 2.6 million rows is not)."""
-    if not len(codes):
-        return np.zeros(0, dtype=np.int64)
-    seen = np.maximum.accumulate(codes)
-    return np.flatnonzero(np.concatenate([[True], codes[1:] > seen[:-1]]))
 
 
 def build_mind(root: Path, seed: int = 0, name: str = "mind", *, news: list[pd.DataFrame] | None = None,
@@ -338,7 +337,7 @@ def build_mind(root: Path, seed: int = 0, name: str = "mind", *, news: list[pd.D
     codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)  # first-appearance order
     users = encoded.dictionary.to_numpy(zero_copy_only=False)
     first_rows = np.zeros(len(codes), dtype=bool)
-    first_rows[_first_rows(codes)] = True  # rows in order: a filter, chunk by chunk (a take joins them all first)
+    first_rows[first_appearances(codes)] = True  # rows in order: a filter, chunk by chunk (a take joins them all first)
     histories = both("history").filter(pa.array(first_rows))
     behaviors = [b.drop_columns(["user", "history"]) for b in behaviors]  # most of the text: freed here
     pa.default_memory_pool().release_unused()

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from lego_core.data.arrays import as_str_ids, offsets_from_sizes, split_lists, token_index
+from lego_core.data.arrays import as_str_ids, first_appearances, offsets_from_sizes, split_lists, token_index
 from lego_core.data.processed import cached_build
 from lego_core.data.dev_split import known_candidates, split_dev
 from lego_core.data.formats import Format
@@ -114,7 +114,7 @@ def build_pens(root: Path, seed: int = 0, name: str = "pens") -> Dataset:
     paths = [root / "train.tsv", root / "valid.tsv"]
     logs = [read_log(p) for p in paths]
     codes, users = pd.factorize(np.concatenate([f["UserID"].to_numpy(dtype=object) for f in logs]))
-    _, first_rows = np.unique(codes, return_index=True)
+    first_rows = first_appearances(codes)
     histories = pd.concat([f["ClicknewsID"] for f in logs], ignore_index=True).iloc[first_rows]
     sizes, hist_ids = split_lists(histories)
     hist_idx = token_index(hist_ids, known)
