@@ -120,6 +120,25 @@ def _choose(page, label: str, option: str, scope=None) -> None:
     _wait_idle(page)
 
 
+def _pick(page, box, option: str) -> None:
+    """Pick `option` in the combobox `box` from the keyboard: a click does not always open the list
+    (not the first after an expander opens), and Enter before the list is drawn selects nothing."""
+    from playwright.sync_api import Error
+
+    choice = page.get_by_role("option", name=option, exact=True)
+    for attempt in range(3):
+        box.focus()
+        box.press("ArrowDown")  # opens the list
+        try:
+            choice.click(timeout=10_000)
+            break
+        except Error:
+            if attempt == 2:
+                raise
+            box.press("Escape")
+    _wait_idle(page)
+
+
 def _board(page):
     """The brick board once it is settled: after a drop the app redraws it (a new iframe replaces
     the old one over a rerun or two), so wait until one laid-out board stays for a moment."""
@@ -266,7 +285,7 @@ def test_build_train_and_explore_in_a_real_browser(server):
             _wait_idle(page)
             page.get_by_test_id("stMultiSelect").filter(has_text="Content bricks to try").locator("input").click()
             page.keyboard.type("pooling")
-            page.keyboard.press("Enter")
+            page.get_by_role("option", name="pooling", exact=True).click()
             page.keyboard.press("Escape")
             _wait_idle(page)
             expect(page.get_by_test_id("stMultiSelect").filter(has_text="Content bricks to try")).to_contain_text("pooling")
@@ -375,10 +394,7 @@ def test_first_time_walk_registered_dataset_cold_items_hybrid_and_reload(server,
             expect(page.get_by_role("combobox", name="Preset")).to_have_value("NRMS")
             page.get_by_text("Training settings", exact=False).first.click()
             hybrid = page.get_by_role("combobox", name="Item ID vector")  # the hybrid item vector, in words
-            hybrid.click()
-            page.keyboard.type("added")
-            page.keyboard.press("Enter")
-            _wait_idle(page)
+            _pick(page, hybrid, "added")
             expect(hybrid).to_have_value("added")
             expect(page.get_by_role("combobox", name="Preset")).to_have_value("Custom")
             expect(page.get_by_text("item_id: add").first).to_be_attached()  # in the recipe's YAML
