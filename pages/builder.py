@@ -226,16 +226,17 @@ def _steps_per_epoch(_recipe: Recipe, _data, data_id: int, negatives: int, max_h
 
 
 def _epoch_time(recipe: Recipe, key: str) -> None:
-    """Seconds per epoch before launch: from earlier runs of these bricks, else timed on request. The
-    steps of an epoch are counted only once there is a time per step to multiply."""
+    """Seconds per epoch before launch: from earlier runs of these bricks, else timed on request."""
+    def steps() -> int:
+        data, t = ui.load_dataset(dataset_name, state.options), recipe.training
+        return _steps_per_epoch(recipe, data, id(data), t.negatives, t.max_history, t.batch_size, t.max_steps_per_epoch)
+
+    def measured() -> dict:
+        return _measured_epoch(key, dataset_name, json.dumps(state.options, sort_keys=True))
+
     try:
-        found = epoch_time.from_runs(recipe, 1, ui.all_runs())  # seconds per step, if these bricks ran here
-        if found is None and st.session_state.get("time_epoch") == key:
-            found = _measured_epoch(key, dataset_name, json.dumps(state.options, sort_keys=True))
-        if found is not None:
-            data, t = ui.load_dataset(dataset_name, state.options), recipe.training
-            steps = _steps_per_epoch(recipe, data, id(data), t.negatives, t.max_history, t.batch_size,
-                                     t.max_steps_per_epoch)
+        found = epoch_time.estimate(recipe, ui.all_runs(), steps,
+                                    measured if st.session_state.get("time_epoch") == key else None)
     except LegoError as exc:
         st.error(ui.one_line(exc))
         return
@@ -246,9 +247,8 @@ def _epoch_time(recipe: Recipe, key: str) -> None:
             st.session_state["time_epoch"] = key
             st.rerun()
         return
-    e1.metric("Epoch (estimate)", form.human_seconds(found["per_step"] * steps),
-              help=f"{found['per_step']:.2f} s per step")
-    e2.caption(f"From {found['basis']}; {steps:,} steps per epoch, "
+    e1.metric("Epoch (estimate)", form.human_seconds(found["seconds"]), help=f"{found['per_step']:.2f} s per step")
+    e2.caption(f"From {found['basis']}; {found['steps']:,} steps per epoch, "
                f"{recipe.training.epochs} epoch(s) at most.")
 
 

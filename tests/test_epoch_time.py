@@ -25,20 +25,30 @@ def test_an_earlier_run_of_the_same_setup_gives_its_seconds_per_step(tmp_path):
     run = runs.create(recipe, root=tmp_path, run_id="earlier")
     metrics = train.run(recipe, run, progress=False)
     steps = run.history("steps")[-1]["global_step"]
-    found = epoch_time.estimate(recipe, dataset, runs.list(tmp_path))
+    def count() -> int:
+        return epoch_time.steps_per_epoch(recipe, dataset)
+
+    found = epoch_time.estimate(recipe, runs.list(tmp_path), count)
     assert abs(found["per_step"] - metrics["train_seconds"] / steps) < 1e-9
-    assert found["seconds"] == found["per_step"] * epoch_time.steps_per_epoch(recipe, dataset)
+    assert found["steps"] == count() and found["seconds"] == found["per_step"] * count()
     assert "1 earlier run" in found["basis"]
-    assert epoch_time.estimate(tiny_recipe(batch_size=32), dataset, runs.list(tmp_path)) is None
-    assert epoch_time.estimate(tiny_recipe("attention"), dataset, runs.list(tmp_path)) is None
+    assert epoch_time.estimate(tiny_recipe(batch_size=32), runs.list(tmp_path), count) is None
+    assert epoch_time.estimate(tiny_recipe("attention"), runs.list(tmp_path), count) is None
 
 
 def test_without_earlier_runs_a_few_steps_are_timed_on_request(tmp_path):
     dataset = datasets.load("synthetic", **TINY)
     recipe = tiny_recipe(history_cache=True)
-    assert epoch_time.estimate(recipe, dataset, []) is None
-    found = epoch_time.estimate(recipe, dataset, [], measure_now=True)
-    assert found["per_step"] > 0 and found["seconds"] > found["per_step"]
+    counted = []
+
+    def count() -> int:
+        counted.append(1)
+        return epoch_time.steps_per_epoch(recipe, dataset)
+
+    assert epoch_time.estimate(recipe, [], count) is None
+    assert not counted  # no time per step: the steps are not counted (MIND-large's take seconds)
+    found = epoch_time.estimate(recipe, [], count, lambda: epoch_time.measure(recipe, dataset))
+    assert found["per_step"] > 0 and found["seconds"] == found["per_step"] * found["steps"] > found["per_step"]
     assert "timed" in found["basis"]
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from lego_core.training import history_cache
@@ -35,8 +35,8 @@ def _same_setup(a: Recipe, b: Recipe) -> bool:
             and all(getattr(a.training, k) == getattr(b.training, k) for k in keys))
 
 
-def from_runs(recipe: Recipe, steps: int, earlier: Iterable[Any]) -> dict | None:
-    """{"seconds", "per_step", "basis"} from earlier succeeded runs of the same setup, else None."""
+def from_runs(recipe: Recipe, earlier: Iterable[Any]) -> dict | None:
+    """{"per_step", "basis"} from earlier succeeded runs of the same setup, else None."""
     per_step = []
     for run in earlier:
         try:
@@ -48,9 +48,7 @@ def from_runs(recipe: Recipe, steps: int, earlier: Iterable[Any]) -> dict | None
             continue
     if not per_step:
         return None
-    median = statistics.median(per_step)
-    return {"seconds": median * steps, "per_step": median,
-            "basis": f"{len(per_step)} earlier run(s) of these bricks here"}
+    return {"per_step": statistics.median(per_step), "basis": f"{len(per_step)} earlier run(s) of these bricks here"}
 
 
 def in_memory_trainer(recipe: Recipe, dataset: Dataset):
@@ -103,16 +101,21 @@ def step_timing(trainer, steps: int, warmup: int = 1) -> dict:
 
 
 def measure(recipe: Recipe, dataset: Dataset, steps: int = 3) -> dict:
-    """{"seconds", "per_step", "basis"}: time `steps` training steps (after one warm-up) in memory."""
+    """{"per_step", "basis"}: time `steps` training steps (after one warm-up) in memory."""
     per_step = step_timing(in_memory_trainer(recipe, dataset), steps)["per_step"]
-    total = steps_per_epoch(recipe, dataset)
-    return {"seconds": per_step * total, "per_step": per_step, "basis": f"{steps} steps timed here just now"}
+    return {"per_step": per_step, "basis": f"{steps} steps timed here just now"}
 
 
-def estimate(recipe: Recipe, dataset: Dataset, earlier: Iterable[Any] = (), measure_now: bool = False) -> dict | None:
-    """Seconds per epoch of `recipe` on `dataset`: from earlier runs, else measured when `measure_now`
-    (None otherwise: the caller offers to measure)."""
-    found = from_runs(recipe, steps_per_epoch(recipe, dataset), earlier)
-    if found is None and measure_now:
-        found = measure(recipe, dataset)
-    return found
+def estimate(recipe: Recipe, earlier: Iterable[Any], steps: Callable[[], int],
+             measured: Callable[[], dict] | None = None) -> dict | None:
+    """{"seconds", "per_step", "steps", "basis"} of one epoch: seconds per step from earlier runs, else
+    from `measured()` (a `measure`, cached by the caller) when given, else None (the caller offers to
+    measure). `steps()` (e.g. `steps_per_epoch`) is called only once there is a time to multiply:
+    counting MIND-large's training samples takes seconds."""
+    found = from_runs(recipe, earlier)
+    if found is None and measured is not None:
+        found = measured()
+    if found is None:
+        return None
+    count = steps()
+    return {**found, "steps": count, "seconds": found["per_step"] * count}
