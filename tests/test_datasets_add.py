@@ -544,3 +544,28 @@ def test_cli_add_refuses_a_taken_name_unless_overwrite(tmp_path, capsys):
                      "--set", "negatives=2"]) == 0
     assert store.manifest("shop")["options"]["negatives"] == 2
     assert cli.main(["datasets", "show", "shop", "--overwrite"]) == 2
+
+
+@pytest.mark.parametrize("layout", ["npy", "npz"])
+def test_a_registration_whose_arrays_disagree_with_its_counts_is_listed_unloadable(tmp_path, layout):
+    """The listing reads only array headers (once per file, a legacy arrays.npz opened once) and
+    names the array that no longer matches the counts recorded at registration."""
+    import numpy as np
+    from lego_core.data.processed import ARRAYS
+
+    datasets.add(write_mind(tmp_path / "MINDtiny"), name="tiny", copy=True)
+    folder = store.folder_of("tiny")
+    users = np.load(folder / ARRAYS / "users.npy")
+    if layout == "npy":
+        (folder / ARRAYS / "users.npy").unlink()  # a hard link shared with the processed copy: replace it
+        np.save(folder / ARRAYS / "users.npy", users[:-1])
+        where = folder / ARRAYS / "users.npy"
+    else:  # a format-1 registration: one zipped arrays.npz
+        arrays = {p.stem: np.load(p) for p in (folder / ARRAYS).glob("*.npy")}
+        arrays["users"] = users[:-1]
+        np.savez_compressed(folder / "arrays.npz", **arrays)
+        where = folder / "arrays.npz"
+    entry = next(e for e in datasets.available() if e["name"] == "tiny")
+    assert entry["loadable"] is False
+    assert entry["reason"] == (f"{where} does not match the counts recorded at registration "
+                               f"(users has {len(users) - 1:,} entries, expected {len(users):,}); register it again")

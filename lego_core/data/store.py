@@ -9,6 +9,8 @@ loading fully before anything is written, then writes the folder atomically.
 """
 from __future__ import annotations
 
+import contextlib
+
 import json
 import re
 import shutil
@@ -83,21 +85,18 @@ def _shape_problem(folder: Path, summary: object) -> str:
     old = folder / "arrays.npz"
     path = old if old.is_file() else folder / ARRAYS
     try:
-        for key, count in expected.items():
-            if not isinstance(count, int):
-                continue
-            if path == old:
-                with zipfile.ZipFile(path) as archive:
-                    if f"{key}.npy" not in archive.namelist():
-                        continue
-                    with archive.open(f"{key}.npy") as handle:
-                        shape = header_shape(handle)
-            else:
-                with open(path / f"{key}.npy", "rb") as handle:
+        with contextlib.ExitStack() as stack:
+            archive = stack.enter_context(zipfile.ZipFile(path)) if path == old else None  # opened once
+            stored = set(archive.namelist()) if archive is not None else None
+            for key, count in expected.items():
+                if not isinstance(count, int) or (stored is not None and f"{key}.npy" not in stored):
+                    continue
+                with (archive.open(f"{key}.npy") if archive is not None else open(path / f"{key}.npy", "rb")) as handle:
                     shape = header_shape(handle)
-            if shape[:1] != (count,):
-                return (f"{path if path == old else path / f'{key}.npy'} does not match the counts recorded at registration ({key} has "
-                        f"{shape[0] if shape else 0:,} entries, expected {count:,})")
+                if shape[:1] != (count,):
+                    where = path if archive is not None else path / f"{key}.npy"
+                    return (f"{where} does not match the counts recorded at registration ({key} has "
+                            f"{shape[0] if shape else 0:,} entries, expected {count:,})")
     except CORRUPT_ERRORS as exc:
         return f"{path} is unreadable ({describe(exc)})"
     return ""
