@@ -112,14 +112,6 @@ def _wait_idle(page, timeout: float = 60_000) -> None:
     page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
 
 
-def _choose(page, label: str, option: str, scope=None) -> None:
-    """Pick `option` in the st.selectbox labelled `label`."""
-    box = (scope or page).get_by_label(label, exact=True)
-    box.click()
-    page.get_by_role("option", name=option, exact=True).click()
-    _wait_idle(page)
-
-
 def _pick(page, box, option: str) -> None:
     """Pick `option` in the combobox `box` from the keyboard: a click does not always open the list
     (not the first after an expander opens), and Enter before the list is drawn selects nothing."""
@@ -206,7 +198,7 @@ def test_build_train_and_explore_in_a_real_browser(server):
             _shot(page, "01-datasets")
 
             sidebar = page.get_by_test_id("stSidebar")
-            _choose(page, "Dataset", "synthetic", sidebar)
+            _pick(page, sidebar.get_by_label("Dataset", exact=True), "synthetic")
             expect(page.get_by_test_id("stMetricValue").first).to_have_text("300")
             _nav(page, "Builder")
             _drag(page, "cnn (content)", 3)  # containers: 3 palettes, then content/behaviour/predictor slots

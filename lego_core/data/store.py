@@ -10,7 +10,6 @@ loading fully before anything is written, then writes the folder atomically.
 from __future__ import annotations
 
 import contextlib
-
 import json
 import re
 import shutil
