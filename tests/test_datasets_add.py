@@ -560,10 +560,15 @@ def test_a_registration_whose_arrays_disagree_with_its_counts_is_listed_unloadab
         (folder / ARRAYS / "users.npy").unlink()  # a hard link shared with the processed copy: replace it
         np.save(folder / ARRAYS / "users.npy", users[:-1])
         where = folder / ARRAYS / "users.npy"
-    else:  # a format-1 registration: one zipped arrays.npz
+    else:  # a format-1 registration: one zipped arrays.npz, no arrays/ folder
+        import shutil
+
         arrays = {p.stem: np.load(p) for p in (folder / ARRAYS).glob("*.npy")}
         arrays["users"] = users[:-1]
         np.savez_compressed(folder / "arrays.npz", **arrays)
+        shutil.rmtree(folder / ARRAYS)
+        meta = json.loads((folder / "meta.json").read_text())
+        (folder / "meta.json").write_text(json.dumps(meta | {"format": 1}))
         where = folder / "arrays.npz"
     entry = next(e for e in datasets.available() if e["name"] == "tiny")
     assert entry["loadable"] is False
