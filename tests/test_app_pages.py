@@ -511,6 +511,14 @@ def test_embeddings_map_and_user_highlight(with_runs):
     figure = json.loads(at.get("plotly_chart")[0].proto.spec)
     names = [trace.get("name") for trace in figure["data"]]
     assert "user recommended" in names and "user history" in names
+    # the items' traces are built once per map and kept: a highlight only adds its marks, and they
+    # are gone once the user is cleared
+    kept = at.session_state["emb-figures"]["map-a"][2]
+    at.selectbox(key="emb-user").set_value(None).run()
+    assert not at.exception and at.session_state["emb-figures"]["map-a"][2] is kept
+    cleared = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    assert "user recommended" not in [trace.get("name") for trace in cleared]
+    assert sum(_length(trace.get("x", [])) for trace in cleared) == TINY["n_items"]
 
 
 def test_users_page_lists_history_and_recommendations_with_clicks(with_runs):
