@@ -201,11 +201,8 @@ def _figure(frame, dataset_, key: str, title: str) -> tuple:
     return fig, coloured, kind
 
 
-def _map(run, frame, dataset_, key: str, title: str, ranges: dict | None = None) -> None:
-    """Scatter of one run's items; the user's, the found and the explained items on top; the
-    selected items listed below."""
-    fig, frame, kind = _figure(frame, dataset_, key, title)
-    marked = len(fig.data)
+def _marked_chart(run, fig, frame, dataset_, kind: str, key: str, ranges: dict | None):
+    """Draw `fig` with the user's, the found and the explained items added on top; the selection event."""
     if user is not None:
         try:
             history = frames.user_history(dataset_, user)["item_id"].tolist()
@@ -228,10 +225,17 @@ def _map(run, frame, dataset_, key: str, title: str, ranges: dict | None = None)
                           margin=dict(l=10, r=10, t=40, b=60))
     if ranges:  # aligned maps share their axes, so the same place means the same place
         fig.update_layout(xaxis_range=ranges["x"], yaxis_range=ranges["y"], title_font_size=13)
+    return st.plotly_chart(fig, width="stretch", key=key, on_select="rerun", selection_mode=("lasso", "box", "points"))
+
+
+def _map(run, frame, dataset_, key: str, title: str, ranges: dict | None = None) -> None:
+    """Scatter of one run's items; the user's, the found and the explained items on top; the
+    selected items listed below."""
+    fig, frame, kind = _figure(frame, dataset_, key, title)
+    marked = len(fig.data)
     try:
-        event = st.plotly_chart(fig, width="stretch", key=key, on_select="rerun",
-                                selection_mode=("lasso", "box", "points"))
-    finally:  # the kept figure goes back to its items alone
+        event = _marked_chart(run, fig, frame, dataset_, kind, key, ranges)
+    finally:  # the kept figure goes back to its items alone, whatever stopped the script
         fig.data = fig.data[:marked]
     points = (event or {}).get("selection", {}).get("points", []) if event else []
     chosen = {str(p["customdata"][0]) for p in points if p.get("customdata")}
