@@ -120,6 +120,36 @@ def test_max_age_zero_is_the_exact_path_gradients_included(content, tiny_dataset
         torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-3, atol=1e-5)
 
 
+@pytest.mark.parametrize("item_id", ["off", "add"])
+def test_rows_read_from_the_table_still_train_the_head_exactly(item_id, tiny_dataset):
+    """The table keeps the LM brick's pooled states, and its head (projection, then a hybrid's ID
+    vector) runs on every history row: at unchanged weights the head's, the ID table's and the
+    behaviour's gradients equal the exact path's; only the LM layers miss the table rows' share."""
+    recipe = tiny_recipe("lm_encoder", "additive", "dot", history_cache=True, history_max_age=5, amp=False,
+                         item_id=item_id, item_id_dropout=0.0).with_overrides(LM_TINY)
+    trainer = _trainer(recipe, tiny_dataset)
+    model, cache = trainer.model, trainer.history
+    model.eval()
+    inputs = _inputs(trainer, _batch(trainer, 0))
+    cache.begin_step()
+    with torch.no_grad():
+        model(*inputs, history_cache=cache)  # every row of the batch is now in the table
+    cache.begin_step()
+    grads = []
+    for table in (cache, None):
+        model.zero_grad(set_to_none=True)
+        model(*inputs, history_cache=table).logsumexp(dim=1).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert cache.reencoded == 0  # the second read took every history row from the table
+    cached, exact = grads
+    heads = [n for n in exact if not n.startswith("content.stack.")]
+    assert "content.proj.weight" in heads and ("item_ids.ids.weight" in heads) == (item_id == "add")
+    for name in heads:
+        torch.testing.assert_close(cached[name], exact[name], rtol=1e-4, atol=1e-6)
+    layers = [n for n in exact if n.startswith("content.stack.")]
+    assert layers and any(not torch.allclose(cached[n], exact[n]) for n in layers)
+
+
 def test_candidates_go_back_into_the_table_and_only_old_rows_are_re_encoded(tiny_dataset):
     recipe = tiny_recipe("cnn", "additive", "dot", history_cache=True, history_max_age=2)
     trainer = _trainer(recipe, tiny_dataset)

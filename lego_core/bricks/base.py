@@ -60,6 +60,15 @@ class ContentOperator(nn.Module):
         an LM): the trainer gives them the recipe's `lr_pretrained` instead of `lr`."""
         return []
 
+    def body(self, tokens: torch.Tensor | None, mask: torch.Tensor | None, item_ids: torch.Tensor) -> torch.Tensor:
+        """The costly part of `forward`, whose output the history cache keeps; `forward` equals
+        `head(body(...))`. An operator with a cheap, fast-moving last layer (the LM bricks' projection)
+        splits it off as `head`, which then runs on every history row with gradients."""
+        return self(tokens, mask, item_ids)
+
+    def head(self, body: torch.Tensor) -> torch.Tensor:
+        return body
+
 
 class BehaviorOperator(nn.Module):
     """Turns history item vectors into a user: `forward(items [B, H, D], mask [B, H] bool,

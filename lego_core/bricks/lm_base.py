@@ -61,12 +61,19 @@ class LMContentOperator(TextStates, ContentOperator):
         self.train(True)
 
     def forward(self, tokens: torch.Tensor | None, mask: torch.Tensor | None, item_ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(tokens, mask, item_ids))
+
+    def body(self, tokens: torch.Tensor | None, mask: torch.Tensor | None, item_ids: torch.Tensor) -> torch.Tensor:
+        """Pooled LM states [N, H]: everything but the projection."""
         groups = self.length_groups(item_ids)
         if len(groups) == 1:
-            return self._encode(item_ids)
-        vectors = torch.cat([self._encode(item_ids[g]) for g in groups])
+            return self._pooled(item_ids)
+        vectors = torch.cat([self._pooled(item_ids[g]) for g in groups])
         return vectors[torch.argsort(torch.cat(groups))]  # back to the order asked for
 
-    def _encode(self, item_ids: torch.Tensor) -> torch.Tensor:
+    def head(self, body: torch.Tensor) -> torch.Tensor:
+        return self.proj(body)
+
+    def _pooled(self, item_ids: torch.Tensor) -> torch.Tensor:
         hidden, token_mask = self.lm_states(item_ids)
-        return self.proj(self.pool(hidden, token_mask))
+        return self.pool(hidden, token_mask)

@@ -19,7 +19,7 @@ from lego_core.bricks.recipe import Recipe
 
 
 class HistoryTable(Protocol):
-    """Where a cached training step keeps item vectors (lego_core.training.history_cache)."""
+    """Where a cached training step keeps item bodies (lego_core.training.history_cache)."""
 
     def store(self, ids: torch.Tensor, vectors: torch.Tensor, num_items: int) -> None: ...
 
@@ -64,12 +64,19 @@ class Legommender(nn.Module):
     def encode_items(self, item_ids: torch.Tensor) -> torch.Tensor:
         """[N] item indices -> [N, D]; word tokens are trimmed to the longest text in the batch. With
         training.item_id, a learned ID vector is mixed in (never for cold items)."""
+        return self.item_heads(self.item_bodies(item_ids), item_ids)
+
+    def item_bodies(self, item_ids: torch.Tensor) -> torch.Tensor:
+        """The content brick's costly part (`ContentOperator.body`): what a history cache keeps."""
         if self.input_kind != WORD_TOKENS:
-            vectors = self.content(None, None, item_ids)
-        else:
-            mask = self.token_mask[item_ids]
-            length = max(int(mask.sum(dim=1).max()), 1) if len(item_ids) else 1
-            vectors = self.content(self.tokens[item_ids, :length], mask[:, :length], item_ids)
+            return self.content.body(None, None, item_ids)
+        mask = self.token_mask[item_ids]
+        length = max(int(mask.sum(dim=1).max()), 1) if len(item_ids) else 1
+        return self.content.body(self.tokens[item_ids, :length], mask[:, :length], item_ids)
+
+    def item_heads(self, bodies: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
+        """Item vectors from `item_bodies`: the content head, then the ID vector when mixed in."""
+        vectors = self.content.head(bodies)
         return vectors if self.item_ids is None else self.item_ids(vectors, item_ids)
 
     def encode_users(self, history_vectors: torch.Tensor, history_mask: torch.Tensor,
@@ -85,26 +92,25 @@ class Legommender(nn.Module):
     def forward(self, users: torch.Tensor, history: torch.Tensor, history_mask: torch.Tensor,
                 candidates: torch.Tensor, history_cache: HistoryTable | None = None) -> torch.Tensor:
         """users [B], history [B, H] item ids, history_mask [B, H], candidates [B, C] -> logits [B, C].
-        With `history_cache` (lego_core.training.history_cache) the candidates are encoded and go into
-        the cache; history vectors are read from it (rows it re-encodes, and candidates, with gradients)."""
+        With `history_cache` (lego_core.training.history_cache) the candidates' bodies are encoded and go
+        into the cache; other history rows' bodies are read from it (rows it re-encodes with gradients),
+        and the heads run on all of them."""
         b, h = history.shape
-        if history_cache is not None:
-            unique, inverse = torch.unique(candidates.reshape(-1), return_inverse=True)
-            encoded = self.encode_items(unique)
-            history_cache.store(unique, encoded, self.num_items)
-            candidate_vectors = encoded[inverse].view(b, candidates.shape[1], -1)
-            read, where = torch.unique(history.reshape(-1), return_inverse=True)
-            vectors = history_cache.lookup(self, read).to(encoded.dtype)
-            at = torch.searchsorted(unique, read).clamp(max=len(unique) - 1)
-            also_candidate = torch.nonzero(unique[at] == read).reshape(-1)  # read with the candidate's gradient
-            vectors = vectors.index_put((also_candidate,), encoded[at[also_candidate]])
-            history_vectors = vectors[where].view(b, h, -1)
-        else:
-            unique, inverse = torch.unique(torch.cat([history.reshape(-1), candidates.reshape(-1)]),
-                                           return_inverse=True)
+        unique, inverse = torch.unique(torch.cat([history.reshape(-1), candidates.reshape(-1)]), return_inverse=True)
+        if history_cache is None:
             vectors = self.encode_items(unique)
-            history_vectors = vectors[inverse[: b * h]].view(b, h, -1)
-            candidate_vectors = vectors[inverse[b * h:]].view(b, candidates.shape[1], -1)
+        else:  # the candidates' bodies are encoded and stored; the other rows are read from the cache
+            is_candidate = torch.zeros(len(unique), dtype=torch.bool, device=unique.device)
+            is_candidate[inverse[b * h:]] = True
+            fresh = self.item_bodies(unique[is_candidate])
+            history_cache.store(unique[is_candidate], fresh, self.num_items)
+            read = history_cache.lookup(self, unique[~is_candidate]).to(fresh.dtype)
+            bodies = torch.empty((len(unique), fresh.shape[1]), dtype=fresh.dtype, device=fresh.device)
+            bodies = bodies.index_put((torch.nonzero(is_candidate).reshape(-1),), fresh)
+            bodies = bodies.index_put((torch.nonzero(~is_candidate).reshape(-1),), read)
+            vectors = self.item_heads(bodies, unique)  # every row's head runs with gradients
+        history_vectors = vectors[inverse[: b * h]].view(b, h, -1)
+        candidate_vectors = vectors[inverse[b * h:]].view(b, candidates.shape[1], -1)
         user = self.encode_users(history_vectors, history_mask, users)
         return self.score(user, candidate_vectors, history_vectors, history_mask)
 

@@ -1,13 +1,16 @@
 """History cache with expiry (SpeedyFeed, Xiao et al., KDD 2022): history items come from a table.
 
 In a joint step most encoded items are history items (50 clicks per sample against 1 + K
-candidates), though their gradients carry much of the signal early in training. With the cache, only the batch's candidates go
-through the content brick with gradients; their vectors (detached) go back into a table of every
-item's vector with the step they were encoded at. A history slot reads its row from that table;
-a row older than `training.history_max_age` steps (or never encoded) is re-encoded first, by the
-same code path in the same mode and precision as the candidates, and with gradients like them (a
+candidates), though their gradients carry much of the signal early in training. With the cache, only
+the batch's candidates go through the content brick's costly `body` (for the LM bricks: the language
+model and pooling) with gradients; their bodies (detached) go back into a table of every item's body
+with the step it was encoded at. A history slot reads its row from that table; a row older than
+`training.history_max_age` steps (or never encoded) is re-encoded first, by the same code path in the
+same mode and precision as the candidates, and with gradients like them. The brick's `head` (the LM
+bricks' projection, then the item-ID vector of a hybrid) runs on every row with gradients: it is the
+part that moves fastest early in training, so a table of final vectors went stale within steps, and a
 history side without any gradient trained to 0.015 lower valid AUC after 60 steps even with every
-row re-encoded each step: docs/results.md, "History cache"). No periodic refresh of the whole
+row re-encoded each step (docs/results.md, "History cache"). No periodic refresh of the whole
 catalogue: a step re-encodes only the stale rows it reads; max age 0 is the exact path.
 
 The table is never checkpointed: it is emptied at each epoch start, so a run resumed from an
@@ -29,7 +32,7 @@ def enabled(recipe: Recipe) -> bool:
 
 
 class HistoryCache:
-    """A table of item vectors, each with the step it was encoded at; rows expire by age."""
+    """A table of item bodies, each with the step it was encoded at; rows expire by age."""
 
     def __init__(self, max_age: int):
         self.max_age = int(max_age)
@@ -55,13 +58,13 @@ class HistoryCache:
             self.stamps = torch.full((num_items,), NEVER, dtype=torch.long, device=vectors.device)
 
     def store(self, ids: torch.Tensor, vectors: torch.Tensor, num_items: int) -> None:
-        """Write freshly encoded vectors (detached) with the current step."""
+        """Write freshly encoded bodies (detached) with the current step."""
         self._ensure(vectors, num_items)
         self.table[ids] = vectors.detach().float()
         self.stamps[ids] = self.step
 
     def lookup(self, model, ids: torch.Tensor) -> torch.Tensor:
-        """[len(ids), D] vectors of distinct item `ids`. Rows older than max_age steps (or never
+        """Bodies of distinct item `ids` (`model.item_bodies`). Rows older than max_age steps (or never
         encoded) are re-encoded now, in one call as the exact path encodes its items, and carry
         gradients like the candidates; fresh rows come from the table without. With max_age 0
         every history row is re-encoded, which is the exact path."""
@@ -75,7 +78,7 @@ class HistoryCache:
         self.read_total += len(ids)
         if not len(stale):
             return self.table[ids]
-        encoded = model.encode_items(stale)
+        encoded = model.item_bodies(stale)
         self.store(stale, encoded, model.num_items)
         return self.table[ids].to(encoded.dtype).index_put((where,), encoded)
 
