@@ -64,9 +64,10 @@ class Training(_Strict):
     item_id_dropout: float = Field(0.2, ge=0, le=0.9, description="share of ID vectors dropped in training, "
                                    "so the model learns to score from content alone")
     history_cache: bool = Field(False, description="faster joint training of language-model bricks: a clicked "
-                                "item's vector is read from a table while it is at most history_max_age steps old "
-                                "(no gradient through it) instead of being encoded again; trades some accuracy "
-                                "for speed (docs/results.md, History cache)")
+                                "item's language-model output is read from a table while it is at most "
+                                "history_max_age steps old instead of being encoded again (the projection still "
+                                "trains on it; the language model does not); trades a little accuracy for speed "
+                                "(docs/results.md, History cache)")
     history_max_age: int = Field(5, ge=0, le=1_000_000, description="with the history cache: steps a row of the "
                                  "table is used before a history read re-encodes it (0: every step)")
     @model_validator(mode="before")
