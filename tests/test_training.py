@@ -1,6 +1,7 @@
 """Joint training end to end: every valid brick combination runs; NAML/NRMS learn a planted
 signal; cached and uncached evaluation agree; a resumed run equals an uninterrupted one."""
 import json
+import time
 
 import numpy as np
 import pytest
@@ -131,6 +132,21 @@ def test_a_run_resumed_mid_epoch_reports_the_whole_epochs_loss():
     assert [e["epoch"] for e in log.epochs] == [1]
     assert log.epochs[0]["loss"] == pytest.approx(whole.epochs[0]["loss"], rel=1e-6)
     assert log.epochs[0]["valid_auc"] == whole.epochs[0]["valid_auc"]
+
+
+def test_a_log_file_gets_the_bar_every_few_seconds_not_every_step(tiny_dataset, capsys):
+    """Into a file (not a terminal) the epoch bar redraws every 5 s; the loss shown beside it must
+    not force a redraw per step (a job's log.txt filled with one bar per step before)."""
+    trainer = train.Trainer(tiny_recipe(batch_size=2), MemoryLog(), checkpoints.MemoryCheckpointer(),
+                            progress=True, dataset=tiny_dataset)
+    trainer.setup()
+    capsys.readouterr()
+    start = time.monotonic()
+    trainer.train_epoch(0)
+    seconds = time.monotonic() - start
+    draws = capsys.readouterr().err.count("\r")
+    assert trainer.steps_per_epoch >= 20
+    assert 1 <= draws <= 3 + seconds / 5, (draws, seconds)
 
 
 def test_cli_train_and_evaluate(tmp_path, capsys):

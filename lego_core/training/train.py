@@ -243,7 +243,7 @@ class Trainer:
             self.state["global_step"] += 1
             self.state["loss_sum"] = self.state.get("loss_sum", 0.0) + value  # a checkpoint from before
             self.state["loss_steps"] = self.state.get("loss_steps", 0) + 1  # these keys: its steps are lost
-            bar.set_postfix(loss=f"{value:.4f}")
+            bar.set_postfix(loss=f"{value:.4f}", refresh=False)  # drawn at the next redraw, not now
             if self.dist.main and (step + 1) % self.t.log_every == 0:
                 self.log.step({"epoch": epoch, "step": step + 1, "global_step": self.state["global_step"],
                                "loss": float(np.mean(losses[-self.t.log_every:]))})
