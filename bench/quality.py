@@ -195,6 +195,8 @@ def cold_row(model: str, rows: list[dict]) -> str:
     """One line of the cold-start table: the mean ± spread of each measure over `rows` (one per seed)."""
     def cell(part: str, metric: str) -> str:
         values = [r[part][metric] for r in rows if metric in r.get(part, {})]
+        if len(values) == 1:
+            return f"{values[0]:.3f}"  # one seed: no spread to show
         return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if values else "-"
     seeds = ", ".join(str(r["seed"]) for r in rows)
     seconds = np.mean([r["seconds"] for r in rows])
