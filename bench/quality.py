@@ -131,7 +131,7 @@ def earlier_rows() -> dict[str, str]:
 def cold_table(args) -> None:
     """Each model x seed on MovieLens-100k with `args.cold` of the items cold; mean +- spread table.
     Rows of models not in `args.models` keep their earlier figures (a language-model row takes an
-    hour a seed, so it is added without rerunning the rest)."""
+    hour or more a seed, so it is added without rerunning the rest)."""
     root = cache_dir("bench_runs", "cold")
     results: dict[str, list[dict]] = {}
     for seed in args.seeds:
@@ -212,6 +212,7 @@ def cold_rows() -> dict[str, str]:
     block = text[text.index(COLD_BEGIN):text.index(COLD_END)]
     return {line.split("|")[1].strip(): line for line in block.splitlines()
             if line.startswith("| ") and not line.startswith("| model")}
+
 
 if __name__ == "__main__":
     main()
