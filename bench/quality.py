@@ -123,7 +123,11 @@ def main() -> None:
 def earlier_rows() -> dict[str, str]:
     """{model: its table line} of the main table in docs/results.md as it stands."""
     text = RESULTS.read_text() if RESULTS.exists() else ""
-    table = text.split("\n<!-- ")[0]
+    return table_rows(text.split("\n<!-- ")[0])
+
+
+def table_rows(table: str) -> dict[str, str]:
+    """{model: its line} of the markdown table rows in `table` (header and rule left out)."""
     return {line.split("|")[1].strip(): line for line in table.splitlines()
             if line.startswith("| ") and not line.startswith("| model")}
 
@@ -209,9 +213,7 @@ def cold_rows() -> dict[str, str]:
     text = RESULTS.read_text() if RESULTS.exists() else ""
     if COLD_BEGIN not in text:
         return {}
-    block = text[text.index(COLD_BEGIN):text.index(COLD_END)]
-    return {line.split("|")[1].strip(): line for line in block.splitlines()
-            if line.startswith("| ") and not line.startswith("| model")}
+    return table_rows(text[text.index(COLD_BEGIN):text.index(COLD_END)])
 
 
 if __name__ == "__main__":
